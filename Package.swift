@@ -1,0 +1,84 @@
+// swift-tools-version:6.0
+//
+// Forklift: a pre-forking FastCGI application server for Swift plugins.
+//
+// The import graph, bottom to top:
+//   CFastCGI, CForkliftABI, CForkliftSys        C: libfcgi, the plugin ABI header, signal/fork/proctitle shims
+//   ForkliftSystem                              Swift wrappers over the syscalls (one place each)
+//   ForkliftConfig, ForkliftLogging             pure configuration values; log line format
+//   ForkliftWorker                              libfcgi accept loop, routing, the ABI's request/response
+//   ForkliftHost                                dlopen + preload, forks and supervises workers
+//   ForkliftMaster                              plugin-free supervisor of hosts; receives the host body
+//   forklift                                    the CLI wiring it together
+//   ForkliftPlugin                              the SDK plugins link; depends on CForkliftABI only
+import PackageDescription
+
+let package = Package(
+    name: "Forklift",
+    products: [
+        .executable(name: "forklift", targets: ["forklift"]),
+        .library(name: "ForkliftPlugin", targets: ["ForkliftPlugin"]),
+        // Example plugins: each is a shared object the host dlopen()s.
+        .library(name: "Hello", type: .dynamic, targets: ["Hello"]),
+        .library(name: "Echo", type: .dynamic, targets: ["Echo"]),
+        // Fixtures the integration tests load: not examples, not installed.
+        .library(name: "ForkliftTestSlow", type: .dynamic, targets: ["ForkliftTestSlow"]),
+        .library(name: "ForkliftTestNotAPlugin", type: .dynamic, targets: ["ForkliftTestNotAPlugin"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
+    ],
+    targets: [
+        // MARK: C at the bottom
+        .systemLibrary(
+            name: "CFastCGI",
+            path: "Sources/CFastCGI",
+            pkgConfig: "fcgi",
+            providers: [.apt(["libfcgi-dev"])]
+        ),
+        .target(name: "CForkliftABI", path: "Sources/CForkliftABI"),
+        .target(name: "CForkliftSys", path: "Sources/CForkliftSys"),
+
+        // MARK: the server
+        .target(name: "ForkliftSystem", dependencies: ["CForkliftSys"]),
+        .target(name: "ForkliftConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(
+            name: "ForkliftLogging",
+            dependencies: ["ForkliftSystem", "ForkliftConfig", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "ForkliftWorker",
+            dependencies: ["CFastCGI", "CForkliftABI", "CForkliftSys", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging"]
+        ),
+        .target(
+            name: "ForkliftHost",
+            dependencies: ["CForkliftABI", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftWorker"]
+        ),
+        .target(
+            name: "ForkliftMaster",
+            dependencies: ["ForkliftSystem", "ForkliftConfig", "ForkliftLogging"]
+        ),
+        .executableTarget(
+            name: "forklift",
+            dependencies: [
+                "ForkliftMaster", "ForkliftHost", "ForkliftConfig", "ForkliftLogging", "ForkliftSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: the SDK and the example plugins
+        .target(name: "ForkliftPlugin", dependencies: ["CForkliftABI"]),
+        .target(name: "Hello", dependencies: ["ForkliftPlugin"], path: "Plugins/Hello"),
+        .target(name: "Echo", dependencies: ["ForkliftPlugin"], path: "Plugins/Echo"),
+
+        // MARK: tests
+        .target(name: "ForkliftTestSlow", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Slow"),
+        .target(name: "ForkliftTestNotAPlugin", path: "Tests/Fixtures/NotAPlugin"),
+        .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem"], path: "Tests/ForkliftTestSupport"),
+        .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig"]),
+        .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker"]),
+        .testTarget(name: "ForkliftIntegrationTests", dependencies: ["ForkliftTestSupport"]),
+    ]
+)

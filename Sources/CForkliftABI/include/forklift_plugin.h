@@ -1,0 +1,136 @@
+/*
+ * forklift_plugin.h -- the Forklift plugin ABI.
+ *
+ * This header is the whole contract between the Forklift host and a plugin shared object.
+ * Only C types cross it: no Swift class, String or Array, because every plugin links its own
+ * copy of the Swift SDK and the runtime treats those copies as different types.
+ *
+ * A plugin exports one symbol, FORKLIFT_ENTRY_SYMBOL, a function returning a pointer to a
+ * static forklift_plugin. The host checks abi_version and struct_size before touching any
+ * other field. Hooks, by the process they run in:
+ *
+ *   preload      the pool's host process, once, before any worker is forked: load big data here
+ *   worker_init  each worker, right after fork, before its first request
+ *   handle       each worker, once per request routed to this plugin
+ *   worker_exit  each worker, when it leaves (recycled or stopped); not after a crash
+ *
+ * Hooks return FORKLIFT_OK (0) on success. On failure they return FORKLIFT_FAILED and write a
+ * NUL-terminated message into error->message (at most FORKLIFT_ERROR_CAPACITY bytes with the
+ * NUL); the host logs it with the plugin's name.
+ *
+ * docs/plugin-abi.md explains every field with a complete plugin in C.
+ */
+#ifndef FORKLIFT_PLUGIN_H
+#define FORKLIFT_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever a field changes meaning or moves. Appending fields keeps the version and
+ * grows struct_size, so an older plugin stays loadable by a newer host. */
+#define FORKLIFT_ABI_VERSION 1u
+
+/* The symbol every plugin exports: `const forklift_plugin *forklift_plugin_entry(void);` */
+#define FORKLIFT_ENTRY_SYMBOL "forklift_plugin_entry"
+
+#define FORKLIFT_ERROR_CAPACITY 1024
+
+enum {
+    FORKLIFT_OK = 0,
+    FORKLIFT_FAILED = 1,
+};
+
+/* Levels for forklift_host_api.log, lowest first. */
+enum {
+    FORKLIFT_LOG_DEBUG = 0,
+    FORKLIFT_LOG_INFO = 1,
+    FORKLIFT_LOG_NOTICE = 2,
+    FORKLIFT_LOG_WARNING = 3,
+    FORKLIFT_LOG_ERROR = 4,
+};
+
+/* Where a failing hook explains itself. Owned by the host; valid for the duration of the call. */
+typedef struct forklift_error {
+    char message[FORKLIFT_ERROR_CAPACITY];
+} forklift_error;
+
+/* Opaque handles owned by the host, valid only during the handle() call they are passed to. */
+typedef struct forklift_request forklift_request;
+typedef struct forklift_response forklift_response;
+
+/* One entry of the plugin's `settings` table, flattened: nested tables become dotted keys
+ * ("model.path"); strings are given raw, numbers and booleans as TOML writes them, arrays
+ * as JSON text. */
+typedef struct forklift_setting {
+    const char *key;
+    const char *value;
+} forklift_setting;
+
+/* What the host tells a plugin about its configuration at preload. The pointers stay valid
+ * for the life of the process, so a plugin may keep them. */
+typedef struct forklift_plugin_config {
+    uint32_t struct_size;             /* sizeof(forklift_plugin_config) as the host saw it */
+    const char *instance_name;        /* NAME in [pool.POOL.plugin.NAME] */
+    const char *pool_name;            /* POOL */
+    const char *route;                /* the route prefix this instance serves, e.g. "/hello" */
+    const forklift_setting *settings; /* settings_count entries, in the order of the file */
+    size_t settings_count;
+    const char *settings_json;        /* the whole settings table as a JSON object */
+} forklift_plugin_config;
+
+/* The host's services. One copy per plugin instance; its address never changes, so keep it. */
+typedef struct forklift_host_api {
+    uint32_t abi_version;             /* FORKLIFT_ABI_VERSION of the host */
+    uint32_t struct_size;             /* sizeof(forklift_host_api) as the host saw it */
+    void *host_context;               /* the host's; pass the api back, never read this */
+
+    /* Log a message (not NUL-terminated; `length` bytes) with the plugin's name attached.
+     * Usable from every hook and from any thread the plugin runs. */
+    void (*log)(const struct forklift_host_api *api, int level, const char *message, size_t length);
+
+    /* The value of the FastCGI param `name` (e.g. "REQUEST_METHOD"), or NULL when absent. */
+    const char *(*request_param)(const forklift_request *request, const char *name);
+    /* Every param in the order the client sent them, as a NULL-terminated array of
+     * "NAME=VALUE" strings (libfcgi's envp, zero-copy). */
+    const char *const *(*request_params)(const forklift_request *request);
+    /* Read up to `capacity` bytes of the request body. Returns the number of bytes read,
+     * 0 at the end of the body, -1 if the client went away. */
+    long (*request_read)(forklift_request *request, void *buffer, size_t capacity);
+
+    /* Set the status code (default 200). Fails once headers were sent. */
+    int (*response_set_status)(forklift_response *response, int status);
+    /* Add a header line. Fails once headers were sent, or on CR/LF in name or value. */
+    int (*response_add_header)(forklift_response *response, const char *name, const char *value);
+    /* Write body bytes; the first write sends the status and headers. */
+    int (*response_write)(forklift_response *response, const void *data, size_t length);
+    /* Send what is buffered to the client now (headers too, if not sent yet). */
+    int (*response_flush)(forklift_response *response);
+} forklift_host_api;
+
+/* What a plugin exports. Every hook but handle may be NULL. `state` is whatever preload
+ * stored in *state; the host passes it back to every later hook. */
+typedef struct forklift_plugin {
+    uint32_t abi_version;             /* FORKLIFT_ABI_VERSION the plugin was compiled against */
+    uint32_t struct_size;             /* sizeof(forklift_plugin) as the plugin saw it */
+    const char *name;                 /* short name, e.g. "hello" */
+    const char *version;              /* shown in logs, e.g. "1.2.0" */
+
+    int (*preload)(const forklift_host_api *host, const forklift_plugin_config *config,
+                   void **state, forklift_error *error);
+    int (*worker_init)(void *state, forklift_error *error);
+    int (*handle)(void *state, forklift_request *request, forklift_response *response,
+                  forklift_error *error);
+    void (*worker_exit)(void *state);
+} forklift_plugin;
+
+typedef const forklift_plugin *(*forklift_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FORKLIFT_PLUGIN_H */

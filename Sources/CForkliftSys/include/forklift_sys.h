@@ -1,0 +1,68 @@
+/*
+ * forklift_sys.h -- the few things Swift cannot do itself, or cannot do safely.
+ *
+ * - Signal handlers: a C function that only writes the signal number to a self-pipe
+ *   (Swift 6 rejects the mutable C global such a handler needs).
+ * - Variadic or macro-only libc calls (prctl, fcntl, the W* status macros).
+ * - The process title, which needs the original argv captured before main().
+ */
+#ifndef FORKLIFT_SYS_H
+#define FORKLIFT_SYS_H
+
+#include <sys/types.h>
+#include <stddef.h>
+
+/* Signals ------------------------------------------------------------------------------ */
+
+/* Route caught signals to `write_fd` (non-blocking), one byte per signal: the number. */
+void forklift_signal_pipe_set(int write_fd);
+/* Catch `signo` with the pipe-writing handler. `restart` sets SA_RESTART, so a slow
+ * syscall in progress (a read inside libfcgi) is resumed instead of failing with EINTR. */
+int forklift_signal_catch(int signo, int restart);
+int forklift_signal_default(int signo);
+int forklift_signal_ignore(int signo);
+/* Block every signal, returning the previous mask in *old (for fork). */
+int forklift_signals_block_all(void *old_mask, size_t mask_size);
+int forklift_signals_set_mask(const void *mask, size_t mask_size);
+int forklift_signals_unblock_all(void);
+size_t forklift_sigset_size(void);
+
+/* Processes ---------------------------------------------------------------------------- */
+
+pid_t forklift_fork(void);
+int forklift_pipe2(int fds[2], int flags); /* pipe2 is a GNU extension Swift does not see */
+int forklift_set_parent_death_signal(int signo);
+int forklift_set_name(const char *name); /* PR_SET_NAME: the 15-char comm */
+
+int forklift_wifexited(int status);
+int forklift_wexitstatus(int status);
+int forklift_wifsignaled(int status);
+int forklift_wtermsig(int status);
+int forklift_wcoredump(int status);
+
+/* File descriptors --------------------------------------------------------------------- */
+
+int forklift_set_nonblocking(int fd, int on);
+int forklift_set_cloexec(int fd, int on);
+
+/* Bytes buffered in stdout/stderr that were never flushed (a fork would duplicate them). */
+size_t forklift_stdio_pending(void);
+
+/* Process title ------------------------------------------------------------------------ */
+
+/* Overwrite the argv area so `ps` shows `title`. The environment is moved out of the way
+ * first, as nginx does. Safe to call repeatedly; truncates to the space argv and environ
+ * had at startup. */
+void forklift_set_process_title(const char *title);
+
+
+
+/* epoll (not in Swift's Glibc module; epoll_event is packed on x86_64) ------------------ */
+
+int forklift_epoll_create(void);
+/* Watch `fd` for readability; `exclusive` sets EPOLLEXCLUSIVE (wake one waiter, not all). */
+int forklift_epoll_add(int epfd, int fd, int exclusive);
+/* Wait; the descriptors that became readable are stored in ready_fds. Returns their count. */
+int forklift_epoll_wait(int epfd, int *ready_fds, int max_ready, int timeout_ms);
+
+#endif

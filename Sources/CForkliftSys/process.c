@@ -1,0 +1,37 @@
+#define _GNU_SOURCE
+#include "forklift_sys.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdio_ext.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+pid_t forklift_fork(void) { return fork(); }
+int forklift_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+int forklift_set_parent_death_signal(int signo) { return prctl(PR_SET_PDEATHSIG, signo, 0, 0, 0); }
+int forklift_set_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
+
+int forklift_wifexited(int status) { return WIFEXITED(status); }
+int forklift_wexitstatus(int status) { return WEXITSTATUS(status); }
+int forklift_wifsignaled(int status) { return WIFSIGNALED(status); }
+int forklift_wtermsig(int status) { return WTERMSIG(status); }
+int forklift_wcoredump(int status) { return WCOREDUMP(status); }
+
+int forklift_set_nonblocking(int fd, int on) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+    return fcntl(fd, F_SETFL, flags);
+}
+
+int forklift_set_cloexec(int fd, int on) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) return -1;
+    flags = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+    return fcntl(fd, F_SETFD, flags);
+}
+
+size_t forklift_stdio_pending(void) { return __fpending(stdout) + __fpending(stderr); }

@@ -1,0 +1,112 @@
+/// Everything `conf.d/*.toml` says, validated: paths absolute, durations in seconds.
+public struct Configuration: Equatable, Sendable {
+    public var global: GlobalSettings
+    public var pools: [PoolSettings]
+    /// The files read, in the order they were read.
+    public var files: [String]
+
+    public init(global: GlobalSettings, pools: [PoolSettings], files: [String]) {
+        self.global = global
+        self.pools = pools
+        self.files = files
+    }
+}
+
+public enum LogLevel: String, CaseIterable, Comparable, Sendable {
+    case debug, info, notice, warning, error
+
+    public static func < (a: LogLevel, b: LogLevel) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+}
+
+/// The `[global]` table.
+public struct GlobalSettings: Equatable, Sendable {
+    /// Directory relative paths resolve against. Default: the parent of the configuration directory.
+    public var prefix: String
+    /// Where the master writes its pid. Default: `forklift.pid` under `prefix`.
+    public var pidFile: String
+    /// Log file; nil means standard error.
+    public var errorLog: String?
+    public var logLevel: LogLevel = .notice
+    /// How long a stop waits for busy workers before KILL. 0 means forever.
+    public var dieTimeout: Double = 60
+
+    public init(prefix: String, pidFile: String, errorLog: String? = nil, logLevel: LogLevel = .notice, dieTimeout: Double = 60) {
+        self.prefix = prefix
+        self.pidFile = pidFile
+        self.errorLog = errorLog
+        self.logLevel = logLevel
+        self.dieTimeout = dieTimeout
+    }
+}
+
+/// Where a pool listens.
+public enum ListenAddress: Equatable, Hashable, CustomStringConvertible, Sendable {
+    case unix(path: String)
+    case tcp(host: String, port: UInt16)
+
+    public var description: String {
+        switch self {
+        case .unix(let path): path
+        case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        }
+    }
+}
+
+public enum ProcessManager: String, Equatable, Sendable {
+    /// A fixed number of workers, `max_children`.
+    case `static`
+}
+
+/// A `[pool.NAME]` table.
+public struct PoolSettings: Equatable, Sendable {
+    public var name: String
+    public var listen: ListenAddress
+    public var listenBacklog: Int32 = 511
+    public var processManager: ProcessManager = .static
+    public var maxChildren: Int
+    /// Requests a worker serves before it is replaced; 0 = never.
+    public var maxRequests: Int = 0
+    /// Each worker's limit is `maxRequests` plus a random 0...jitter, so they do not all
+    /// restart at once.
+    public var maxRequestsJitter: Int = 0
+    public var plugins: [PluginSettings]
+
+    public init(name: String, listen: ListenAddress, maxChildren: Int, plugins: [PluginSettings]) {
+        self.name = name
+        self.listen = listen
+        self.maxChildren = maxChildren
+        self.plugins = plugins
+    }
+}
+
+/// A `[pool.POOL.plugin.NAME]` table.
+public struct PluginSettings: Equatable, Sendable {
+    public var name: String
+    /// Absolute path of the shared object.
+    public var path: String
+    /// The path prefix this plugin serves, e.g. "/hello".
+    public var route: String
+    /// The `settings` table flattened to (dotted key, value as text), sorted by key.
+    public var settings: [Setting]
+    /// The `settings` table as JSON.
+    public var settingsJSON: String
+
+    public struct Setting: Equatable, Sendable {
+        public var key: String
+        public var value: String
+        public init(key: String, value: String) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    public init(name: String, path: String, route: String, settings: [Setting] = [], settingsJSON: String = "{}") {
+        self.name = name
+        self.path = path
+        self.route = route
+        self.settings = settings
+        self.settingsJSON = settingsJSON
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import TOMLKit
+
+/// Reads `conf.d/*.toml` in lexical order into a validated `Configuration`.
+///
+/// `[global]` may appear in several files; a later file's key overrides an earlier one's (so
+/// `99-local.toml` can adjust `00-global.toml`). A pool is defined in exactly one file.
+public enum ConfigurationLoader {
+    static let globalKeys = ["pid", "error_log", "log_level", "die_timeout", "prefix"]
+    static let poolKeys = ["listen", "listen_backlog", "pm", "max_children", "max_requests", "max_requests_jitter", "plugin"]
+    static let pluginKeys = ["path", "route", "settings"]
+
+    /// Loads every `*.toml` file of `directory`.
+    public static func load(directory: String) throws(ConfigurationError) -> Configuration {
+        let directoryURL = URL(fileURLWithPath: directory).standardizedFileURL
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directoryURL.path)
+        } catch {
+            throw ConfigurationError(file: directory, key: nil, "cannot read the configuration directory: \(describe(error))")
+        }
+        var files: [(name: String, contents: String)] = []
+        for name in names.filter({ $0.hasSuffix(".toml") }).sorted() {
+            let path = directoryURL.appendingPathComponent(name).path
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigurationError(file: path, key: nil, "cannot read the file")
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw ConfigurationError(file: path, key: nil, "is not valid UTF-8")
+            }
+            files.append((path, text))
+        }
+        guard !files.isEmpty else {
+            throw ConfigurationError(file: directoryURL.path, key: nil, "no *.toml files in the configuration directory")
+        }
+        return try parse(files: files, configurationDirectory: directoryURL.path)
+    }
+
+    /// Parses already-read files (named as they should appear in errors), in the given order.
+    public static func parse(files: [(name: String, contents: String)], configurationDirectory: String) throws(ConfigurationError) -> Configuration {
+        var draft = Draft()
+        for file in files {
+            let table: TOMLTable
+            do {
+                table = try TOMLTable(string: file.contents)
+            } catch let error as TOMLParseError {
+                let at = error.source.begin
+                throw ConfigurationError(file: file.name, key: nil, "line \(at.line), column \(at.column): \(error.description)")
+            } catch {
+                throw ConfigurationError(file: file.name, key: nil, "\(error)")
+            }
+            try read(TableReader(table, file: file.name, path: ""), into: &draft)
+        }
+        var configuration = try draft.resolve(configurationDirectory: configurationDirectory, lastFile: files.last?.name ?? configurationDirectory)
+        configuration.files = files.map(\.name)
+        return configuration
+    }
+
+    private static func read(_ root: TableReader, into draft: inout Draft) throws(ConfigurationError) {
+        if let global = try root.subtable("global") {
+            try readGlobal(TableReader(global, file: root.file, path: "global"), into: &draft)
+        }
+        for (name, pool) in try root.tables(in: "pool") {
+            if let earlier = draft.pools.first(where: { $0.name == name }) {
+                throw pool.error(nil, "pool \"\(name)\" is already defined in \(earlier.file)")
+            }
+            draft.pools.append(try readPool(name: name, pool))
+        }
+        try root.rejectUnknownKeys(allowed: ["[global]", "[pool.NAME]"])
+    }
+
+    private static func readGlobal(_ table: TableReader, into draft: inout Draft) throws(ConfigurationError) {
+        if let prefix = try table.string("prefix") { draft.prefix = prefix }
+        if let pid = try table.string("pid") { draft.pid = pid }
+        if let log = try table.string("error_log") { draft.errorLog = log }
+        if let level = try table.oneOf("log_level", LogLevel.self, choices: LogLevel.allCases) { draft.logLevel = level }
+        if let timeout = try table.duration("die_timeout") { draft.dieTimeout = timeout }
+        try table.rejectUnknownKeys(allowed: globalKeys)
+    }
+
+    private static func readPool(name: String, _ table: TableReader) throws(ConfigurationError) -> Draft.Pool {
+        guard PoolNames.isValid(name) else {
+            throw table.error(nil, "a pool name may hold letters, digits, '-' and '_' only")
+        }
+        let listen = try table.requiredString("listen")
+        var pool = Draft.Pool(name: name, file: table.file, listen: listen, listenKey: table.keyPath("listen"))
+        if let backlog = try table.integer("listen_backlog", atLeast: 1, atMost: 65535) { pool.backlog = Int32(backlog) }
+        _ = try table.oneOf("pm", ProcessManager.self, choices: [.static])
+        guard let children = try table.integer("max_children", atLeast: 1, atMost: 10_000) else {
+            throw table.error("max_children", "is required (the number of workers, 1 or more)")
+        }
+        pool.maxChildren = children
+        pool.maxRequests = try table.integer("max_requests", atLeast: 0) ?? 0
+        pool.maxRequestsJitter = try table.integer("max_requests_jitter", atLeast: 0) ?? 0
+        for (pluginName, plugin) in try table.tables(in: "plugin") {
+            pool.plugins.append(try readPlugin(name: pluginName, plugin))
+        }
+        guard !pool.plugins.isEmpty else {
+            throw table.error("plugin", "is required: at least one [\(table.path).plugin.NAME] table with path and route")
+        }
+        var seenRoutes: [String: String] = [:]
+        for plugin in pool.plugins {
+            if let other = seenRoutes[plugin.route] {
+                throw table.error("plugin.\(plugin.name).route", "route \"\(plugin.route)\" is already served by plugin \"\(other)\"")
+            }
+            seenRoutes[plugin.route] = plugin.name
+        }
+        try table.rejectUnknownKeys(allowed: poolKeys)
+        return pool
+    }
+
+    private static func readPlugin(name: String, _ table: TableReader) throws(ConfigurationError) -> Draft.Plugin {
+        let path = try table.requiredString("path")
+        let route = try table.requiredString("route")
+        guard route.hasPrefix("/") else {
+            throw table.error("route", "expected a path prefix starting with \"/\", got \"\(route)\"")
+        }
+        var settings: [PluginSettings.Setting] = []
+        var json = "{}"
+        if let table = try table.subtable("settings") {
+            settings = flatten(table, prefix: "")
+            json = ValueText.jsonObject(table)
+        }
+        try table.rejectUnknownKeys(allowed: pluginKeys)
+        return Draft.Plugin(name: name, path: path, route: route, settings: settings, settingsJSON: json)
+    }
+
+    /// Nested tables become dotted keys; arrays stay whole, as JSON text.
+    private static func flatten(_ table: TOMLTable, prefix: String) -> [PluginSettings.Setting] {
+        table.keys.flatMap { key -> [PluginSettings.Setting] in
+            let value = table[key]!
+            let dotted = prefix.isEmpty ? key : "\(prefix).\(key)"
+            if let nested = value.table { return flatten(nested, prefix: dotted) }
+            return [PluginSettings.Setting(key: dotted, value: ValueText.setting(value))]
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription
+    }
+}
+
+enum PoolNames {
+    static func isValid(_ name: String) -> Bool {
+        !name.isEmpty && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" }
+    }
+}

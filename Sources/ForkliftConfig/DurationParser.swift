@@ -1,0 +1,22 @@
+/// Durations as PHP-FPM writes them, plus compound ones: a number of seconds (`30`, `0.5`)
+/// or a string of number+unit parts (`"500ms"`, `"10s"`, `"2m"`, `"1h"`, `"1m30s"`).
+public enum DurationParser {
+    public static func seconds(fromString text: String) -> Double? {
+        let units: [(suffix: String, seconds: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
+        var rest = Substring(text.filter { !$0.isWhitespace })
+        guard !rest.isEmpty else { return nil }
+        if let plain = Double(rest), plain >= 0 { return plain }
+        var total = 0.0
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isNumber || $0 == "." }
+            guard !number.isEmpty, let value = Double(number) else { return nil }
+            rest = rest.dropFirst(number.count)
+            // "ms" is listed before "m", so "500ms" is never read as minutes.
+            guard let unit = units.first(where: { rest.hasPrefix($0.suffix) }) else { return nil }
+            rest = rest.dropFirst(unit.suffix.count)
+            total += value * unit.seconds
+        }
+        return total
+    }
+
+}

@@ -1,0 +1,80 @@
+import ForkliftConfig
+import Glibc
+import Logging
+
+/// One line per event:
+/// `2026-11-21 12:00:00.123 NOTICE [worker pool=www gen=1 pid=4242] message key=value`
+public struct ForkliftLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+
+    /// The level is the process-wide `log_level`, not per logger.
+    public var logLevel: Logger.Level {
+        get { Self.swiftLogLevel(LogDestination.level) }
+        set {}
+    }
+
+    public init(label: String) {}
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let explicit = event.metadata { merged.merge(explicit) { $1 } }
+        if let error = event.error { merged["error"] = "\(error)" }
+        let level = event.level
+        let message = event.message
+        let fields = merged.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+        let identity = ProcessIdentity.current
+        let text = "\(Self.timestamp()) \(Self.name(level)) [\(identity) pid=\(getpid())] \(message)\(fields)\n"
+        LogDestination.write(text)
+    }
+
+    static func name(_ level: Logger.Level) -> String {
+        switch level {
+        case .trace, .debug: "DEBUG"
+        case .info: "INFO"
+        case .notice: "NOTICE"
+        case .warning: "WARNING"
+        case .error: "ERROR"
+        case .critical: "CRITICAL"
+        }
+    }
+
+    static func swiftLogLevel(_ filter: LogLevel) -> Logger.Level {
+        switch filter {
+        case .debug: .debug
+        case .info: .info
+        case .notice: .notice
+        case .warning: .warning
+        case .error: .error
+        }
+    }
+
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var parts = tm()
+        var seconds = now.tv_sec
+        localtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let digits = String(value)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        return "\(parts.tm_year + 1900)-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2)) "
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(now.tv_nsec / 1_000_000), 3))"
+    }
+}
+
+public enum ForkliftLogging {
+    /// Installs the handler for the whole process tree; call once, first thing in main.
+    public static func bootstrap() {
+        LoggingSystem.bootstrap { ForkliftLogHandler(label: $0) }
+    }
+
+    /// The logger everything in Forklift uses.
+    public static let logger = Logger(label: "forklift")
+}

@@ -1,0 +1,49 @@
+import ForkliftConfig
+import ForkliftSystem
+import Glibc
+import Synchronization
+
+/// Where log lines go: standard error, or a file opened for appending. Shared by every
+/// process (children inherit the descriptor); each line is one write(), so lines from
+/// different processes do not interleave.
+public enum LogDestination {
+    struct State {
+        var fd: Int32 = 2
+        var path: String?
+        var level: LogLevel = .notice
+    }
+
+    static let state = Mutex(State())
+
+    /// Log to `path` (created if missing), or to standard error when nil.
+    public static func open(path: String?) throws {
+        guard let path else {
+            state.withLock { $0.fd = 2; $0.path = nil }
+            return
+        }
+        let fd = try retryingSyscall("open(\(path))") { Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640) }
+        let old = state.withLock { state -> Int32 in
+            let old = state.fd
+            state.fd = fd
+            state.path = path
+            return old
+        }
+        if old > 2 { closeDescriptor(old) }
+    }
+
+    /// Reopen the log file (after logrotate moved it away).
+    public static func reopen() throws {
+        try open(path: state.withLock { $0.path })
+    }
+
+    public static var level: LogLevel {
+        get { state.withLock { $0.level } }
+        set { state.withLock { $0.level = newValue } }
+    }
+
+    static func write(_ line: String) {
+        let fd = state.withLock { $0.fd }
+        try? writeAll(fd, line)
+    }
+}
+

@@ -1,0 +1,97 @@
+import CForkliftSys
+import Glibc
+
+/// How a child ended, as waitpid reports it.
+public enum ExitStatus: Equatable, CustomStringConvertible, Sendable {
+    case exited(Int32)
+    case signaled(UnixSignal, coreDumped: Bool)
+
+    init(waitStatus status: Int32) {
+        if forklift_wifsignaled(status) != 0 {
+            self = .signaled(UnixSignal(forklift_wtermsig(status)), coreDumped: forklift_wcoredump(status) != 0)
+        } else {
+            self = .exited(forklift_wexitstatus(status))
+        }
+    }
+
+    public var isSuccess: Bool { self == .exited(0) }
+
+    public var description: String {
+        switch self {
+        case .exited(let code): "exited with status \(code)"
+        case .signaled(let signal, let core): "was killed by \(signal)" + (core ? " (core dumped)" : "")
+        }
+    }
+}
+
+public enum ChildProcess {
+    /// Forks a child that runs `body` and never returns into the caller's stack.
+    ///
+    /// Signals are blocked across fork(): a signal delivered between fork() and the child's
+    /// own setup would otherwise run the parent's handler and write into the parent's
+    /// self-pipe. In the child, `prepareChild` runs (still blocked) to reset what the parent
+    /// installed; then signals are unblocked and `body` runs.
+    public static func spawn(prepareChild: () -> Void = {}, _ body: () -> Never) throws -> pid_t {
+        // Unflushed stdio would be written twice, once by each process.
+        fflush(nil)
+        var oldMask = [UInt8](repeating: 0, count: forklift_sigset_size())
+        try retryingSyscall("sigprocmask") { forklift_signals_block_all(&oldMask, oldMask.count) }
+        let pid = forklift_fork()
+        if pid == 0 {
+            prepareChild()
+            _ = forklift_signals_unblock_all()
+            body()
+        }
+        let forkErrno = errno
+        _ = forklift_signals_set_mask(oldMask, oldMask.count)
+        if pid < 0 { throw SystemError("fork", errno: forkErrno) }
+        return pid
+    }
+
+    /// Every child that has ended since the last call (waitpid with WNOHANG until none).
+    public static func reap() -> [(pid: pid_t, status: ExitStatus)] {
+        var reaped: [(pid_t, ExitStatus)] = []
+        while true {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid > 0 {
+                reaped.append((pid, ExitStatus(waitStatus: status)))
+                continue
+            }
+            if pid < 0 && errno == EINTR { continue }
+            return reaped // 0: children remain but none ended; ECHILD: no children at all
+        }
+    }
+
+    /// Sends `signal`. A process that is already gone (ESRCH) is not an error: it is the
+    /// ordinary race between deciding to signal a child and that child exiting.
+    public static func send(_ signal: UnixSignal, to pid: pid_t) {
+        if kill(pid, signal.rawValue) == -1 && errno != ESRCH {
+            preconditionFailure("kill(\(pid), \(signal)): \(SystemError("kill").description)")
+        }
+    }
+
+    /// Sends `signal` to every process of the group `pgid`.
+    public static func send(_ signal: UnixSignal, toGroup pgid: pid_t) {
+        if kill(-pgid, signal.rawValue) == -1 && errno != ESRCH && errno != EPERM {
+            preconditionFailure("kill(-\(pgid), \(signal)): \(SystemError("kill").description)")
+        }
+    }
+
+    /// Is `pid` alive (or a zombie not yet reaped)?
+    public static func exists(_ pid: pid_t) -> Bool {
+        kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    /// Leaves without running atexit handlers or flushing the parent's inherited buffers twice.
+    public static func exitImmediately(_ code: Int32) -> Never {
+        fflush(nil)
+        _exit(code)
+    }
+
+    /// Ask the kernel to send `signal` when the parent exits (it fires when the *thread* that
+    /// forked us ends; every forking process here is single-threaded, so that is the process).
+    public static func setParentDeathSignal(_ signal: UnixSignal) {
+        _ = forklift_set_parent_death_signal(signal.rawValue)
+    }
+}

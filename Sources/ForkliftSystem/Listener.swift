@@ -1,0 +1,112 @@
+import Glibc
+
+/// Listening sockets, opened by the master and inherited by every host and worker.
+///
+/// They are made non-blocking: a worker waits for readiness with poll/epoll (together with its
+/// signal pipe) and then accepts. With several workers woken for one connection, the losers
+/// get EAGAIN instead of blocking in accept() where a TERM could no longer reach them.
+/// (Linux does not pass O_NONBLOCK on to accepted connections, so libfcgi's I/O stays blocking.)
+public enum Listener {
+    /// A unix socket at `path`. A stale socket file left by a dead server is replaced; a live
+    /// one (something accepts connections on it) or a non-socket file is an error.
+    public static func unix(path: String, backlog: Int32, mode: mode_t = 0o666) throws -> Int32 {
+        var address = try unixAddress(path)
+        var info = stat()
+        if lstat(path, &info) == 0 {
+            guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+                throw SystemError("listen on \(path): a file that is not a socket is in the way", errno: EEXIST)
+            }
+            if isAcceptingConnections(&address) {
+                throw SystemError("listen on \(path): another process is already listening there", errno: EADDRINUSE)
+            }
+            unlink(path)
+        }
+        let fd = try retryingSyscall("socket(AF_UNIX)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        do {
+            _ = try withUnsafePointer(to: &address) { pointer in
+                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                    try retryingSyscall("bind(\(path))") { bind(fd, sa, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                }
+            }
+            try retryingSyscall("chmod(\(path))") { chmod(path, mode) }
+            try retryingSyscall("listen(\(path))") { listen(fd, backlog) }
+            try setNonBlocking(fd)
+            return fd
+        } catch {
+            closeDescriptor(fd)
+            throw error
+        }
+    }
+
+    /// A TCP socket on `host:port` (numeric or resolvable host; "*" for every IPv4 address).
+    public static func tcp(host: String, port: UInt16, backlog: Int32) throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        var result: UnsafeMutablePointer<addrinfo>?
+        let node: String? = (host == "*" || host.isEmpty) ? nil : host
+        let status = getaddrinfo(node, String(port), &hints, &result)
+        guard status == 0, let first = result else {
+            throw SystemError("resolve \(host): \(String(cString: gai_strerror(status)))", errno: EINVAL)
+        }
+        defer { freeaddrinfo(result) }
+        let fd = try retryingSyscall("socket") { socket(first.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        do {
+            var on: Int32 = 1
+            try retryingSyscall("setsockopt(SO_REUSEADDR)") {
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+            }
+            try retryingSyscall("bind(\(host):\(port))") { bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) }
+            try retryingSyscall("listen(\(host):\(port))") { listen(fd, backlog) }
+            try setNonBlocking(fd)
+            return fd
+        } catch {
+            closeDescriptor(fd)
+            throw error
+        }
+    }
+
+    /// The port a TCP listener is bound to (useful when it was asked for port 0).
+    public static func boundPort(_ fd: Int32) -> UInt16? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
+        }
+        guard ok else { return nil }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) } }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) } }
+        default:
+            return nil
+        }
+    }
+
+    private static func unixAddress(_ path: String) throws -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard bytes.count < capacity else {
+            throw SystemError("listen on \(path): a unix socket path may have at most \(capacity - 1) bytes", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+        }
+        return address
+    }
+
+    private static func isAcceptingConnections(_ address: inout sockaddr_un) -> Bool {
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return false }
+        defer { closeDescriptor(probe) }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+}

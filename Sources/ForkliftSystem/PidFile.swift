@@ -1,0 +1,46 @@
+import Glibc
+
+/// The master's pid file: refuses to overwrite the file of a master that is still alive.
+public struct PidFile {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    /// The pid recorded in the file, if it exists and holds a number.
+    public func read() -> pid_t? {
+        guard let fd = Optional(open(path, O_RDONLY | O_CLOEXEC)), fd >= 0 else { return nil }
+        defer { closeDescriptor(fd) }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, 31) }
+        guard count > 0 else { return nil }
+        let text = String(decoding: buffer[0..<count], as: UTF8.self).trimmingWhitespace
+        return pid_t(text)
+    }
+
+    /// Writes our pid. Fails if the file names another process that is still running.
+    public func write(pid: pid_t = getpid()) throws {
+        if let existing = read(), existing != pid, ChildProcess.exists(existing) {
+            throw SystemError("pid file \(path): forklift is already running as pid \(existing)", errno: EEXIST)
+        }
+        let temporary = path + ".tmp"
+        let fd = try retryingSyscall("open(\(temporary))") { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        defer { closeDescriptor(fd) }
+        try writeAll(fd, "\(pid)\n")
+        // rename() so a reader never sees a half-written file.
+        try retryingSyscall("rename(\(temporary), \(path))") { rename(temporary, path) }
+    }
+
+    /// Removes the file if it still names `pid` (a newer master may have replaced it).
+    public func remove(ifOwnedBy pid: pid_t = getpid()) {
+        if read() == pid { unlink(path) }
+    }
+}
+
+extension String {
+    var trimmingWhitespace: String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}

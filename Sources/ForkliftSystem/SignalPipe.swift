@@ -1,0 +1,49 @@
+import CForkliftSys
+import Glibc
+
+/// The self-pipe: a C handler writes each caught signal's number into a non-blocking pipe,
+/// and the process's loop `poll()`s the read end. Nothing else runs in signal context.
+///
+/// One per process. A forked child must call `reset()` (in the child) and make its own.
+public final class SignalPipe {
+    private let pipe: Pipe
+    private var caught: [UnixSignal] = []
+
+    /// The descriptor to poll for readability.
+    public var fileDescriptor: Int32 { pipe.readEnd }
+
+    /// Starts catching `signals`. `restartSyscalls` sets SA_RESTART (workers use it so that a
+    /// signal never breaks a read or write inside libfcgi in the middle of a request).
+    public init(catching signals: [UnixSignal], restartSyscalls: Bool = false) throws {
+        pipe = try Pipe(nonBlocking: true)
+        forklift_signal_pipe_set(pipe.writeEnd)
+        for signal in signals {
+            try retryingSyscall("sigaction(\(signal))") {
+                forklift_signal_catch(signal.rawValue, restartSyscalls ? 1 : 0)
+            }
+        }
+        caught = signals
+    }
+
+    /// The signals that arrived since the last call, in order (duplicates kept).
+    public func drain() -> [UnixSignal] {
+        var signals: [UnixSignal] = []
+        while let bytes = try? readAvailable(pipe.readEnd, limit: 256), !bytes.isEmpty {
+            signals += bytes.map { UnixSignal(Int32($0)) }
+        }
+        return signals
+    }
+
+    /// In a forked child: restore default dispositions and close the inherited pipe, so the
+    /// child's signals never land in the parent's pipe.
+    public func reset() {
+        forklift_signal_pipe_set(-1)
+        for signal in caught { _ = forklift_signal_default(signal.rawValue) }
+        pipe.close()
+    }
+}
+
+/// Ignore SIGPIPE: a client that hangs up must cost a failed write, not the process.
+public func ignoreBrokenPipe() {
+    _ = forklift_signal_ignore(SIGPIPE)
+}

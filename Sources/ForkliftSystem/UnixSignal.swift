@@ -1,0 +1,39 @@
+import Glibc
+
+/// A signal by its Swift name, as swift-service-lifecycle spells them.
+public struct UnixSignal: Hashable, CustomStringConvertible, Sendable {
+    public let rawValue: Int32
+    public init(_ rawValue: Int32) { self.rawValue = rawValue }
+
+    public static let hup = UnixSignal(SIGHUP)
+    public static let int = UnixSignal(SIGINT)
+    public static let quit = UnixSignal(SIGQUIT)
+    public static let term = UnixSignal(SIGTERM)
+    public static let kill = UnixSignal(SIGKILL)
+    public static let usr1 = UnixSignal(SIGUSR1)
+    public static let usr2 = UnixSignal(SIGUSR2)
+    public static let chld = UnixSignal(SIGCHLD)
+    public static let pipe = UnixSignal(SIGPIPE)
+
+    public var description: String {
+        switch rawValue {
+        case SIGHUP: "SIGHUP"
+        case SIGINT: "SIGINT"
+        case SIGQUIT: "SIGQUIT"
+        case SIGTERM: "SIGTERM"
+        case SIGKILL: "SIGKILL"
+        case SIGUSR1: "SIGUSR1"
+        case SIGUSR2: "SIGUSR2"
+        case SIGCHLD: "SIGCHLD"
+        case SIGPIPE: "SIGPIPE"
+        case SIGSEGV: "SIGSEGV"
+        case SIGBUS: "SIGBUS"
+        case SIGABRT: "SIGABRT"
+        case SIGILL: "SIGILL"
+        case SIGFPE: "SIGFPE"
+        case SIGTRAP: "SIGTRAP"
+        case SIGALRM: "SIGALRM"
+        default: "signal \(rawValue)"
+        }
+    }
+}

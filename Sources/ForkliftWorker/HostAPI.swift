@@ -1,0 +1,63 @@
+import CFastCGI
+import CForkliftABI
+import ForkliftLogging
+import Logging
+
+/// The host's side of the ABI: C functions a plugin calls back into. Each is a closure
+/// without captures, so Swift turns it into a plain C function pointer. The opaque
+/// `forklift_request`/`forklift_response` pointers are unretained references to the
+/// worker's `RequestBridge`/`ResponseBridge`, valid for one handle() call.
+enum HostAPI {
+    static func make() -> forklift_host_api {
+        var api = forklift_host_api()
+        api.abi_version = FORKLIFT_ABI_VERSION
+        api.struct_size = UInt32(MemoryLayout<forklift_host_api>.size)
+        api.log = { api, level, message, length in
+            guard let api, let message, let context = api.pointee.host_context else { return }
+            let plugin = Unmanaged<PluginInstance>.fromOpaque(context).takeUnretainedValue()
+            let text = String(decoding: UnsafeRawBufferPointer(start: message, count: length), as: UTF8.self)
+            ForkliftLogging.logger.log(level: HostAPI.logLevel(level), "\(text)", metadata: ["plugin": "\(plugin.settings.name)"])
+        }
+        api.request_param = { request, name in
+            guard let request, let name else { return nil }
+            return UnsafePointer(FCGX_GetParam(name, RequestBridge.from(request).envp))
+        }
+        api.request_params = { request in
+            guard let request else { return nil }
+            return UnsafeRawPointer(RequestBridge.from(request).envp)?.assumingMemoryBound(to: UnsafePointer<CChar>?.self)
+        }
+        api.request_read = { request, buffer, capacity in
+            guard let request, let buffer else { return -1 }
+            return RequestBridge.from(request).read(into: buffer, capacity: capacity)
+        }
+        api.response_set_status = { response, status in
+            guard let response else { return Int32(FORKLIFT_FAILED) }
+            return ResponseBridge.from(response).setStatus(Int(status)) ? Int32(FORKLIFT_OK) : Int32(FORKLIFT_FAILED)
+        }
+        api.response_add_header = { response, name, value in
+            guard let response, let name, let value else { return Int32(FORKLIFT_FAILED) }
+            let ok = ResponseBridge.from(response).addHeader(String(cString: name), String(cString: value))
+            return ok ? Int32(FORKLIFT_OK) : Int32(FORKLIFT_FAILED)
+        }
+        api.response_write = { response, data, length in
+            guard let response else { return Int32(FORKLIFT_FAILED) }
+            let bytes = UnsafeRawBufferPointer(start: data, count: data == nil ? 0 : length)
+            return ResponseBridge.from(response).write(bytes) ? Int32(FORKLIFT_OK) : Int32(FORKLIFT_FAILED)
+        }
+        api.response_flush = { response in
+            guard let response else { return Int32(FORKLIFT_FAILED) }
+            return ResponseBridge.from(response).flush() ? Int32(FORKLIFT_OK) : Int32(FORKLIFT_FAILED)
+        }
+        return api
+    }
+
+    static func logLevel(_ level: Int32) -> Logger.Level {
+        switch level {
+        case Int32(FORKLIFT_LOG_DEBUG): .debug
+        case Int32(FORKLIFT_LOG_INFO): .info
+        case Int32(FORKLIFT_LOG_NOTICE): .notice
+        case Int32(FORKLIFT_LOG_WARNING): .warning
+        default: .error
+        }
+    }
+}

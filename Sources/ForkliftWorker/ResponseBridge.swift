@@ -1,0 +1,88 @@
+import CFastCGI
+
+/// What a plugin's `forklift_response *` points to: status and headers are held back until
+/// the first body write or flush, then sent as CGI headers (`Status: 200 OK`) on libfcgi's
+/// stdout stream.
+final class ResponseBridge {
+    private let out: UnsafeMutablePointer<FCGX_Stream>
+    private(set) var status = 200
+    private var headers: [(name: String, value: String)] = []
+    private(set) var headersSent = false
+    /// The client went away; later writes are dropped.
+    private(set) var broken = false
+    private(set) var bodyBytes = 0
+
+    init(out: UnsafeMutablePointer<FCGX_Stream>) { self.out = out }
+
+    func setStatus(_ code: Int) -> Bool {
+        guard !headersSent, (100...999).contains(code) else { return false }
+        status = code
+        return true
+    }
+
+    func addHeader(_ name: String, _ value: String) -> Bool {
+        guard !headersSent, Self.isToken(name), !value.contains(where: { $0 == "\r" || $0 == "\n" }) else { return false }
+        headers.append((name, value))
+        return true
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard sendHeadersIfNeeded() else { return false }
+        guard !bytes.isEmpty else { return true }
+        guard FCGX_PutStr(bytes.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(clamping: bytes.count), out) == Int32(clamping: bytes.count) else {
+            broken = true
+            return false
+        }
+        bodyBytes += bytes.count
+        return true
+    }
+
+    func flush() -> Bool {
+        guard sendHeadersIfNeeded() else { return false }
+        if FCGX_FFlush(out) != 0 { broken = true }
+        return !broken
+    }
+
+    /// Replies with a complete plain-text response (used for 404 and 500).
+    func respond(status: Int, body: String) {
+        _ = setStatus(status)
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        var text = body
+        text.withUTF8 { _ = write(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Sends status and headers if no byte went out yet (a plugin that wrote no body).
+    @discardableResult
+    func sendHeadersIfNeeded() -> Bool {
+        if broken { return false }
+        if headersSent { return true }
+        headersSent = true
+        var head = "Status: \(status) \(HTTPStatus.reason(status))\r\n"
+        if !headers.contains(where: { $0.name.lowercased() == "content-type" }) {
+            head += "Content-Type: text/plain; charset=utf-8\r\n"
+        }
+        for header in headers { head += "\(header.name): \(header.value)\r\n" }
+        head += "\r\n"
+        let count = Int32(head.utf8.count)
+        if FCGX_PutS(head, out) != count { broken = true }
+        return !broken
+    }
+
+    var opaque: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    static func from(_ pointer: OpaquePointer) -> ResponseBridge {
+        Unmanaged<ResponseBridge>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
+    }
+
+    /// RFC 9110 token characters.
+    static func isToken(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                true
+            default:
+                "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import CFastCGI
+import ForkliftLogging
+import ForkliftSystem
+import Glibc
+import Logging
+
+/// A worker: worker init hooks, then libfcgi's accept loop, one request at a time.
+///
+/// Stopping follows FCGI::ProcManager: on TERM (or INT, QUIT) a worker idle in accept
+/// leaves at once; a busy one finishes the request in flight — the client gets the whole
+/// response — and then exits 0. Its handlers use SA_RESTART, so the signal never breaks a
+/// read or write inside libfcgi halfway through a request.
+public enum Worker {
+    public static func run(_ launch: WorkerLaunch) -> Never {
+        ProcessIdentity.current = ProcessIdentity(role: .worker, pool: launch.pool.name, generation: launch.generation)
+        ProcessTitle.set("forklift: worker pool=\(launch.pool.name) gen=\(launch.generation)")
+        // If the host dies, we get TERM and finish like any stopped worker.
+        ChildProcess.setParentDeathSignal(.term)
+        if getppid() != launch.hostPID { ChildProcess.exitImmediately(WorkerExitCode.normal) }
+
+        let log = ForkliftLogging.logger
+        // FCGX_Init installs libfcgi's own handlers; ours must come after to win.
+        _ = FCGX_Init()
+        let signals: SignalPipe
+        let waiter: ConnectionWaiter
+        do {
+            signals = try SignalPipe(catching: [.term, .int, .quit, .usr1], restartSyscalls: true)
+            _ = signal(SIGHUP, SIG_IGN)
+            ignoreBrokenPipe()
+            waiter = try ConnectionWaiter(listenFD: launch.listenFD, signalFD: signals.fileDescriptor)
+        } catch {
+            log.error("worker setup failed: \(error)")
+            ChildProcess.exitImmediately(WorkerExitCode.setupFailed)
+        }
+
+        for plugin in launch.plugins {
+            do {
+                try plugin.workerInit()
+            } catch {
+                log.error("\(error)")
+                ChildProcess.exitImmediately(WorkerExitCode.initFailed)
+            }
+        }
+        try? writeAll(launch.readyFD, "ready \(getpid())\n")
+        closeDescriptor(launch.readyFD)
+
+        var loop = AcceptLoop(launch: launch, signals: signals, waiter: waiter)
+        let reason = loop.run()
+        log.debug("worker leaving: \(reason)", metadata: ["served": "\(loop.served)"])
+        for plugin in launch.plugins { plugin.workerExit() }
+        ChildProcess.exitImmediately(WorkerExitCode.normal)
+    }
+}
+
+/// The request loop proper, separated so that `Worker.run` reads as setup, loop, teardown.
+struct AcceptLoop {
+    let launch: WorkerLaunch
+    let signals: SignalPipe
+    let waiter: ConnectionWaiter
+    let dispatcher: Dispatcher
+    let request: UnsafeMutablePointer<FCGX_Request>
+    private(set) var served = 0
+    private var stopping = false
+
+    init(launch: WorkerLaunch, signals: SignalPipe, waiter: ConnectionWaiter) {
+        self.launch = launch
+        self.signals = signals
+        self.waiter = waiter
+        dispatcher = Dispatcher(plugins: launch.plugins, poolName: launch.pool.name)
+        request = .allocate(capacity: 1)
+        request.initialize(to: FCGX_Request())
+        // FCGI_FAIL_ACCEPT_ON_INTR: never sit inside accept() across a signal.
+        FCGX_InitRequest(request, launch.listenFD, FCGI_FAIL_ACCEPT_ON_INTR)
+    }
+
+    /// Serves until told to stop, retired, or orphaned; returns why it stopped.
+    mutating func run() -> String {
+        while true {
+            if stopping { return "stop requested" }
+            let kept = request.pointee.ipcFd >= 0 ? request.pointee.ipcFd : nil
+            let events: Set<ConnectionWaiter.Event>
+            do {
+                events = try waiter.wait(keptConnection: kept)
+            } catch {
+                ForkliftLogging.logger.error("worker wait failed: \(error)")
+                return "wait failed"
+            }
+            if events.contains(.signal) { handleSignals() }
+            if stopping { return "stop requested" }
+            guard events.contains(.listenerReadable) || events.contains(.connectionReadable) else { continue }
+
+            // Non-blocking listener: a worker that lost the race for this connection gets
+            // EAGAIN here and goes back to waiting.
+            guard FCGX_Accept_r(request) >= 0 else { continue }
+            dispatcher.serve(request)
+            FCGX_Finish_r(request)
+            served += 1
+
+            if launch.requestLimit > 0 && served >= launch.requestLimit { return "served its \(served) requests (max_requests)" }
+            if getppid() != launch.hostPID { return "its host is gone" }
+        }
+    }
+
+    private mutating func handleSignals() {
+        for signal in signals.drain() {
+            switch signal {
+            case .term, .int, .quit: stopping = true
+            case .usr1: try? LogDestination.reopen()
+            default: break
+            }
+        }
+    }
+}

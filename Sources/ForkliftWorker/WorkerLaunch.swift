@@ -1,0 +1,38 @@
+import ForkliftConfig
+import Glibc
+
+/// Everything a freshly forked worker needs; the host builds one per fork.
+public struct WorkerLaunch {
+    public let pool: PoolSettings
+    public let generation: Int
+    /// The pool's listening socket (non-blocking, shared by every worker of the pool).
+    public let listenFD: Int32
+    public let plugins: [PluginInstance]
+    /// Requests before this worker retires: max_requests plus its share of jitter; 0 = never.
+    public let requestLimit: Int
+    /// The worker writes "ready" here once worker init passed.
+    public let readyFD: Int32
+    /// The host that forked this worker; if it goes away, the worker finishes and leaves.
+    public let hostPID: pid_t
+
+    public init(pool: PoolSettings, generation: Int, listenFD: Int32, plugins: [PluginInstance],
+                requestLimit: Int, readyFD: Int32, hostPID: pid_t) {
+        self.pool = pool
+        self.generation = generation
+        self.listenFD = listenFD
+        self.plugins = plugins
+        self.requestLimit = requestLimit
+        self.readyFD = readyFD
+        self.hostPID = hostPID
+    }
+}
+
+/// A worker's exit status is a message to its host (as in gunicorn).
+public enum WorkerExitCode {
+    /// Retired: stopped, recycled after its request limit, or orphaned.
+    public static let normal: Int32 = 0
+    /// Setting up the worker itself failed (epoll, signals).
+    public static let setupFailed: Int32 = 2
+    /// A plugin's worker init hook failed: respawning would fail the same way.
+    public static let initFailed: Int32 = 3
+}

@@ -1,0 +1,1 @@
+int forklift_test_not_a_plugin(void) { return 42; }
