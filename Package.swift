@@ -6,6 +6,7 @@
 //   CFastCGI, CForkliftABI, CForkliftSys        C: libfcgi, the plugin ABI header, signal/fork/proctitle shims
 //   ForkliftSystem                              Swift wrappers over the syscalls (one place each)
 //   ForkliftConfig, ForkliftLogging             pure configuration values; log line format
+//   ForkliftIPC                                 what master and host tell each other (launch, reports)
 //   ForkliftWorker                              libfcgi accept loop, routing, the ABI's request/response
 //   ForkliftHost                                dlopen + preload, forks and supervises workers
 //   ForkliftMaster                              plugin-free supervisor of hosts; receives the host body
@@ -22,7 +23,7 @@ let package = Package(
         .library(name: "Hello", type: .dynamic, targets: ["Hello"]),
         .library(name: "Echo", type: .dynamic, targets: ["Echo"]),
         // Fixtures the integration tests load: not examples, not installed.
-        .library(name: "ForkliftTestSlow", type: .dynamic, targets: ["ForkliftTestSlow"]),
+        .library(name: "ForkliftTestBehaviors", type: .dynamic, targets: ["ForkliftTestBehaviors"]),
         .library(name: "ForkliftTestNotAPlugin", type: .dynamic, targets: ["ForkliftTestNotAPlugin"]),
     ],
     dependencies: [
@@ -43,6 +44,7 @@ let package = Package(
 
         // MARK: the server
         .target(name: "ForkliftSystem", dependencies: ["CForkliftSys"]),
+        .target(name: "ForkliftIPC", dependencies: ["ForkliftSystem", "ForkliftConfig"]),
         .target(name: "ForkliftConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         .target(
             name: "ForkliftLogging",
@@ -54,11 +56,11 @@ let package = Package(
         ),
         .target(
             name: "ForkliftHost",
-            dependencies: ["CForkliftABI", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftWorker"]
+            dependencies: ["CForkliftABI", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC", "ForkliftWorker"]
         ),
         .target(
             name: "ForkliftMaster",
-            dependencies: ["ForkliftSystem", "ForkliftConfig", "ForkliftLogging"]
+            dependencies: ["ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC"]
         ),
         .executableTarget(
             name: "forklift",
@@ -74,7 +76,7 @@ let package = Package(
         .target(name: "Echo", dependencies: ["ForkliftPlugin"], path: "Plugins/Echo"),
 
         // MARK: tests
-        .target(name: "ForkliftTestSlow", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Slow"),
+        .target(name: "ForkliftTestBehaviors", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Behaviors"),
         .target(name: "ForkliftTestNotAPlugin", path: "Tests/Fixtures/NotAPlugin"),
         .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem"], path: "Tests/ForkliftTestSupport"),
         .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig"]),

@@ -18,7 +18,7 @@ struct Dispatcher {
     func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>) {
         let request = RequestBridge(fcgiRequest)
         let response = ResponseBridge(out: fcgiRequest.pointee.out)
-        let path = RequestPath.resolve(request.param)
+        let path = request.routedPath
         let started = MonotonicClock.now()
         defer {
             let method = request.param("REQUEST_METHOD") ?? "-"

@@ -22,6 +22,10 @@ enum HostAPI {
             guard let request, let name else { return nil }
             return UnsafePointer(FCGX_GetParam(name, RequestBridge.from(request).envp))
         }
+        api.request_path = { request in
+            guard let request else { return nil }
+            return UnsafePointer(RequestBridge.from(request).path)
+        }
         api.request_params = { request in
             guard let request else { return nil }
             return UnsafeRawPointer(RequestBridge.from(request).envp)?.assumingMemoryBound(to: UnsafePointer<CChar>?.self)

@@ -1,10 +1,21 @@
 import CFastCGI
+import Glibc
 
 /// What a plugin's `forklift_request *` points to: libfcgi's request, read through.
 final class RequestBridge {
     let request: UnsafeMutablePointer<FCGX_Request>
 
-    init(_ request: UnsafeMutablePointer<FCGX_Request>) { self.request = request }
+    /// The routed path as a C string, for `request_path`.
+    let path: UnsafeMutablePointer<CChar>
+
+    init(_ request: UnsafeMutablePointer<FCGX_Request>) {
+        self.request = request
+        path = strdup(RequestPath.resolve { FCGX_GetParam($0, request.pointee.envp).map { String(cString: $0) } })
+    }
+
+    deinit { free(path) }
+
+    var routedPath: String { String(cString: path) }
 
     var envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? { request.pointee.envp }
 

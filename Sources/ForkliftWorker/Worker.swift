@@ -38,6 +38,7 @@ public enum Worker {
                 try plugin.workerInit()
             } catch {
                 log.error("\(error)")
+                try? writeAll(launch.readyFD, "failed \(getpid()) \(String(error.description.prefix(3000)))\n")
                 ChildProcess.exitImmediately(WorkerExitCode.initFailed)
             }
         }

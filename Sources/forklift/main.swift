@@ -1,1 +1,5 @@
-print("x")
+import ForkliftLogging
+
+// Before anything can log: install the line format for this process and every child.
+ForkliftLogging.bootstrap()
+ForkliftCommand.main()

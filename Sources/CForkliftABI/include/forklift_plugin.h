@@ -77,7 +77,7 @@ typedef struct forklift_plugin_config {
     const char *instance_name;        /* NAME in [pool.POOL.plugin.NAME] */
     const char *pool_name;            /* POOL */
     const char *route;                /* the route prefix this instance serves, e.g. "/hello" */
-    const forklift_setting *settings; /* settings_count entries, in the order of the file */
+    const forklift_setting *settings; /* settings_count entries, sorted by key */
     size_t settings_count;
     const char *settings_json;        /* the whole settings table as a JSON object */
 } forklift_plugin_config;
@@ -94,6 +94,9 @@ typedef struct forklift_host_api {
 
     /* The value of the FastCGI param `name` (e.g. "REQUEST_METHOD"), or NULL when absent. */
     const char *(*request_param)(const forklift_request *request, const char *name);
+    /* The path the host routed the request by (DOCUMENT_URI, else SCRIPT_NAME + PATH_INFO,
+     * else REQUEST_URI without its query string), e.g. "/hello/world". Never NULL. */
+    const char *(*request_path)(const forklift_request *request);
     /* Every param in the order the client sent them, as a NULL-terminated array of
      * "NAME=VALUE" strings (libfcgi's envp, zero-copy). */
     const char *const *(*request_params)(const forklift_request *request);

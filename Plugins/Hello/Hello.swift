@@ -1,0 +1,22 @@
+import ForkliftPlugin
+
+/// The smallest useful plugin: answers every request with a greeting.
+///
+/// Settings: `greeting` (default "Hello").
+final class Hello: ForkliftHandler {
+    static let name = "hello"
+    static let version = "1.0.0"
+
+    let greeting: String
+
+    /// Runs once in the pool's host, before the workers are forked.
+    init(context: PluginContext) throws {
+        greeting = context.settings["greeting"] ?? "Hello"
+    }
+
+    func handle(_ request: Request, _ response: Response) throws {
+        try response.write("\(greeting), world!\n")
+    }
+}
+
+@_cdecl("forklift_plugin_entry") public func forkliftPluginEntry() -> UnsafeRawPointer { export(Hello.self) }

@@ -1,0 +1,69 @@
+import ForkliftConfig
+import ForkliftIPC
+import ForkliftLogging
+import ForkliftSystem
+import ForkliftWorker
+import Glibc
+
+/// The host ("zygote") of one pool and generation: it loads the pool's plugins, runs their
+/// preload hooks, forks the workers — which share the preloaded memory copy-on-write — and
+/// keeps `max_children` of them alive until the master tells it to stop.
+///
+/// It lives in its own process group, so the master can KILL it with all its workers at once.
+public enum Host {
+    public static func run(_ launch: HostLaunch) -> Never {
+        let pool = launch.pool
+        ProcessIdentity.current = ProcessIdentity(role: .host, pool: pool.name, generation: launch.generation)
+        ProcessTitle.set("forklift: host pool=\(pool.name) gen=\(launch.generation)")
+        setpgid(0, 0)
+        // If the master dies, stop like on TERM: the workers finish their requests first.
+        ChildProcess.setParentDeathSignal(.term)
+        if getppid() != launch.masterPID { ChildProcess.exitImmediately(1) }
+
+        let log = ForkliftLogging.logger
+        let report = { (message: HostReport) in try? writeAll(launch.reportFD, message.line) }
+        let signals: SignalPipe
+        do {
+            signals = try SignalPipe(catching: [.term, .int, .quit, .chld, .usr1])
+            _ = signal(SIGHUP, SIG_IGN)
+            ignoreBrokenPipe()
+        } catch {
+            report(.failed(reason: "host setup failed: \(error)"))
+            ChildProcess.exitImmediately(1)
+        }
+
+        let loadStarted = MonotonicInstant.now()
+        let plugins: [PluginInstance]
+        do {
+            plugins = try PluginSet.load(pool)
+        } catch {
+            log.error("\(error)")
+            report(.failed(reason: error.description))
+            ChildProcess.exitImmediately(1)
+        }
+        let loaded = MonotonicInstant.now()
+
+        var workers = WorkerPool(launch: launch, plugins: plugins, signals: signals)
+        switch workers.start() {
+        case .failed(let reason):
+            log.error("\(reason)")
+            report(.failed(reason: reason))
+            workers.stopAll()
+            ChildProcess.exitImmediately(1)
+        case .stopRequested:
+            workers.stopAll()
+            ChildProcess.exitImmediately(0)
+        case .ready:
+            let summary = "pool=\(pool.name) gen=\(launch.generation) workers=\(pool.maxChildren) plugins=\(plugins.map(\.label).joined(separator: ","))"
+                + " load_ms=\(milliseconds(loadStarted, loaded)) ready_ms=\(milliseconds(loadStarted, .now()))"
+            report(.ready(summary: summary))
+        }
+        closeDescriptor(launch.reportFD)
+        workers.supervise()
+        ChildProcess.exitImmediately(0)
+    }
+
+    static func milliseconds(_ from: MonotonicInstant, _ to: MonotonicInstant) -> String {
+        String(Double(Int(from.seconds(until: to) * 10_000)) / 10)
+    }
+}

@@ -1,0 +1,53 @@
+import ForkliftConfig
+import ForkliftIPC
+import ForkliftLogging
+import ForkliftSystem
+import ForkliftWorker
+import Glibc
+
+/// `forklift check`: opens a plugin in a throwaway child, so that neither a crash in the
+/// plugin's initialisers nor its image (which can never be unloaded) stays in the caller.
+public enum PluginProbe {
+    public enum Outcome { case success(String), failure(String) }
+
+    public static func run(_ settings: PluginSettings) -> Outcome {
+        guard let pipe = try? Pipe(nonBlocking: false) else { return .failure("cannot create a pipe") }
+        let pid: pid_t
+        do {
+            pid = try ChildProcess.spawn(prepareChild: { closeDescriptor(pipe.readEnd) }) {
+                ProcessIdentity.current = ProcessIdentity(role: .check)
+                let line: HostReport
+                do {
+                    let descriptor = try PluginLoader.open(settings)
+                    let instance = PluginInstance(settings: settings, poolName: "", descriptor: descriptor)
+                    line = .ready(summary: "plugin \(settings.name) (\(settings.path)): \(instance.reportedName) version \(instance.version), ABI ok, route \(settings.route)")
+                } catch {
+                    line = .failed(reason: "\(error)")
+                }
+                try? writeAll(pipe.writeEnd, line.line)
+                ChildProcess.exitImmediately(0)
+            }
+        } catch {
+            pipe.close()
+            return .failure("cannot fork: \(error)")
+        }
+        closeDescriptor(pipe.writeEnd)
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(pipe.readEnd, $0.baseAddress, 4096) }
+            if count > 0 { output += buffer[0..<count]; continue }
+            if count < 0 && errno == EINTR { continue }
+            break
+        }
+        closeDescriptor(pipe.readEnd)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        var lines = LineBuffer()
+        switch lines.append(output).first.flatMap(HostReport.init(line:)) {
+        case .ready(let summary): return .success(summary)
+        case .failed(let reason): return .failure(reason)
+        case nil: return .failure("plugin \(settings.name) (\(settings.path)): the process loading it died (wait status \(status)) before reporting")
+        }
+    }
+}

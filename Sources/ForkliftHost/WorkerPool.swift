@@ -1,0 +1,186 @@
+import ForkliftConfig
+import ForkliftIPC
+import ForkliftLogging
+import ForkliftSystem
+import ForkliftWorker
+import Glibc
+import Logging
+
+/// The host's workers: forks them, waits for their worker init, replaces any that exit or
+/// die, and stops them all on TERM.
+struct WorkerPool {
+    enum StartOutcome: Equatable { case ready, failed(String), stopRequested }
+
+    let launch: HostLaunch
+    let plugins: [PluginInstance]
+    let signals: SignalPipe
+    private let readyPipe: Pipe
+    private var readyLines = LineBuffer()
+    /// Live workers and when each was forked.
+    private var workers: [pid_t: MonotonicInstant] = [:]
+    private var stopping = false
+    /// Respawn back-off after workers that die right after starting (a crash loop).
+    private var backoff = RespawnBackoff()
+    private var respawnAt: MonotonicInstant?
+
+    init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe) {
+        self.launch = launch
+        self.plugins = plugins
+        self.signals = signals
+        // Workers write "ready PID" or "failed PID reason" here after their worker init.
+        readyPipe = try! Pipe(nonBlocking: true)
+    }
+
+    private var log: Logger { ForkliftLogging.logger }
+    private var pool: PoolSettings { launch.pool }
+
+    /// Forks `max_children` workers and waits until each passed worker init.
+    mutating func start() -> StartOutcome {
+        var waiting: Set<pid_t> = []
+        for _ in 0..<pool.maxChildren {
+            guard let pid = spawn() else { return .failed("pool \(pool.name): cannot fork a worker: \(SystemError("fork"))") }
+            waiting.insert(pid)
+        }
+        while !waiting.isEmpty {
+            _ = try? waitReadable([signals.fileDescriptor, readyPipe.readEnd], timeoutSeconds: nil)
+            let arrived = signals.drain()
+            // Lines first: a worker whose init failed wrote its reason before exiting, and
+            // that reason is worth more than "exited with status 3".
+            for line in readLines() {
+                let fields = line.split(separator: " ", maxSplits: 2).map(String.init)
+                guard fields.count >= 2, let pid = pid_t(fields[1]) else { continue }
+                if fields[0] == "ready" { waiting.remove(pid) }
+                if fields[0] == "failed" { return .failed(fields.count > 2 ? fields[2] : "worker \(pid): worker init failed") }
+            }
+            for signal in arrived {
+                switch signal {
+                case .term, .int, .quit: return .stopRequested
+                case .chld:
+                    for (pid, status) in ChildProcess.reap() where workers.removeValue(forKey: pid) != nil {
+                        if waiting.contains(pid) { return .failed(initFailure(pid: pid, status: status)) }
+                        log.warning("worker \(pid) \(status) right after it started")
+                    }
+                default: break
+                }
+            }
+        }
+        return .ready
+    }
+
+    /// Serves until stopped: replace workers that leave, forward USR1, stop on TERM.
+    mutating func supervise() {
+        while !(stopping && workers.isEmpty) {
+            let timeout = respawnAt.map { MonotonicInstant.now().seconds(until: $0) }
+            let ready = (try? waitReadable([signals.fileDescriptor, readyPipe.readEnd], timeoutSeconds: timeout)) ?? []
+            if ready.contains(readyPipe.readEnd) {
+                for line in readLines() where line.hasPrefix("failed") { log.error("\(line.split(separator: " ", maxSplits: 2).last ?? "")") }
+            }
+            for signal in signals.drain() {
+                switch signal {
+                case .term, .int, .quit:
+                    if !stopping { beginStop() }
+                case .chld:
+                    reapWorkers()
+                case .usr1:
+                    try? LogDestination.reopen()
+                    for pid in workers.keys { ChildProcess.send(.usr1, to: pid) }
+                default: break
+                }
+            }
+            if !stopping { fillPool() }
+        }
+        log.info("all workers of pool \(pool.name) gen \(launch.generation) have exited")
+    }
+
+    /// Stop at once (a failed start): TERM everyone and wait for them.
+    mutating func stopAll() {
+        beginStop()
+        while !workers.isEmpty {
+            _ = try? waitReadable([signals.fileDescriptor], timeoutSeconds: 1)
+            _ = signals.drain()
+            for (pid, _) in ChildProcess.reap() { workers.removeValue(forKey: pid) }
+        }
+    }
+
+    private mutating func beginStop() {
+        stopping = true
+        log.info("stopping \(workers.count) workers of pool \(pool.name) gen \(launch.generation)")
+        for pid in workers.keys { ChildProcess.send(.term, to: pid) }
+    }
+
+    private mutating func reapWorkers() {
+        for (pid, status) in ChildProcess.reap() {
+            guard let started = workers.removeValue(forKey: pid) else { continue }
+            if stopping { continue }
+            let lived = started.seconds(until: .now())
+            switch status {
+            case .exited(WorkerExitCode.normal):
+                log.info("worker \(pid) retired after serving its requests; replacing it")
+                backoff.reset()
+            case .exited(WorkerExitCode.initFailed):
+                log.error("worker \(pid) failed its worker init; replacing it")
+                respawnAt = MonotonicInstant.now().advanced(bySeconds: backoff.next())
+            default:
+                log.error("worker \(pid) \(status) after \(String(format: lived)) s; replacing it")
+                if lived < 1 { respawnAt = MonotonicInstant.now().advanced(bySeconds: backoff.next()) }
+            }
+        }
+    }
+
+    private mutating func fillPool() {
+        if let at = respawnAt, MonotonicInstant.now() < at { return }
+        respawnAt = nil
+        while workers.count < pool.maxChildren {
+            guard spawn() != nil else {
+                log.error("cannot fork a worker: \(SystemError("fork")); retrying")
+                respawnAt = MonotonicInstant.now().advanced(bySeconds: backoff.next())
+                return
+            }
+        }
+    }
+
+    private mutating func spawn() -> pid_t? {
+        let limit = pool.maxRequests > 0 ? pool.maxRequests + Int.random(in: 0...pool.maxRequestsJitter) : 0
+        let workerLaunch = WorkerLaunch(pool: pool, generation: launch.generation, listenFD: launch.listenFD, plugins: plugins,
+                                        requestLimit: limit, readyFD: readyPipe.writeEnd, hostPID: getpid())
+        let signals = self.signals
+        let readEnd = readyPipe.readEnd
+        guard let pid = try? ChildProcess.spawn(prepareChild: {
+            signals.reset()
+            closeDescriptor(readEnd)
+        }, { Worker.run(workerLaunch) }) else { return nil }
+        workers[pid] = .now()
+        return pid
+    }
+
+    private mutating func readLines() -> [String] {
+        var lines: [String] = []
+        while let bytes = try? readAvailable(readyPipe.readEnd), !bytes.isEmpty {
+            lines += readyLines.append(bytes)
+        }
+        return lines
+    }
+
+    private func initFailure(pid: pid_t, status: ExitStatus) -> String {
+        "pool \(pool.name): worker \(pid) \(status) during worker init"
+    }
+}
+
+/// Doubling delays, 0.1 s up to 30 s, so a plugin that crashes every worker at once does not
+/// turn the host into a fork bomb.
+struct RespawnBackoff {
+    private var delay = 0.0
+
+    mutating func next() -> Double {
+        delay = delay == 0 ? 0.1 : min(delay * 2, 30)
+        return delay
+    }
+
+    mutating func reset() { delay = 0 }
+}
+
+extension String {
+    init(format seconds: Double) {
+        self = String(Double(Int(seconds * 10)) / 10)
+    }
+}

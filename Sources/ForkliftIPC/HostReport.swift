@@ -1,0 +1,45 @@
+/// What a host tells the master, one line each over the host's report pipe.
+public enum HostReport: Equatable, Sendable {
+    /// Every plugin loaded and preloaded, every initial worker passed worker init.
+    case ready(summary: String)
+    /// The generation cannot serve; the reason names the plugin and the step.
+    case failed(reason: String)
+
+    public var line: String {
+        switch self {
+        case .ready(let summary): "ready \(Self.oneLine(summary))\n"
+        case .failed(let reason): "failed \(Self.oneLine(reason))\n"
+        }
+    }
+
+    public init?(line: String) {
+        if line.hasPrefix("ready ") {
+            self = .ready(summary: String(line.dropFirst(6)))
+        } else if line.hasPrefix("failed ") {
+            self = .failed(reason: String(line.dropFirst(7)))
+        } else {
+            return nil
+        }
+    }
+
+    static func oneLine(_ text: String) -> String {
+        String(text.map { $0 == "\n" || $0 == "\r" ? " " : $0 })
+    }
+}
+
+/// Splits a byte stream into lines.
+public struct LineBuffer {
+    private var pending: [UInt8] = []
+
+    public init() {}
+
+    public mutating func append(_ bytes: [UInt8]) -> [String] {
+        pending += bytes
+        var lines: [String] = []
+        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+            lines.append(String(decoding: pending[..<newline], as: UTF8.self))
+            pending.removeSubrange(...newline)
+        }
+        return lines
+    }
+}

@@ -1,0 +1,103 @@
+import CForkliftABI
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Exports `handler` as this shared object's plugin. Call it from the one entry function:
+///
+/// ```swift
+/// @_cdecl("forklift_plugin_entry") public func entry() -> UnsafeRawPointer { export(Hello.self) }
+/// ```
+public func export<Handler: ForkliftHandler>(_ handler: Handler.Type) -> UnsafeRawPointer {
+    if let existing = Exported.descriptor { return UnsafeRawPointer(existing) }
+    Exported.handlerType = handler
+    let descriptor = UnsafeMutablePointer<forklift_plugin>.allocate(capacity: 1)
+    descriptor.initialize(to: forklift_plugin(
+        abi_version: FORKLIFT_ABI_VERSION,
+        struct_size: UInt32(MemoryLayout<forklift_plugin>.size),
+        name: UnsafePointer(strdup(handler.name)),
+        version: UnsafePointer(strdup(handler.version)),
+        preload: Trampolines.preload,
+        worker_init: Trampolines.workerInit,
+        handle: Trampolines.handle,
+        worker_exit: Trampolines.workerExit
+    ))
+    Exported.descriptor = descriptor
+    return UnsafeRawPointer(descriptor)
+}
+
+/// This shared object's one exported handler type. Each plugin links its own copy of the SDK,
+/// so this global is per plugin. Written once, by `export`, in the host before any fork.
+enum Exported {
+    nonisolated(unsafe) static var handlerType: (any ForkliftHandler.Type)?
+    nonisolated(unsafe) static var descriptor: UnsafeMutablePointer<forklift_plugin>?
+}
+
+/// One preloaded instance: the handler and the host API it talks through.
+final class Instance {
+    let handler: any ForkliftHandler
+    let api: UnsafePointer<forklift_host_api>
+
+    init(handler: any ForkliftHandler, api: UnsafePointer<forklift_host_api>) {
+        self.handler = handler
+        self.api = api
+    }
+}
+
+/// The C functions the host calls; each turns a Swift error into the ABI's error message.
+enum Trampolines {
+    static let preload: @convention(c) (UnsafePointer<forklift_host_api>?, UnsafePointer<forklift_plugin_config>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<forklift_error>?) -> Int32 = { api, config, state, failure in
+        guard let api, let config, let state, let type = Exported.handlerType else {
+            return fail(failure, "the host passed no configuration")
+        }
+        do {
+            let handler = try type.init(context: PluginContext(config: config, log: PluginLog(api: api)))
+            state.pointee = Unmanaged.passRetained(Instance(handler: handler, api: api)).toOpaque()
+            return Int32(FORKLIFT_OK)
+        } catch {
+            return fail(failure, "\(error)")
+        }
+    }
+
+    static let workerInit: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<forklift_error>?) -> Int32 = { state, failure in
+        guard let state else { return fail(failure, "preload did not run") }
+        do {
+            try instance(state).handler.workerInit()
+            return Int32(FORKLIFT_OK)
+        } catch {
+            return fail(failure, "\(error)")
+        }
+    }
+
+    static let handle: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, OpaquePointer?, UnsafeMutablePointer<forklift_error>?) -> Int32 = { state, request, response, failure in
+        guard let state, let request, let response else { return fail(failure, "the host passed no request") }
+        let instance = instance(state)
+        do {
+            try instance.handler.handle(Request(api: instance.api, raw: request), Response(api: instance.api, raw: response))
+            return Int32(FORKLIFT_OK)
+        } catch {
+            return fail(failure, "\(error)")
+        }
+    }
+
+    static let workerExit: @convention(c) (UnsafeMutableRawPointer?) -> Void = { state in
+        guard let state else { return }
+        instance(state).handler.workerExit()
+    }
+
+    static func instance(_ state: UnsafeMutableRawPointer) -> Instance {
+        Unmanaged<Instance>.fromOpaque(state).takeUnretainedValue()
+    }
+
+    static func fail(_ error: UnsafeMutablePointer<forklift_error>?, _ message: String) -> Int32 {
+        if let error {
+            withUnsafeMutableBytes(of: &error.pointee.message) { buffer in
+                let bytes = Array(message.utf8.prefix(buffer.count - 1))
+                buffer.copyBytes(from: bytes)
+                buffer[bytes.count] = 0
+            }
+        }
+        return Int32(FORKLIFT_FAILED)
+    }
+}

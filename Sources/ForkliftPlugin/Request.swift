@@ -1,0 +1,60 @@
+import CForkliftABI
+
+/// One FastCGI request, valid during `handle` only.
+public final class Request {
+    let api: UnsafePointer<forklift_host_api>
+    let raw: OpaquePointer
+
+    init(api: UnsafePointer<forklift_host_api>, raw: OpaquePointer) {
+        self.api = api
+        self.raw = raw
+    }
+
+    /// A FastCGI param by name, e.g. `request.param("HTTP_USER_AGENT")`.
+    public func param(_ name: String) -> String? {
+        api.pointee.request_param?(raw, name).map { String(cString: $0) }
+    }
+
+    /// Every param in the order the web server sent them.
+    public var params: [(name: String, value: String)] {
+        guard var entry = api.pointee.request_params?(raw) else { return [] }
+        var result: [(String, String)] = []
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if let equals = text.firstIndex(of: "=") {
+                result.append((String(text[..<equals]), String(text[text.index(after: equals)...])))
+            } else {
+                result.append((text, ""))
+            }
+            entry += 1
+        }
+        return result
+    }
+
+    /// The path the request was routed by, e.g. "/hello/world".
+    public var path: String { api.pointee.request_path.flatMap { $0(raw) }.map { String(cString: $0) } ?? "/" }
+    /// REQUEST_METHOD, e.g. "GET".
+    public var method: String { param("REQUEST_METHOD") ?? "GET" }
+    /// QUERY_STRING without the "?", or "".
+    public var query: String { param("QUERY_STRING") ?? "" }
+
+    /// Reads up to `buffer.count` body bytes; returns 0 at the end of the body.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        let count = api.pointee.request_read?(raw, base, buffer.count) ?? -1
+        if count < 0 { throw PluginError("the client closed the connection while the body was being read") }
+        return count
+    }
+
+    /// The whole body. Throws when it is longer than `limit` bytes.
+    public func body(limit: Int = 64 << 20) throws -> [UInt8] {
+        var body: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = try chunk.withUnsafeMutableBytes { try read(into: $0) }
+            if count == 0 { return body }
+            guard body.count + count <= limit else { throw PluginError("the request body is larger than \(limit) bytes") }
+            body += chunk[0..<count]
+        }
+    }
+}

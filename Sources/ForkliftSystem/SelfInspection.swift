@@ -1,0 +1,25 @@
+import CForkliftSys
+import Glibc
+
+/// Facts about this process that decide whether forking it is safe.
+public enum SelfInspection {
+    /// Threads in this process (entries of /proc/self/task). A process with more than one
+    /// must not fork: the child gets only the forking thread, and any lock another thread
+    /// held stays locked forever.
+    public static func threadCount() -> Int {
+        guard let directory = opendir("/proc/self/task") else { return 1 }
+        defer { closedir(directory) }
+        var count = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { count += 1 }
+        }
+        return count
+    }
+
+    /// Bytes written to stdout/stderr through stdio and not yet flushed; each forked child
+    /// would print them again.
+    public static func unflushedStdioBytes() -> Int {
+        Int(forklift_stdio_pending())
+    }
+}

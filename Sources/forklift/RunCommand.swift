@@ -1,0 +1,43 @@
+import ArgumentParser
+import ForkliftConfig
+import ForkliftHost
+import ForkliftLogging
+import ForkliftMaster
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the server in the foreground (logs to standard error unless error_log is set)."
+    )
+
+    @OptionGroup var options: ConfigurationOptions
+
+    func run() throws {
+        let configuration = try loadConfiguration(options.directory)
+        LogDestination.level = configuration.global.logLevel
+        do {
+            try LogDestination.open(path: configuration.global.errorLog)
+        } catch {
+            throw ForkliftExit(message: "cannot open error_log: \(error)")
+        }
+        // The master never runs plugin code: it receives the host's body and only runs it
+        // in the processes it forks.
+        let master = Master(configuration: configuration, hostBody: Host.run)
+        let status = master.run()
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+/// A failure the CLI reports as one line on standard error, with exit status 1.
+struct ForkliftExit: Error, CustomStringConvertible {
+    let message: String
+    var description: String { "forklift: \(message)" }
+}
+
+func loadConfiguration(_ directory: String) throws -> Configuration {
+    do {
+        return try ConfigurationLoader.load(directory: directory)
+    } catch {
+        throw ForkliftExit(message: "configuration error: \(error)")
+    }
+}

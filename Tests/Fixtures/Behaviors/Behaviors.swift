@@ -1,0 +1,37 @@
+import ForkliftPlugin
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A plugin for the integration tests, misbehaving on demand by the last path segment:
+///
+/// - `.../sleep?ms=N`: sleeps N ms, then answers "slept N ms" plus a 64 KiB tail, so that a
+///   test can tell a complete response from a cut one;
+/// - `.../throw`: throws, which the host must turn into a 500;
+/// - anything else: "behaviors <pid>".
+final class Behaviors: ForkliftHandler {
+    static let name = "behaviors"
+    static let version = "0.0.1"
+
+    init(context: PluginContext) throws {
+        if context.settings["fail_preload"] == "true" { throw PluginError("preload failed on purpose (fail_preload = true)") }
+    }
+
+    func handle(_ request: Request, _ response: Response) throws {
+        let last = request.path.split(separator: "/").last.map(String.init) ?? ""
+        switch last {
+        case "sleep":
+            let ms = Int(request.query.split(separator: "=").last ?? "0") ?? 0
+            usleep(UInt32(ms) * 1000)
+            try response.write("slept \(ms) ms\n")
+            try response.write(String(repeating: "z", count: 65536) + "\nend\n")
+        case "throw":
+            throw PluginError("thrown on purpose by /throw")
+        default:
+            try response.write("behaviors \(getpid())\n")
+        }
+    }
+}
+
+@_cdecl("forklift_plugin_entry") public func forkliftPluginEntry() -> UnsafeRawPointer { export(Behaviors.self) }
