@@ -1,1 +1,1 @@
-// placeholder
+// integration tests follow

@@ -1,0 +1,187 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `forklift run` in a temporary directory, for one test.
+///
+/// The configuration text may use `{dir}` (the temporary directory) and `{build}` (where
+/// `swift build` put the binary and the plugins).
+public final class ForkliftServer: @unchecked Sendable {
+    public let directory: String
+    public let process: Process
+    public let logPath: String
+
+    /// `.build/debug` of this package, or `FORKLIFT_BUILD_DIR`.
+    public static var buildDirectory: String {
+        if let override = ProcessInfo.processInfo.environment["FORKLIFT_BUILD_DIR"] { return override }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug").path
+    }
+
+    public static var binary: String { buildDirectory + "/forklift" }
+
+    /// Writes the configuration and starts the server; waits for "forklift is ready" unless
+    /// `waitUntilReady` is false.
+    public init(config: String, waitUntilReady: Bool = true) throws {
+        directory = try TemporaryDirectory.make()
+        try FileManager.default.createDirectory(atPath: directory + "/conf.d", withIntermediateDirectories: true)
+        try Self.expand(config, directory: directory).write(toFile: directory + "/conf.d/00-test.toml", atomically: true, encoding: .utf8)
+        logPath = directory + "/forklift.log"
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = ["run", "--conf", directory + "/conf.d"]
+        let log = FileHandle(forWritingAtPath: logPath)!
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        if waitUntilReady {
+            try waitForLog("forklift is ready", timeout: 60)
+        }
+    }
+
+    public static func expand(_ text: String, directory: String) -> String {
+        text.replacingOccurrences(of: "{dir}", with: directory).replacingOccurrences(of: "{build}", with: buildDirectory)
+    }
+
+    public var pid: pid_t { process.processIdentifier }
+
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Waits until the log contains `text`; fails early if the server exited.
+    public func waitForLog(_ text: String, timeout: Double = 30) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if log.contains(text) { return }
+            if !process.isRunning {
+                if log.contains(text) { return }
+                throw FastCGIError("forklift exited (status \(process.terminationStatus)) before logging \"\(text)\"; log:\n\(log)")
+            }
+            usleep(20_000)
+        }
+        throw FastCGIError("timed out waiting for \"\(text)\" in the log:\n\(log)")
+    }
+
+    /// Polls `condition` every 20 ms until it holds or `timeout` passes.
+    public static func eventually(timeout: Double = 15, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(20_000)
+        }
+        return condition()
+    }
+
+    /// The port a TCP pool listens on, as the master logged it (for `listen = "127.0.0.1:0"`).
+    public func tcpPort(pool: String) -> UInt16? {
+        let marker = "pool \(pool) listening on "
+        guard let line = log.components(separatedBy: "\n").first(where: { $0.contains(marker) }),
+              let address = line.components(separatedBy: marker).last,
+              let colon = address.lastIndex(of: ":") else { return nil }
+        return UInt16(address[address.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+    }
+
+    public func signal(_ signal: Int32) {
+        kill(pid, signal)
+    }
+
+    /// Waits for the master to exit; returns its status, or nil on timeout.
+    public func waitForExit(timeout: Double = 30) -> Int32? {
+        guard Self.eventually(timeout: timeout, { !process.isRunning }) else { return nil }
+        return process.terminationStatus
+    }
+
+    /// Every live process below the master (hosts and workers): pid → title.
+    public func descendants() -> [pid_t: String] {
+        ProcessTable.descendants(of: pid)
+    }
+
+    public func workerPIDs(pool: String = "www") -> Set<pid_t> {
+        Set(descendants().filter { $0.value.hasPrefix("forklift: worker pool=\(pool) ") }.keys)
+    }
+
+    /// Stops the server if a test left it running, and removes the temporary directory.
+    public func shutdown() {
+        let leftovers = descendants().keys
+        if process.isRunning {
+            signal(SIGTERM)
+            if waitForExit(timeout: 10) == nil { signal(SIGKILL) }
+        }
+        for pid in leftovers { kill(pid, SIGKILL) }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    deinit { shutdown() }
+}
+
+public enum TemporaryDirectory {
+    public static func make() throws -> String {
+        var template = Array("/tmp/forklift-test-XXXXXX".utf8CString)
+        guard let result = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw FastCGIError("mkdtemp failed")
+        }
+        return String(cString: result)
+    }
+}
+
+/// Reads /proc to find a process's descendants and their titles.
+public enum ProcessTable {
+    public static func descendants(of root: pid_t) -> [pid_t: String] {
+        var parents: [pid_t: pid_t] = [:]
+        var titles: [pid_t: String] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            guard fields.count > 2, fields[0] != "Z", let parent = pid_t(fields[1]) else { continue }
+            parents[pid] = parent
+            let cmdline = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+            titles[pid] = String(decoding: cmdline.split(separator: 0).first ?? Data(), as: UTF8.self)
+        }
+        var result: [pid_t: String] = [:]
+        var frontier = [root]
+        while let next = frontier.popLast() {
+            for (pid, parent) in parents where parent == next && result[pid] == nil {
+                result[pid] = titles[pid]
+                frontier.append(pid)
+            }
+        }
+        return result
+    }
+
+    /// Is `pid` alive and not a zombie?
+    public static func isAlive(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return !stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
+    }
+}
+
+/// Runs a command to completion, capturing its output.
+public enum Command {
+    public struct Result: Sendable {
+        public let status: Int32
+        public let output: String
+    }
+
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+    }
+
+    /// The first of `names` found on PATH (or in /usr/sbin), if any.
+    public static func find(_ name: String) -> String? {
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/sbin:/sbin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+}
