@@ -61,3 +61,10 @@ int forklift_signals_unblock_all(void) {
     sigemptyset(&none);
     return sigprocmask(SIG_SETMASK, &none, NULL);
 }
+
+int forklift_signals_mask(const int *signals, int count, int block) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
+    return sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}

@@ -23,6 +23,16 @@ public final class SignalPipe {
             }
         }
         caught = signals
+        // Whoever started us may have had these blocked (posix_spawn passes the spawning
+        // thread's mask on; Foundation's Process does); a blocked TERM would never arrive.
+        try Self.mask(signals, blocked: false)
+    }
+
+    /// Blocks or unblocks `signals`. A blocked signal stays pending until unblocked, so
+    /// nothing is lost: the handler runs (and writes to the pipe) at the unblock.
+    public static func mask(_ signals: [UnixSignal], blocked: Bool) throws {
+        let numbers = signals.map(\.rawValue)
+        try retryingSyscall("sigprocmask") { forklift_signals_mask(numbers, Int32(numbers.count), blocked ? 1 : 0) }
     }
 
     /// The signals that arrived since the last call, in order (duplicates kept).
@@ -41,6 +51,12 @@ public final class SignalPipe {
         for signal in caught { _ = forklift_signal_default(signal.rawValue) }
         pipe.close()
     }
+}
+
+/// Start from a clean signal mask: a parent may have started us with signals blocked
+/// (Foundation's Process does), and every child would inherit that.
+public func unblockAllSignals() {
+    _ = forklift_signals_unblock_all()
 }
 
 /// Ignore SIGPIPE: a client that hangs up must cost a failed write, not the process.

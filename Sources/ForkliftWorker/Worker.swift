@@ -90,17 +90,26 @@ struct AcceptLoop {
             if stopping { return "stop requested" }
             guard events.contains(.listenerReadable) || events.contains(.connectionReadable) else { continue }
 
+            // A stop signal waits until the response is complete: blocked, it cannot cut a
+            // plugin's sleep, poll or read short with EINTR. It is delivered at the unblock.
+            try? SignalPipe.mask(Self.stopSignals, blocked: true)
             // Non-blocking listener: a worker that lost the race for this connection gets
             // EAGAIN here and goes back to waiting.
-            guard FCGX_Accept_r(request) >= 0 else { continue }
-            dispatcher.serve(request)
-            FCGX_Finish_r(request)
-            served += 1
+            let accepted = FCGX_Accept_r(request) >= 0
+            if accepted {
+                dispatcher.serve(request)
+                FCGX_Finish_r(request)
+                served += 1
+            }
+            try? SignalPipe.mask(Self.stopSignals, blocked: false)
+            guard accepted else { continue }
 
             if launch.requestLimit > 0 && served >= launch.requestLimit { return "served its \(served) requests (max_requests)" }
             if getppid() != launch.hostPID { return "its host is gone" }
         }
     }
+
+    static let stopSignals: [UnixSignal] = [.term, .int, .quit]
 
     private mutating func handleSignals() {
         for signal in signals.drain() {

@@ -1,4 +1,7 @@
 import ForkliftLogging
+import ForkliftSystem
+
+unblockAllSignals()
 
 // Before anything can log: install the line format for this process and every child.
 ForkliftLogging.bootstrap()

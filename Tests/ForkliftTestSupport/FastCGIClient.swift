@@ -53,7 +53,7 @@ public struct FastCGIResponse: Sendable {
 
 public struct FastCGIError: Error, CustomStringConvertible {
     public let description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 public enum FastCGIClient {

@@ -163,6 +163,11 @@ public enum Command {
     public struct Result: Sendable {
         public let status: Int32
         public let output: String
+
+        public init(status: Int32, output: String) {
+            self.status = status
+            self.output = output
+        }
     }
 
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
@@ -170,13 +175,20 @@ public enum Command {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let environment { process.environment = environment }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
+        // Output goes to a file, not a pipe: a process spawned meanwhile by a parallel test
+        // (a forklift that lives on) could inherit the pipe's write end and withhold EOF.
+        let directory = try TemporaryDirectory.make()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/output"
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        process.standardOutput = output
+        process.standardError = output
         try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+        try output.close()
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return Result(status: process.terminationStatus, output: text)
     }
 
     /// The first of `names` found on PATH (or in /usr/sbin), if any.

@@ -26,6 +26,8 @@ int forklift_signals_block_all(void *old_mask, size_t mask_size);
 int forklift_signals_set_mask(const void *mask, size_t mask_size);
 int forklift_signals_unblock_all(void);
 size_t forklift_sigset_size(void);
+/* Block (block != 0) or unblock the listed signals in this thread's mask. */
+int forklift_signals_mask(const int *signals, int count, int block);
 
 /* Processes ---------------------------------------------------------------------------- */
 

@@ -6,8 +6,9 @@ import Glibc
 
 /// A plugin for the integration tests, misbehaving on demand by the last path segment:
 ///
-/// - `.../sleep?ms=N`: sleeps N ms, then answers "slept N ms" plus a 64 KiB tail, so that a
-///   test can tell a complete response from a cut one;
+/// - `.../sleep?ms=N`: one usleep of N ms, then "slept M ms" with the M actually measured
+///   (a signal cutting the sleep short shows), plus a 64 KiB tail, so that a test can tell a
+///   complete response from a cut one;
 /// - `.../throw`: throws, which the host must turn into a 500;
 /// - anything else: "behaviors <pid>".
 final class Behaviors: ForkliftHandler {
@@ -23,8 +24,12 @@ final class Behaviors: ForkliftHandler {
         switch last {
         case "sleep":
             let ms = Int(request.query.split(separator: "=").last ?? "0") ?? 0
+            var start = timespec(), end = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &start)
             usleep(UInt32(ms) * 1000)
-            try response.write("slept \(ms) ms\n")
+            clock_gettime(CLOCK_MONOTONIC, &end)
+            let slept = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1_000_000
+            try response.write("slept \(slept) ms\n")
             try response.write(String(repeating: "z", count: 65536) + "\nend\n")
         case "throw":
             throw PluginError("thrown on purpose by /throw")
