@@ -86,6 +86,31 @@ enum Transport: String, CaseIterable, CustomTestStringConvertible {
         #expect(result.output.contains("Hello, world!"))
     }
 
+    /// docs/examples/hello_c.c, built with the system C compiler: the ABI is usable from C alone.
+    @Test func theCExampleFromTheABIDocsServes() throws {
+        let cc = try #require(Command.find("cc"), "a C compiler is needed")
+        let directory = try TemporaryDirectory.make()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let root = ForkliftServer.packageRoot
+        let build = try Command.run(cc, ["-shared", "-fPIC", "-Wall", "-Werror", "-I", root + "/Sources/CForkliftABI/include",
+                                         root + "/docs/examples/hello_c.c", "-o", directory + "/libhello_c.so"])
+        #expect(build.status == 0, "\(build.output)")
+
+        let config = poolConfig(listen: "{dir}/www.sock", children: 1) + """
+
+            [pool.www.plugin.c]
+            path = "\(directory)/libhello_c.so"
+            route = "/c"
+            settings = { greeting = "Bonjour" }
+            """
+        let c = try ForkliftServer(config: config)
+        defer { c.shutdown() }
+        let address = FastCGIAddress.unix(c.directory + "/www.sock")
+        #expect(try FastCGIClient.get(address, "/c/one").bodyText == "Bonjour from C! GET /c/one (request 1 of this worker)\n")
+        #expect(try FastCGIClient.get(address, "/c/two").bodyText == "Bonjour from C! GET /c/two (request 2 of this worker)\n")
+        #expect(c.log.contains("hello_c preloaded plugin=c"))
+    }
+
     @Test func aThrowingPluginGivesA500AndTheWorkerGoesOn() throws {
         let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", children: 1))
         defer { server.shutdown() }

@@ -12,11 +12,15 @@ public final class ForkliftServer: @unchecked Sendable {
     public let process: Process
     public let logPath: String
 
+    /// The package's top directory.
+    public static var packageRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
     /// `.build/debug` of this package, or `FORKLIFT_BUILD_DIR`.
     public static var buildDirectory: String {
         if let override = ProcessInfo.processInfo.environment["FORKLIFT_BUILD_DIR"] { return override }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug").path
+        return packageRoot + "/.build/debug"
     }
 
     public static var binary: String { buildDirectory + "/forklift" }
