@@ -43,7 +43,13 @@ public enum Host {
         }
         let loaded = MonotonicInstant.now()
 
-        var workers = WorkerPool(launch: launch, plugins: plugins, signals: signals)
+        var workers: WorkerPool
+        do {
+            workers = try WorkerPool(launch: launch, plugins: plugins, signals: signals)
+        } catch {
+            report(.failed(reason: "host setup failed: \(error)"))
+            ChildProcess.exitImmediately(1)
+        }
         switch workers.start() {
         case .failed(let reason):
             log.error("\(reason)")

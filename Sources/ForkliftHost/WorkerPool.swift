@@ -23,12 +23,12 @@ struct WorkerPool {
     private var backoff = RespawnBackoff()
     private var respawnAt: MonotonicInstant?
 
-    init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe) {
+    init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe) throws {
         self.launch = launch
         self.plugins = plugins
         self.signals = signals
         // Workers write "ready PID" or "failed PID reason" here after their worker init.
-        readyPipe = try! Pipe(nonBlocking: true)
+        readyPipe = try Pipe(nonBlocking: true)
     }
 
     private var log: Logger { ForkliftLogging.logger }

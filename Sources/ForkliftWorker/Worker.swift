@@ -38,7 +38,9 @@ public enum Worker {
                 try plugin.workerInit()
             } catch {
                 log.error("\(error)")
-                try? writeAll(launch.readyFD, "failed \(getpid()) \(String(error.description.prefix(3000)))\n")
+                // One line, under PIPE_BUF, so it cannot interleave with another worker's.
+                let reason = String(error.description.prefix(3000).map { $0.isNewline ? " " : $0 })
+                try? writeAll(launch.readyFD, "failed \(getpid()) \(reason)\n")
                 ChildProcess.exitImmediately(WorkerExitCode.initFailed)
             }
         }

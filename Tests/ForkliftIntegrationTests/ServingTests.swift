@@ -142,6 +142,14 @@ enum Transport: String, CaseIterable, CustomTestStringConvertible {
         #expect(server.log.contains("retired after serving its requests"))
     }
 
+    @Test func processTitlesNameRolePoolAndGeneration() throws {
+        let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", children: 2))
+        defer { server.shutdown() }
+        #expect(ProcessTable.title(of: server.pid) == "forklift: master")
+        let titles = server.descendants().values.sorted()
+        #expect(titles == ["forklift: host pool=www gen=1", "forklift: worker pool=www gen=1", "forklift: worker pool=www gen=1"])
+    }
+
     @Test func aKilledWorkerIsReplaced() throws {
         let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", children: 2))
         defer { server.shutdown() }

@@ -140,8 +140,7 @@ public enum ProcessTable {
             let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
             guard fields.count > 2, fields[0] != "Z", let parent = pid_t(fields[1]) else { continue }
             parents[pid] = parent
-            let cmdline = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
-            titles[pid] = String(decoding: cmdline.split(separator: 0).first ?? Data(), as: UTF8.self)
+            titles[pid] = title(of: pid)
         }
         var result: [pid_t: String] = [:]
         var frontier = [root]
@@ -152,6 +151,12 @@ public enum ProcessTable {
             }
         }
         return result
+    }
+
+    /// What `ps` shows for `pid` (its argv area).
+    public static func title(of pid: pid_t) -> String? {
+        guard let cmdline = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")) else { return nil }
+        return String(decoding: cmdline.split(separator: 0).first ?? Data(), as: UTF8.self)
     }
 
     /// Is `pid` alive and not a zombie?
