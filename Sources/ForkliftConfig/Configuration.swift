@@ -29,15 +29,28 @@ public struct GlobalSettings: Equatable, Sendable {
     /// Log file; nil means standard error.
     public var errorLog: String?
     public var logLevel: LogLevel = .notice
-    /// How long a stop waits for busy workers before KILL. 0 means forever.
+    /// How long a stop (or a drain after reload) waits for busy workers before KILL. 0 means forever.
     public var dieTimeout: Double = 60
+    /// How long a new generation may take to load, preload and pass worker init before the
+    /// reload is rolled back.
+    public var reloadTimeout: Double = 60
+    /// The master's control socket (`forklift reload`, `forklift stop`). Default: the pid
+    /// file's path with `.sock` in place of `.pid`.
+    public var controlSocket: String
 
-    public init(prefix: String, pidFile: String, errorLog: String? = nil, logLevel: LogLevel = .notice, dieTimeout: Double = 60) {
+    public init(prefix: String, pidFile: String, errorLog: String? = nil, logLevel: LogLevel = .notice,
+                dieTimeout: Double = 60, reloadTimeout: Double = 60, controlSocket: String? = nil) {
         self.prefix = prefix
         self.pidFile = pidFile
         self.errorLog = errorLog
         self.logLevel = logLevel
         self.dieTimeout = dieTimeout
+        self.reloadTimeout = reloadTimeout
+        self.controlSocket = controlSocket ?? GlobalSettings.defaultControlSocket(pidFile: pidFile)
+    }
+
+    public static func defaultControlSocket(pidFile: String) -> String {
+        (pidFile.hasSuffix(".pid") ? String(pidFile.dropLast(4)) : pidFile) + ".sock"
     }
 }
 

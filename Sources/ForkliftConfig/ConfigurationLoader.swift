@@ -6,7 +6,7 @@ import TOMLKit
 /// `[global]` may appear in several files; a later file's key overrides an earlier one's (so
 /// `99-local.toml` can adjust `00-global.toml`). A pool is defined in exactly one file.
 public enum ConfigurationLoader {
-    static let globalKeys = ["pid", "error_log", "log_level", "die_timeout", "prefix"]
+    static let globalKeys = ["pid", "error_log", "log_level", "die_timeout", "reload_timeout", "control_socket", "prefix"]
     static let poolKeys = ["listen", "listen_backlog", "pm", "max_children", "max_requests", "max_requests_jitter", "plugin"]
     static let pluginKeys = ["path", "route", "settings"]
 
@@ -75,6 +75,11 @@ public enum ConfigurationLoader {
         if let log = try table.string("error_log") { draft.errorLog = log }
         if let level = try table.oneOf("log_level", LogLevel.self, choices: LogLevel.allCases) { draft.logLevel = level }
         if let timeout = try table.duration("die_timeout") { draft.dieTimeout = timeout }
+        if let timeout = try table.duration("reload_timeout") {
+            guard timeout > 0 else { throw table.error("reload_timeout", "expected a duration above 0") }
+            draft.reloadTimeout = timeout
+        }
+        if let socket = try table.string("control_socket") { draft.controlSocket = socket }
         try table.rejectUnknownKeys(allowed: globalKeys)
     }
 

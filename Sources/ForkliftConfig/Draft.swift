@@ -8,6 +8,8 @@ struct Draft {
     var errorLog: String?
     var logLevel: LogLevel = .notice
     var dieTimeout: Double = 60
+    var reloadTimeout: Double = 60
+    var controlSocket: String?
     var pools: [Pool] = []
 
     struct Pool {
@@ -38,7 +40,9 @@ struct Draft {
             pidFile: Paths.resolve(pid ?? "forklift.pid", against: prefixPath),
             errorLog: errorLog.map { Paths.resolve($0, against: prefixPath) },
             logLevel: logLevel,
-            dieTimeout: dieTimeout
+            dieTimeout: dieTimeout,
+            reloadTimeout: reloadTimeout,
+            controlSocket: controlSocket.map { Paths.resolve($0, against: prefixPath) }
         )
         guard !pools.isEmpty else {
             throw ConfigurationError(file: lastFile, key: nil, "no [pool.NAME] table in any file: there is nothing to serve")

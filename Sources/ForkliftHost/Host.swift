@@ -9,6 +9,9 @@ import Glibc
 /// preload hooks, forks the workers — which share the preloaded memory copy-on-write — and
 /// keeps `max_children` of them alive until the master tells it to stop.
 ///
+/// Its workers accept no connection until the master makes the generation live (USR2 to
+/// the host), so a generation that fails halfway through a reload never served a request.
+///
 /// It lives in its own process group, so the master can KILL it with all its workers at once.
 public enum Host {
     public static func run(_ launch: HostLaunch) -> Never {
@@ -24,7 +27,7 @@ public enum Host {
         let report = { (message: HostReport) in try? writeAll(launch.reportFD, message.line) }
         let signals: SignalPipe
         do {
-            signals = try SignalPipe(catching: [.term, .int, .quit, .chld, .usr1])
+            signals = try SignalPipe(catching: [.term, .int, .quit, .chld, .usr1, .usr2])
             _ = signal(SIGHUP, SIG_IGN)
             ignoreBrokenPipe()
         } catch {
@@ -64,7 +67,7 @@ public enum Host {
                 + " load_ms=\(milliseconds(loadStarted, loaded)) ready_ms=\(milliseconds(loadStarted, .now()))"
             report(.ready(summary: summary))
         }
-        closeDescriptor(launch.reportFD)
+        workers.closeReport()
         workers.supervise()
         ChildProcess.exitImmediately(0)
     }

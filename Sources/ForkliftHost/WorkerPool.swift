@@ -15,6 +15,12 @@ struct WorkerPool {
     let plugins: [PluginInstance]
     let signals: SignalPipe
     private let readyPipe: Pipe
+    /// Workers wait on the read end until the generation goes live; closing the write end
+    /// (at the master's USR2) lets all of them, and every later one, serve.
+    private let gate: Pipe
+    private var gateOpen = false
+    /// The pipe to the master, until the host has said whether this generation is ready.
+    private(set) var reportFD: Int32
     private var readyLines = LineBuffer()
     /// Live workers and when each was forked.
     private var workers: [pid_t: MonotonicInstant] = [:]
@@ -29,6 +35,22 @@ struct WorkerPool {
         self.signals = signals
         // Workers write "ready PID" or "failed PID reason" here after their worker init.
         readyPipe = try Pipe(nonBlocking: true)
+        gate = try Pipe(nonBlocking: false)
+        reportFD = launch.reportFD
+    }
+
+    /// The host has reported: close the pipe, so workers forked later do not hold it.
+    mutating func closeReport() {
+        closeDescriptor(reportFD)
+        reportFD = -1
+    }
+
+    /// The master made this generation live: let the workers accept connections.
+    mutating func openGate() {
+        guard !gateOpen else { return }
+        gateOpen = true
+        closeDescriptor(gate.writeEnd)
+        log.info("pool \(pool.name) gen \(launch.generation) is live: workers accept connections")
     }
 
     private var log: Logger { ForkliftLogging.logger }
@@ -81,6 +103,8 @@ struct WorkerPool {
                     if !stopping { beginStop() }
                 case .chld:
                     reapWorkers()
+                case .usr2:
+                    openGate()
                 case .usr1:
                     try? LogDestination.reopen()
                     for pid in workers.keys { ChildProcess.send(.usr1, to: pid) }
@@ -142,12 +166,16 @@ struct WorkerPool {
     private mutating func spawn() -> pid_t? {
         let limit = pool.maxRequests > 0 ? pool.maxRequests + Int.random(in: 0...pool.maxRequestsJitter) : 0
         let workerLaunch = WorkerLaunch(pool: pool, generation: launch.generation, listenFD: launch.listenFD, plugins: plugins,
-                                        requestLimit: limit, readyFD: readyPipe.writeEnd, hostPID: getpid())
+                                        requestLimit: limit, readyFD: readyPipe.writeEnd, hostPID: getpid(), gateFD: gate.readEnd)
         let signals = self.signals
         let readEnd = readyPipe.readEnd
+        let gateWriteEnd = gateOpen ? -1 : gate.writeEnd
+        let reportFD = self.reportFD
         guard let pid = try? ChildProcess.spawn(prepareChild: {
             signals.reset()
             closeDescriptor(readEnd)
+            closeDescriptor(reportFD) // the master's EOF on it must mean "the host is done reporting"
+            closeDescriptor(gateWriteEnd) // a worker holding it would keep its own gate shut
         }, { Worker.run(workerLaunch) }) else { return nil }
         workers[pid] = .now()
         return pid

@@ -31,6 +31,9 @@ public enum LogDestination {
         if old > 2 { closeDescriptor(old) }
     }
 
+    /// The descriptor log lines go to (children must keep it open).
+    public static var fileDescriptor: Int32 { state.withLock { $0.fd } }
+
     /// Reopen the log file (after logrotate moved it away).
     public static func reopen() throws {
         try open(path: state.withLock { $0.path })

@@ -2,35 +2,51 @@ import ForkliftConfig
 import ForkliftSystem
 import Glibc
 
-/// The pools' listening sockets. The master opens them before any host exists and keeps
-/// them for its whole life, so a host that dies and is replaced never refuses a connection:
-/// the kernel queues it in the backlog meanwhile.
+/// The listening sockets, by address. The master opens them and keeps them across every
+/// reload, so a new generation accepts from the very socket the old one did: no connection
+/// is refused and nothing queued in the backlog is lost. A socket is closed only when no
+/// pool of the live configuration listens on its address any more.
 struct Listeners {
-    private(set) var byPool: [String: Int32] = [:]
-    private var unixPaths: [String] = []
+    private(set) var byAddress: [ListenAddress: Int32] = [:]
 
-    mutating func open(_ pool: PoolSettings) throws -> (fd: Int32, description: String) {
+    /// The descriptor for `address`, opening it if no socket is open there yet.
+    /// Returns whether it was opened now.
+    mutating func acquire(_ pool: PoolSettings) throws -> (fd: Int32, opened: Bool) {
+        if let fd = byAddress[pool.listen] { return (fd, false) }
         let fd: Int32
-        var description = pool.listen.description
         switch pool.listen {
         case .unix(let path):
             fd = try Listener.unix(path: path, backlog: pool.listenBacklog)
-            unixPaths.append(path)
         case .tcp(let host, let port):
             fd = try Listener.tcp(host: host == "*" ? "0.0.0.0" : host, port: port, backlog: pool.listenBacklog)
-            if port == 0, let bound = Listener.boundPort(fd) {
-                description = ListenAddress.tcp(host: host, port: bound).description
-            }
         }
-        byPool[pool.name] = fd
-        return (fd, description)
+        byAddress[pool.listen] = fd
+        return (fd, true)
     }
 
-    /// Closes every socket and removes the unix socket files.
-    mutating func closeAll() {
-        for fd in byPool.values { closeDescriptor(fd) }
-        for path in unixPaths { unlink(path) }
-        byPool = [:]
-        unixPaths = []
+    /// What a listener is bound to, with the real port when port 0 was asked for.
+    func describe(_ address: ListenAddress) -> String {
+        if case .tcp(let host, 0) = address, let fd = byAddress[address], let port = Listener.boundPort(fd) {
+            return ListenAddress.tcp(host: host, port: port).description
+        }
+        return address.description
+    }
+
+    func fd(for address: ListenAddress) -> Int32? { byAddress[address] }
+
+    /// Closes every socket whose address is not in `keep`, removing unix socket files.
+    /// Workers of draining generations keep their own copies, so they finish undisturbed.
+    mutating func close(allBut keep: Set<ListenAddress>) {
+        for (address, fd) in byAddress where !keep.contains(address) {
+            closeDescriptor(fd)
+            if case .unix(let path) = address { unlink(path) }
+            byAddress[address] = nil
+        }
+    }
+
+    /// Closes the sockets in `addresses` (opened for a reload that was rolled back).
+    mutating func close(_ addresses: [ListenAddress]) {
+        let keep = Set(byAddress.keys).subtracting(addresses)
+        close(allBut: keep)
     }
 }

@@ -5,21 +5,20 @@ import ForkliftSystem
 import Glibc
 import Logging
 
-/// The master: plugin-free, single-threaded, synchronous. It owns the listening sockets and
-/// the pid file, starts one host per pool, restarts hosts that die, and stops everything the
-/// way FCGI::ProcManager does.
+/// The master: plugin-free, single-threaded, synchronous. It owns the listening sockets, the
+/// pid file and the control socket; it starts one host per pool and generation, makes a new
+/// generation live only once all of it is ready (rolling back otherwise), restarts hosts
+/// that die, and stops everything the way FCGI::ProcManager does.
 ///
 /// It never runs plugin code: the host body is handed in by the caller, and runs only in the
 /// forked child.
 public final class Master {
     public typealias HostBody = (HostLaunch) -> Never
 
-    enum Phase: Equatable {
-        case starting, running
-        case stopping(deadline: MonotonicInstant?)
-    }
+    enum Phase: Equatable { case starting, running, stopping }
 
-    let configuration: Configuration
+    let configurationDirectory: String
+    var configuration: Configuration
     let hostBody: HostBody
     let log = ForkliftLogging.logger
     var phase = Phase.starting
@@ -28,10 +27,16 @@ public final class Master {
     var listeners = Listeners()
     var generations: [String: Int] = [:]
     var restarts = HostRestarts()
+    var transaction: ReloadTransaction?
+    /// A reload asked for (by signal) while another was in flight: run it next.
+    var reloadPending = false
+    var stopWaiters: [Int32] = []
     var signals: SignalPipe!
+    var control: ControlServer?
 
-    public init(configuration: Configuration, hostBody: @escaping HostBody) {
+    public init(configuration: Configuration, configurationDirectory: String, hostBody: @escaping HostBody) {
         self.configuration = configuration
+        self.configurationDirectory = configurationDirectory
         self.hostBody = hostBody
     }
 
@@ -44,30 +49,28 @@ public final class Master {
             try pidFile.write()
             signals = try SignalPipe(catching: [.term, .int, .quit, .hup, .usr1, .usr2, .chld])
             ignoreBrokenPipe()
-            for pool in configuration.pools {
-                let (_, address) = try listeners.open(pool)
-                log.notice("pool \(pool.name) listening on \(address)")
-            }
+            control = try ControlServer(path: configuration.global.controlSocket)
         } catch {
             log.error("cannot start: \(error)")
-            listeners.closeAll()
             pidFile.remove()
             return 1
         }
         log.notice("forklift master started (pid \(getpid())), configuration from \(configuration.files.joined(separator: ", "))")
-        for pool in configuration.pools { startHost(pool) }
+        beginReload(configuration, initial: true)
 
-        while true {
-            if case .stopping = phase, hosts.isEmpty { break }
+        while !(phase == .stopping && hosts.isEmpty) {
             waitForEvents()
             handleSignals()
+            acceptControlClients()
             readReports()
             reapHosts()
             checkTimers()
         }
-        listeners.closeAll()
+        listeners.close(allBut: [])
+        control?.close()
         pidFile.remove()
         log.notice("forklift master exits with status \(exitCode)")
+        for client in stopWaiters { ControlServer.answer(client, ok: exitCode == 0, "stopped, exit status \(exitCode)") }
         return exitCode
     }
 
@@ -75,6 +78,7 @@ public final class Master {
 
     private func waitForEvents() {
         var fds = [signals.fileDescriptor]
+        if let control { fds.append(control.fd) }
         fds += hosts.values.map(\.reportFD).filter { $0 >= 0 }
         let timeout = nextTimer().map { MonotonicInstant.now().seconds(until: $0) }
         _ = try? waitReadable(fds, timeoutSeconds: timeout)
@@ -87,7 +91,8 @@ public final class Master {
                 log.notice("\(signal) received: stopping gracefully")
                 beginStop()
             case .hup, .usr2:
-                log.warning("\(signal) received: reloading is not supported yet; nothing changes")
+                log.notice("\(signal) received: reloading the configuration and plugins from disk")
+                reloadFromDisk(waiter: nil)
             case .usr1:
                 log.notice("\(signal) received: reopening log files")
                 try? LogDestination.reopen()
@@ -98,9 +103,29 @@ public final class Master {
         }
     }
 
+    private func acceptControlClients() {
+        guard let control else { return }
+        while let (client, command, text) = control.accept() {
+            switch command {
+            case .reload:
+                log.notice("reload requested through the control socket")
+                reloadFromDisk(waiter: client)
+            case .stop:
+                log.notice("stop requested through the control socket")
+                stopWaiters.append(client)
+                beginStop()
+            case .status:
+                ControlServer.answer(client, ok: true, statusLine())
+            case nil:
+                ControlServer.answer(client, ok: false, "unknown command \"\(text)\"; expected reload, stop or status")
+            }
+        }
+    }
+
     private func readReports() {
         for pid in Array(hosts.keys) {
             guard var host = hosts[pid], host.reportFD >= 0 else { continue }
+            var lines: [String] = []
             while true {
                 guard let bytes = try? readAvailable(host.reportFD) else {
                     closeDescriptor(host.reportFD) // end of file: the host closed its end
@@ -108,32 +133,27 @@ public final class Master {
                     break
                 }
                 if bytes.isEmpty { break }
-                for line in host.reports.append(bytes) {
-                    handleReport(HostReport(line: line), from: &host)
-                }
+                lines += host.reports.append(bytes)
             }
             hosts[pid] = host
+            for line in lines { handleReport(HostReport(line: line), from: pid) }
         }
     }
 
-    private func handleReport(_ report: HostReport?, from host: inout HostProcess) {
+    private func handleReport(_ report: HostReport?, from pid: pid_t) {
+        guard var host = hosts[pid] else { return }
         switch report {
         case .ready(let summary):
-            host.state = .ready
-            restarts.succeeded(pool: host.pool.name)
-            log.notice("\(host.label) is ready: \(summary)")
-            if phase == .starting, hosts.values.allSatisfy({ $0.pid == host.pid || $0.state == .ready }) {
-                phase = .running
-                log.notice("forklift is ready: \(hosts.count) pool(s) serving")
-            }
+            host.summary = summary
+            hosts[pid] = host
+            log.info("\(host.label) is ready: \(summary)")
+            if host.role == .replacement { goLive(pid) }
+            if host.role == .candidate { commitIfReady() }
         case .failed(let reason):
             host.failure = reason
+            hosts[pid] = host
             log.error("\(host.label) failed: \(reason)")
-            if phase == .starting {
-                exitCode = 1
-                log.error("forklift refuses to start: \(reason)")
-                beginStop()
-            }
+            if host.role == .candidate { rollback(because: reason) }
         case nil:
             break
         }
@@ -143,16 +163,17 @@ public final class Master {
         for (pid, status) in ChildProcess.reap() {
             guard let host = hosts.removeValue(forKey: pid) else { continue }
             closeDescriptor(host.reportFD)
-            switch phase {
-            case .stopping:
-                log.info("\(host.label) \(status)")
-            case .starting where host.state == .starting:
-                exitCode = 1
-                if host.failure == nil {
-                    log.error("forklift refuses to start: \(host.label) \(status) before it was ready")
+            switch host.role {
+            case .draining:
+                log.info("\(host.label) \(status): drained")
+            case .candidate:
+                if transaction?.candidates.values.contains(pid) == true {
+                    rollback(because: host.failure ?? "the host of \(host.label) \(status) before it was ready")
                 }
-                beginStop()
-            case .starting, .running:
+            case .replacement:
+                let delay = restarts.failed(pool: host.pool.name)
+                log.error("\(host.label) \(status) before it was ready; trying again in \(delay) s")
+            case .live:
                 let delay = restarts.failed(pool: host.pool.name)
                 log.error("\(host.label) \(status); starting a new host in \(delay) s")
             }
@@ -161,57 +182,49 @@ public final class Master {
 
     private func checkTimers() {
         let now = MonotonicInstant.now()
-        if case .stopping(let deadline?) = phase, now >= deadline, !hosts.isEmpty {
-            log.error("die_timeout (\(configuration.global.dieTimeout) s) expired: killing \(hosts.count) host(s) and their workers")
-            for host in hosts.values { ChildProcess.send(.kill, toGroup: host.pid) }
-            exitCode = 1
-            phase = .stopping(deadline: nil)
+        if let transaction, now >= transaction.deadline {
+            rollback(because: "the new generation was not ready within reload_timeout (\(configuration.global.reloadTimeout) s)")
         }
-        guard phase == .running || phase == .starting else { return }
-        for pool in configuration.pools where !hosts.values.contains(where: { $0.pool.name == pool.name }) {
-            if restarts.isDue(pool: pool.name, now: now) {
-                restarts.attempted(pool: pool.name)
-                startHost(pool)
-            }
+        for (pid, host) in hosts {
+            guard case .draining(let deadline?) = host.role, now >= deadline else { continue }
+            log.error("\(host.label) still busy after die_timeout (\(configuration.global.dieTimeout) s): killing it and its workers")
+            ChildProcess.send(.kill, toGroup: pid)
+            hosts[pid]?.role = .draining(deadline: nil)
+            if phase == .stopping { exitCode = 1 }
         }
+        guard phase == .running else { return }
+        for pool in configuration.pools where !isCovered(pool.name) && restarts.isDue(pool: pool.name, now: now) {
+            restarts.attempted(pool: pool.name)
+            _ = startHost(pool, role: .replacement)
+        }
+    }
+
+    /// Is a host serving this pool, or about to?
+    private func isCovered(_ pool: String) -> Bool {
+        hosts.values.contains { $0.pool.name == pool && !$0.isDraining }
     }
 
     private func nextTimer() -> MonotonicInstant? {
-        if case .stopping(let deadline) = phase { return deadline }
-        return restarts.nextDue()
-    }
-
-    // MARK: - Actions
-
-    private func startHost(_ pool: PoolSettings) {
-        let generation = (generations[pool.name] ?? 0) + 1
-        generations[pool.name] = generation
-        do {
-            let reportPipe = try Pipe(nonBlocking: false)
-            try setNonBlocking(reportPipe.readEnd)
-            let launch = HostLaunch(global: configuration.global, pool: pool, generation: generation,
-                                    listenFD: listeners.byPool[pool.name]!, reportFD: reportPipe.writeEnd, masterPID: getpid())
-            let signals = self.signals!
-            let body = hostBody
-            let pid = try ChildProcess.spawn(prepareChild: {
-                signals.reset()
-                closeDescriptor(reportPipe.readEnd)
-            }, { body(launch) })
-            closeDescriptor(reportPipe.writeEnd)
-            hosts[pid] = HostProcess(pool: pool, generation: generation, pid: pid, reportFD: reportPipe.readEnd)
-            log.info("started host pid \(pid) for pool \(pool.name) gen \(generation)")
-        } catch {
-            let delay = restarts.failed(pool: pool.name)
-            log.error("cannot start a host for pool \(pool.name): \(error); retrying in \(delay) s")
+        var times = hosts.values.compactMap { host -> MonotonicInstant? in
+            if case .draining(let deadline) = host.role { return deadline }
+            return nil
         }
+        if let transaction { times.append(transaction.deadline) }
+        if phase == .running, let due = restarts.nextDue() { times.append(due) }
+        return times.min()
     }
 
-    /// Graceful stop: TERM every host (each TERMs its workers: idle ones leave now, busy ones
-    /// finish their request); after die_timeout the survivors get KILL.
-    private func beginStop() {
-        if case .stopping = phase { return }
-        let timeout = configuration.global.dieTimeout
-        phase = .stopping(deadline: timeout > 0 ? MonotonicInstant.now().advanced(bySeconds: timeout) : nil)
-        for pid in hosts.keys { ChildProcess.send(.term, to: pid) }
+    func statusLine() -> String {
+        let parts = hosts.values.sorted { ($0.pool.name, $0.generation) < ($1.pool.name, $1.generation) }.map { host -> String in
+            let role: String
+            switch host.role {
+            case .candidate: role = "candidate"
+            case .replacement: role = "starting"
+            case .live: role = "live"
+            case .draining: role = "draining"
+            }
+            return "pool \(host.pool.name) gen \(host.generation) \(role) pid \(host.pid)" + (host.summary.map { " \($0)" } ?? "")
+        }
+        return parts.isEmpty ? "no hosts" : parts.joined(separator: "; ")
     }
 }

@@ -48,7 +48,8 @@ public enum Worker {
         closeDescriptor(launch.readyFD)
 
         var loop = AcceptLoop(launch: launch, signals: signals, waiter: waiter)
-        let reason = loop.run()
+        let reason = loop.waitForGate() ? loop.run() : "stopped before its generation went live"
+
         log.debug("worker leaving: \(reason)", metadata: ["served": "\(loop.served)"])
         for plugin in launch.plugins { plugin.workerExit() }
         ChildProcess.exitImmediately(WorkerExitCode.normal)
@@ -78,8 +79,7 @@ struct AcceptLoop {
 
     /// Serves until told to stop, retired, or orphaned; returns why it stopped.
     mutating func run() -> String {
-        while true {
-            if stopping { return "stop requested" }
+        while !stopping {
             let kept = request.pointee.ipcFd >= 0 ? request.pointee.ipcFd : nil
             let events: Set<ConnectionWaiter.Event>
             do {
@@ -89,26 +89,47 @@ struct AcceptLoop {
                 return "wait failed"
             }
             if events.contains(.signal) { handleSignals() }
-            if stopping { return "stop requested" }
+            // EPOLLEXCLUSIVE woke this worker alone for a connection: take it even when a stop
+            // just arrived, or it would sit in the backlog until the next connection wakes
+            // someone else. The loop ends right after.
             guard events.contains(.listenerReadable) || events.contains(.connectionReadable) else { continue }
-
-            // A stop signal waits until the response is complete: blocked, it cannot cut a
-            // plugin's sleep, poll or read short with EINTR. It is delivered at the unblock.
-            try? SignalPipe.mask(Self.stopSignals, blocked: true)
-            // Non-blocking listener: a worker that lost the race for this connection gets
-            // EAGAIN here and goes back to waiting.
-            let accepted = FCGX_Accept_r(request) >= 0
-            if accepted {
-                dispatcher.serve(request)
-                FCGX_Finish_r(request)
-                served += 1
-            }
-            try? SignalPipe.mask(Self.stopSignals, blocked: false)
-            guard accepted else { continue }
+            guard serveOne() else { continue }
 
             if launch.requestLimit > 0 && served >= launch.requestLimit { return "served its \(served) requests (max_requests)" }
             if getppid() != launch.hostPID { return "its host is gone" }
         }
+        return "stop requested"
+    }
+
+    /// Accepts and serves one request; false when another worker took the connection.
+    private mutating func serveOne() -> Bool {
+        // A stop signal waits until the response is complete: blocked, it cannot cut a
+        // plugin's sleep, poll or read short with EINTR. It is delivered at the unblock.
+        try? SignalPipe.mask(Self.stopSignals, blocked: true)
+        defer { try? SignalPipe.mask(Self.stopSignals, blocked: false) }
+        // Non-blocking listener: a worker that lost the race for this connection gets
+        // EAGAIN here and goes back to waiting.
+        guard FCGX_Accept_r(request) >= 0 else { return false }
+        dispatcher.serve(request)
+        FCGX_Finish_r(request)
+        served += 1
+        return true
+    }
+
+    /// Waits until the host opens the gate (the generation went live) or a stop arrives.
+    /// Returns false when the worker should leave without serving.
+    mutating func waitForGate() -> Bool {
+        let gate = launch.gateFD
+        while !stopping {
+            let ready = (try? waitReadable([gate, signals.fileDescriptor], timeoutSeconds: nil)) ?? []
+            if ready.contains(signals.fileDescriptor) { handleSignals() }
+            // The host closes its end when the generation goes live: EOF here means "serve".
+            if ready.contains(gate) {
+                closeDescriptor(gate)
+                return !stopping
+            }
+        }
+        return false
     }
 
     static let stopSignals: [UnixSignal] = [.term, .int, .quit]

@@ -14,9 +14,12 @@ public struct WorkerLaunch {
     public let readyFD: Int32
     /// The host that forked this worker; if it goes away, the worker finishes and leaves.
     public let hostPID: pid_t
+    /// Read end of the host's gate pipe: the worker accepts no connection until the host
+    /// closes the write end, which it does when the master makes the generation live.
+    public let gateFD: Int32
 
     public init(pool: PoolSettings, generation: Int, listenFD: Int32, plugins: [PluginInstance],
-                requestLimit: Int, readyFD: Int32, hostPID: pid_t) {
+                requestLimit: Int, readyFD: Int32, hostPID: pid_t, gateFD: Int32) {
         self.pool = pool
         self.generation = generation
         self.listenFD = listenFD
@@ -24,6 +27,7 @@ public struct WorkerLaunch {
         self.requestLimit = requestLimit
         self.readyFD = readyFD
         self.hostPID = hostPID
+        self.gateFD = gateFD
     }
 }
 

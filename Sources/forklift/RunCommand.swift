@@ -22,7 +22,7 @@ struct RunCommand: ParsableCommand {
         }
         // The master never runs plugin code: it receives the host's body and only runs it
         // in the processes it forks.
-        let master = Master(configuration: configuration, hostBody: Host.run)
+        let master = Master(configuration: configuration, configurationDirectory: options.directory, hostBody: Host.run)
         let status = master.run()
         if status != 0 { throw ExitCode(status) }
     }

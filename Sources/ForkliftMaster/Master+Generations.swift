@@ -1,0 +1,187 @@
+import ForkliftConfig
+import ForkliftIPC
+import ForkliftLogging
+import ForkliftSystem
+import Glibc
+
+/// Reloads as transactions: every pool gets a new generation; all of them go live together
+/// once all are ready, or none does.
+extension Master {
+    func reloadFromDisk(waiter: Int32?) {
+        do {
+            let fresh = try ConfigurationLoader.load(directory: configurationDirectory)
+            beginReload(fresh, initial: false, waiter: waiter)
+        } catch {
+            let reason = "configuration error: \(error)"
+            log.error("reload refused, the running generations keep serving: \(reason)")
+            if let waiter { ControlServer.answer(waiter, ok: false, reason) }
+        }
+    }
+
+    func beginReload(_ fresh: Configuration, initial: Bool, waiter: Int32? = nil) {
+        if phase == .stopping {
+            if let waiter { ControlServer.answer(waiter, ok: false, "forklift is stopping") }
+            return
+        }
+        if var running = transaction {
+            // One at a time. A signal asks again once this one ends; a client may join it,
+            // since this reload reads the same files it would.
+            if let waiter { running.waiters.append(waiter); transaction = running } else { reloadPending = true }
+            return
+        }
+        var candidate = ReloadTransaction(configuration: fresh, isInitial: initial)
+        if let waiter { candidate.waiters.append(waiter) }
+        for pool in fresh.pools {
+            do {
+                let (_, opened) = try listeners.acquire(pool)
+                if opened {
+                    candidate.openedAddresses.append(pool.listen)
+                    log.notice("pool \(pool.name) listening on \(listeners.describe(pool.listen))")
+                }
+            } catch {
+                transaction = candidate
+                rollback(because: "pool \(pool.name): cannot listen on \(pool.listen): \(error)")
+                return
+            }
+        }
+        transaction = candidate
+        for pool in fresh.pools {
+            guard let pid = startHost(pool, role: .candidate, global: fresh.global) else {
+                rollback(because: "pool \(pool.name): cannot start a host process")
+                return
+            }
+            transaction?.candidates[pool.name] = pid
+        }
+    }
+
+    /// Every candidate ready: they go live, the generations they replace drain.
+    func commitIfReady() {
+        guard let committing = transaction,
+              committing.candidates.values.allSatisfy({ hosts[$0]?.isReady == true }) else { return }
+        transaction = nil
+        let previous = configuration
+        configuration = committing.configuration
+        applyGlobalChanges(from: previous.global)
+
+        let now = MonotonicInstant.now()
+        for (pid, host) in hosts where host.role == .live || host.role == .replacement {
+            drain(pid, now: now) // replaced by a candidate, or its pool was removed
+        }
+        var lines: [String] = []
+        for (pool, pid) in committing.candidates.sorted(by: { $0.key < $1.key }) {
+            goLive(pid)
+            lines.append("pool \(pool) gen \(hosts[pid]!.generation): \(hosts[pid]!.summary ?? "")")
+        }
+        listeners.close(allBut: Set(configuration.pools.map(\.listen)))
+        let elapsed = Int(committing.started.seconds(until: now) * 1000)
+        let message = (committing.isInitial ? "started" : "reloaded") + " in \(elapsed) ms: " + lines.joined(separator: "; ")
+        log.notice("\(message)")
+        for waiter in committing.waiters { ControlServer.answer(waiter, ok: true, message) }
+        if committing.isInitial {
+            phase = .running
+            log.notice("forklift is ready: \(configuration.pools.count) pool(s) serving")
+        }
+        if reloadPending {
+            reloadPending = false
+            reloadFromDisk(waiter: nil)
+        }
+    }
+
+    /// A step of the reload failed: tear the new generation down, keep the old one.
+    func rollback(because reason: String) {
+        guard let failed = transaction else { return }
+        transaction = nil
+        for pid in failed.candidates.values where hosts[pid] != nil {
+            // Its workers wait at the gate with nothing in flight: they leave at once.
+            drain(pid, now: .now())
+        }
+        listeners.close(failed.openedAddresses)
+        for waiter in failed.waiters { ControlServer.answer(waiter, ok: false, "reload failed, rolled back: \(reason)") }
+        if failed.isInitial {
+            log.error("forklift refuses to start: \(reason)")
+            exitCode = 1
+            beginStop()
+            return
+        }
+        let serving = hosts.values.filter { $0.role == .live }.map { "pool \($0.pool.name) gen \($0.generation)" }
+        log.error("reload failed and was rolled back; still serving \(serving.joined(separator: ", ")): \(reason)")
+        if reloadPending {
+            reloadPending = false
+            reloadFromDisk(waiter: nil)
+        }
+    }
+
+    /// Let a ready host's workers accept connections.
+    func goLive(_ pid: pid_t) {
+        guard var host = hosts[pid] else { return }
+        host.role = .live
+        hosts[pid] = host
+        restarts.succeeded(pool: host.pool.name)
+        ChildProcess.send(.usr2, to: pid)
+        log.notice("\(host.label) is live")
+    }
+
+    /// TERM a host: idle workers leave at once, busy ones finish their request. KILL at
+    /// die_timeout (0: wait forever).
+    func drain(_ pid: pid_t, now: MonotonicInstant) {
+        guard var host = hosts[pid], !host.isDraining else { return }
+        let timeout = configuration.global.dieTimeout
+        host.role = .draining(deadline: timeout > 0 ? now.advanced(bySeconds: timeout) : nil)
+        hosts[pid] = host
+        ChildProcess.send(.term, to: pid)
+        log.info("\(host.label) is draining")
+    }
+
+    @discardableResult
+    func startHost(_ pool: PoolSettings, role: HostProcess.Role, global: GlobalSettings? = nil) -> pid_t? {
+        let generation = (generations[pool.name] ?? 0) + 1
+        generations[pool.name] = generation
+        guard let listenFD = listeners.fd(for: pool.listen) else { return nil }
+        do {
+            let reportPipe = try Pipe(nonBlocking: false)
+            try setNonBlocking(reportPipe.readEnd)
+            let launch = HostLaunch(global: global ?? configuration.global, pool: pool, generation: generation,
+                                    listenFD: listenFD, reportFD: reportPipe.writeEnd, masterPID: getpid())
+            let signals = self.signals!
+            let body = hostBody
+            let pid = try ChildProcess.spawn(prepareChild: {
+                signals.reset()
+                // Only this pool's socket, the report pipe and the log: other pools' sockets
+                // must close when the master closes them, and a control client must see EOF.
+                SelfInspection.closeDescriptors(except: [listenFD, reportPipe.writeEnd, LogDestination.fileDescriptor])
+            }, { body(launch) })
+            closeDescriptor(reportPipe.writeEnd)
+            hosts[pid] = HostProcess(pool: pool, generation: generation, pid: pid, started: .now(), role: role, reportFD: reportPipe.readEnd)
+            log.info("started host pid \(pid) for pool \(pool.name) gen \(generation)")
+            return pid
+        } catch {
+            let delay = restarts.failed(pool: pool.name)
+            log.error("cannot start a host for pool \(pool.name): \(error); retrying in \(delay) s")
+            return nil
+        }
+    }
+
+    /// Graceful stop: every host drains; the master exits when all are gone.
+    func beginStop() {
+        guard phase != .stopping else { return }
+        if transaction != nil, transaction?.isInitial == false { rollback(because: "forklift is stopping") }
+        let initial = transaction
+        transaction = nil
+        for waiter in initial?.waiters ?? [] { ControlServer.answer(waiter, ok: false, "forklift is stopping") }
+        phase = .stopping
+        let now = MonotonicInstant.now()
+        for pid in hosts.keys { drain(pid, now: now) }
+    }
+
+    /// Settings that change without a restart: the log level and file.
+    func applyGlobalChanges(from old: GlobalSettings) {
+        let new = configuration.global
+        LogDestination.level = new.logLevel
+        if new.errorLog != old.errorLog {
+            do { try LogDestination.open(path: new.errorLog) } catch { log.error("cannot open error_log: \(error)") }
+        }
+        if new.pidFile != old.pidFile || new.controlSocket != old.controlSocket {
+            log.warning("pid and control_socket changes take effect at the next restart")
+        }
+    }
+}
