@@ -25,6 +25,8 @@ let package = Package(
         // Fixtures the integration tests load: not examples, not installed.
         .library(name: "ForkliftTestBehaviors", type: .dynamic, targets: ["ForkliftTestBehaviors"]),
         .library(name: "ForkliftTestNotAPlugin", type: .dynamic, targets: ["ForkliftTestNotAPlugin"]),
+        .library(name: "ForkliftTestVersionOne", type: .dynamic, targets: ["ForkliftTestVersionOne"]),
+        .library(name: "ForkliftTestVersionTwo", type: .dynamic, targets: ["ForkliftTestVersionTwo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -52,7 +54,7 @@ let package = Package(
         ),
         .target(
             name: "ForkliftWorker",
-            dependencies: ["CFastCGI", "CForkliftABI", "CForkliftSys", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging"]
+            dependencies: ["CFastCGI", "CForkliftABI", "CForkliftSys", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC"]
         ),
         .target(
             name: "ForkliftHost",
@@ -78,6 +80,8 @@ let package = Package(
         // MARK: tests
         .target(name: "ForkliftTestBehaviors", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Behaviors"),
         .target(name: "ForkliftTestNotAPlugin", path: "Tests/Fixtures/NotAPlugin"),
+        .target(name: "ForkliftTestVersionOne", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/VersionOne"),
+        .target(name: "ForkliftTestVersionTwo", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/VersionTwo"),
         .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem"], path: "Tests/ForkliftTestSupport"),
         .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig"]),
         .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker"]),

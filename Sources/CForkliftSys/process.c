@@ -4,12 +4,14 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdio_ext.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 pid_t forklift_fork(void) { return fork(); }
 int forklift_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int forklift_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
 int forklift_set_parent_death_signal(int signo) { return prctl(PR_SET_PDEATHSIG, signo, 0, 0, 0); }
 int forklift_set_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }

@@ -12,13 +12,13 @@ import Glibc
 /// Its workers accept no connection until the master makes the generation live (USR2 to
 /// the host), so a generation that fails halfway through a reload never served a request.
 ///
-/// It lives in its own process group, so the master can KILL it with all its workers at once.
+/// It leads its own process group (the master's spawn sets it), so the master can signal or
+/// KILL it with all its workers at once.
 public enum Host {
     public static func run(_ launch: HostLaunch) -> Never {
         let pool = launch.pool
         ProcessIdentity.current = ProcessIdentity(role: .host, pool: pool.name, generation: launch.generation)
         ProcessTitle.set("forklift: host pool=\(pool.name) gen=\(launch.generation)")
-        setpgid(0, 0)
         // If the master dies, stop like on TERM: the workers finish their requests first.
         ChildProcess.setParentDeathSignal(.term)
         if getppid() != launch.masterPID { ChildProcess.exitImmediately(1) }

@@ -10,8 +10,10 @@ import Glibc
 /// Swift SDK to itself.
 public enum PluginLoader {
     public static func open(_ settings: PluginSettings) throws(PluginFailure) -> UnsafePointer<forklift_plugin> {
-        let path = settings.path
-        let who = "plugin \(settings.name) (\(path))"
+        let who = "plugin \(settings.name) (\(settings.path))"
+        // Every check below reads the copy that gets loaded, not the file, which may change.
+        let copy = try PrivateCopy(of: settings.path, name: "\(settings.name):\(lastComponent(settings.path))", who: who)
+        let path = copy.path
         try checkIsSharedObject(path, who: who)
 
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
@@ -43,11 +45,11 @@ public enum PluginLoader {
         }
     }
 
-    /// A clearer message than dlopen's for the common mistakes: a wrong path, a text file.
+    /// A clearer message than dlopen's for the common mistake of a file that is no library.
     static func checkIsSharedObject(_ path: String, who: String) throws(PluginFailure) {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw PluginFailure("\(who): cannot open the file: \(String(cString: strerror(errno)))")
+            throw PluginFailure("\(who): cannot open the private copy: \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
         var magic = [UInt8](repeating: 0, count: 4)
@@ -55,6 +57,10 @@ public enum PluginLoader {
         guard count == 4, magic == [0x7F, 0x45, 0x4C, 0x46] else {
             throw PluginFailure("\(who): is not a Forklift plugin: not a shared object (no ELF header)")
         }
+    }
+
+    static func lastComponent(_ path: String) -> String {
+        String(path.split(separator: "/").last ?? Substring(path))
     }
 
     static func lastDynamicLinkerError() -> String {

@@ -166,7 +166,8 @@ struct WorkerPool {
     private mutating func spawn() -> pid_t? {
         let limit = pool.maxRequests > 0 ? pool.maxRequests + Int.random(in: 0...pool.maxRequestsJitter) : 0
         let workerLaunch = WorkerLaunch(pool: pool, generation: launch.generation, listenFD: launch.listenFD, plugins: plugins,
-                                        requestLimit: limit, readyFD: readyPipe.writeEnd, hostPID: getpid(), gateFD: gate.readEnd)
+                                        requestLimit: limit, readyFD: readyPipe.writeEnd, hostPID: getpid(), gateFD: gate.readEnd,
+                                        slot: launch.slot)
         let signals = self.signals
         let readEnd = readyPipe.readEnd
         let gateWriteEnd = gateOpen ? -1 : gate.writeEnd

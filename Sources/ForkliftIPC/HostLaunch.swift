@@ -11,13 +11,16 @@ public struct HostLaunch {
     /// The host reports `HostReport`s here, one per line.
     public let reportFD: Int32
     public let masterPID: pid_t
+    /// This generation's slot in the master's scoreboard.
+    public let slot: HostSlot
 
-    public init(global: GlobalSettings, pool: PoolSettings, generation: Int, listenFD: Int32, reportFD: Int32, masterPID: pid_t) {
+    public init(global: GlobalSettings, pool: PoolSettings, generation: Int, listenFD: Int32, reportFD: Int32, masterPID: pid_t, slot: HostSlot) {
         self.global = global
         self.pool = pool
         self.generation = generation
         self.listenFD = listenFD
         self.reportFD = reportFD
         self.masterPID = masterPID
+        self.slot = slot
     }
 }

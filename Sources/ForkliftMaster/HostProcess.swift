@@ -22,6 +22,8 @@ struct HostProcess {
     let generation: Int
     let pid: pid_t
     let started: MonotonicInstant
+    /// Its slot in the scoreboard.
+    let slotIndex: Int
     var role: Role
     /// Read end of the host's report pipe; -1 once the host closed it.
     var reportFD: Int32

@@ -64,9 +64,11 @@ extension Master {
         applyGlobalChanges(from: previous.global)
 
         let now = MonotonicInstant.now()
-        for (pid, host) in hosts where host.role == .live || host.role == .replacement {
-            drain(pid, now: now) // replaced by a candidate, or its pool was removed
+        let replaced = hosts.filter { $0.value.role == .live || $0.value.role == .replacement }.map(\.key)
+        for pid in replaced {
+            drain(pid, now: now, retire: true) // replaced by a candidate, or its pool was removed
         }
+        waitUntilNoneWaiting(replaced)
         var lines: [String] = []
         for (pool, pid) in committing.candidates.sorted(by: { $0.key < $1.key }) {
             goLive(pid)
@@ -93,7 +95,7 @@ extension Master {
         transaction = nil
         for pid in failed.candidates.values where hosts[pid] != nil {
             // Its workers wait at the gate with nothing in flight: they leave at once.
-            drain(pid, now: .now())
+            drain(pid, now: .now(), retire: true)
         }
         listeners.close(failed.openedAddresses)
         for waiter in failed.waiters { ControlServer.answer(waiter, ok: false, "reload failed, rolled back: \(reason)") }
@@ -121,15 +123,31 @@ extension Master {
         log.notice("\(host.label) is live")
     }
 
-    /// TERM a host: idle workers leave at once, busy ones finish their request. KILL at
-    /// die_timeout (0: wait forever).
-    func drain(_ pid: pid_t, now: MonotonicInstant) {
+    /// TERM a host and its workers: idle workers leave at once, busy ones finish their
+    /// request. KILL at die_timeout (0: wait forever).
+    ///
+    /// `retire` (a newer generation takes over) also tells its workers not to take the
+    /// connection they may just have been woken for: the new generation will.
+    func drain(_ pid: pid_t, now: MonotonicInstant, retire: Bool) {
         guard var host = hosts[pid], !host.isDraining else { return }
         let timeout = configuration.global.dieTimeout
         host.role = .draining(deadline: timeout > 0 ? now.advanced(bySeconds: timeout) : nil)
         hosts[pid] = host
-        ChildProcess.send(.term, to: pid)
+        if retire { scoreboard.slot(host.slotIndex).retire() }
+        // The whole group at once: waiting for the host to pass TERM on would leave its
+        // workers accepting connections a little longer.
+        ChildProcess.send(.term, toGroup: pid)
         log.info("\(host.label) is draining")
+    }
+
+    /// Until no worker of these (retired) hosts can still be woken for a connection. Idle
+    /// workers leave on TERM within a millisecond; bounded, in case one died mid-wait.
+    func waitUntilNoneWaiting(_ pids: [pid_t]) {
+        let slotsToWatch = pids.compactMap { hosts[$0].map { scoreboard.slot($0.slotIndex) } }
+        let deadline = MonotonicInstant.now().advanced(bySeconds: 0.2)
+        while slotsToWatch.contains(where: { $0.waitingWorkers > 0 }) && MonotonicInstant.now() < deadline {
+            usleep(100)
+        }
     }
 
     @discardableResult
@@ -137,24 +155,32 @@ extension Master {
         let generation = (generations[pool.name] ?? 0) + 1
         generations[pool.name] = generation
         guard let listenFD = listeners.fd(for: pool.listen) else { return nil }
+        guard let slotIndex = slots.allocate() else {
+            log.error("cannot start a host for pool \(pool.name): all \(Scoreboard.capacity) scoreboard slots are in use")
+            return nil
+        }
+        let slot = scoreboard.slot(slotIndex)
+        slot.reset()
         do {
             let reportPipe = try Pipe(nonBlocking: false)
             try setNonBlocking(reportPipe.readEnd)
             let launch = HostLaunch(global: global ?? configuration.global, pool: pool, generation: generation,
-                                    listenFD: listenFD, reportFD: reportPipe.writeEnd, masterPID: getpid())
+                                    listenFD: listenFD, reportFD: reportPipe.writeEnd, masterPID: getpid(), slot: slot)
             let signals = self.signals!
             let body = hostBody
-            let pid = try ChildProcess.spawn(prepareChild: {
+            let pid = try ChildProcess.spawn(newProcessGroup: true, prepareChild: {
                 signals.reset()
                 // Only this pool's socket, the report pipe and the log: other pools' sockets
                 // must close when the master closes them, and a control client must see EOF.
                 SelfInspection.closeDescriptors(except: [listenFD, reportPipe.writeEnd, LogDestination.fileDescriptor])
             }, { body(launch) })
             closeDescriptor(reportPipe.writeEnd)
-            hosts[pid] = HostProcess(pool: pool, generation: generation, pid: pid, started: .now(), role: role, reportFD: reportPipe.readEnd)
+            hosts[pid] = HostProcess(pool: pool, generation: generation, pid: pid, started: .now(), slotIndex: slotIndex,
+                                     role: role, reportFD: reportPipe.readEnd)
             log.info("started host pid \(pid) for pool \(pool.name) gen \(generation)")
             return pid
         } catch {
+            slots.release(slotIndex)
             let delay = restarts.failed(pool: pool.name)
             log.error("cannot start a host for pool \(pool.name): \(error); retrying in \(delay) s")
             return nil
@@ -170,7 +196,7 @@ extension Master {
         for waiter in initial?.waiters ?? [] { ControlServer.answer(waiter, ok: false, "forklift is stopping") }
         phase = .stopping
         let now = MonotonicInstant.now()
-        for pid in hosts.keys { drain(pid, now: now) }
+        for pid in hosts.keys { drain(pid, now: now, retire: false) }
     }
 
     /// Settings that change without a restart: the log level and file.

@@ -33,6 +33,8 @@ public final class Master {
     var stopWaiters: [Int32] = []
     var signals: SignalPipe!
     var control: ControlServer?
+    var scoreboard: Scoreboard!
+    var slots = SlotAllocator()
 
     public init(configuration: Configuration, configurationDirectory: String, hostBody: @escaping HostBody) {
         self.configuration = configuration
@@ -47,6 +49,7 @@ public final class Master {
         let pidFile = PidFile(path: configuration.global.pidFile)
         do {
             try pidFile.write()
+            scoreboard = try Scoreboard()
             signals = try SignalPipe(catching: [.term, .int, .quit, .hup, .usr1, .usr2, .chld])
             ignoreBrokenPipe()
             control = try ControlServer(path: configuration.global.controlSocket)
@@ -163,6 +166,7 @@ public final class Master {
         for (pid, status) in ChildProcess.reap() {
             guard let host = hosts.removeValue(forKey: pid) else { continue }
             closeDescriptor(host.reportFD)
+            slots.release(host.slotIndex)
             switch host.role {
             case .draining:
                 log.info("\(host.label) \(status): drained")
@@ -183,7 +187,7 @@ public final class Master {
     private func checkTimers() {
         let now = MonotonicInstant.now()
         if let transaction, now >= transaction.deadline {
-            rollback(because: "the new generation was not ready within reload_timeout (\(configuration.global.reloadTimeout) s)")
+            rollback(because: "the new generation was not ready within reload_timeout (\(transaction.configuration.global.reloadTimeout) s)")
         }
         for (pid, host) in hosts {
             guard case .draining(let deadline?) = host.role, now >= deadline else { continue }

@@ -31,18 +31,23 @@ public enum ChildProcess {
     /// own setup would otherwise run the parent's handler and write into the parent's
     /// self-pipe. In the child, `prepareChild` runs (still blocked) to reset what the parent
     /// installed; then signals are unblocked and `body` runs.
-    public static func spawn(prepareChild: () -> Void = {}, _ body: () -> Never) throws -> pid_t {
+    ///
+    /// `newProcessGroup` makes the child lead its own process group, set on both sides of the
+    /// fork so that the parent can signal the group the moment spawn returns.
+    public static func spawn(newProcessGroup: Bool = false, prepareChild: () -> Void = {}, _ body: () -> Never) throws -> pid_t {
         // Unflushed stdio would be written twice, once by each process.
         fflush(nil)
         var oldMask = [UInt8](repeating: 0, count: forklift_sigset_size())
         try retryingSyscall("sigprocmask") { forklift_signals_block_all(&oldMask, oldMask.count) }
         let pid = forklift_fork()
         if pid == 0 {
+            if newProcessGroup { setpgid(0, 0) }
             prepareChild()
             _ = forklift_signals_unblock_all()
             body()
         }
         let forkErrno = errno
+        if pid > 0 && newProcessGroup { setpgid(pid, pid) }
         _ = forklift_signals_set_mask(oldMask, oldMask.count)
         if pid < 0 { throw SystemError("fork", errno: forkErrno) }
         return pid

@@ -79,20 +79,31 @@ struct AcceptLoop {
 
     /// Serves until told to stop, retired, or orphaned; returns why it stopped.
     mutating func run() -> String {
+        let slot = launch.slot
         while !stopping {
+            // Counted as waiting from here until accept() returns; see Scoreboard.
+            guard slot.enterWaiting() else { return "its generation was retired" }
             let kept = request.pointee.ipcFd >= 0 ? request.pointee.ipcFd : nil
             let events: Set<ConnectionWaiter.Event>
             do {
                 events = try waiter.wait(keptConnection: kept)
             } catch {
+                slot.leaveWaiting()
                 ForkliftLogging.logger.error("worker wait failed: \(error)")
                 return "wait failed"
             }
             if events.contains(.signal) { handleSignals() }
-            // EPOLLEXCLUSIVE woke this worker alone for a connection: take it even when a stop
-            // just arrived, or it would sit in the backlog until the next connection wakes
-            // someone else. The loop ends right after.
-            guard events.contains(.listenerReadable) || events.contains(.connectionReadable) else { continue }
+            guard events.contains(.listenerReadable) || events.contains(.connectionReadable) else {
+                slot.leaveWaiting()
+                continue
+            }
+            // Retired: a newer generation takes this connection once its gate opens (it
+            // finds it still queued). Otherwise take it even when a stop just arrived: the
+            // kernel woke this worker alone (EPOLLEXCLUSIVE), nobody else would.
+            if slot.isRetired {
+                slot.leaveWaiting()
+                return "its generation was retired"
+            }
             guard serveOne() else { continue }
 
             if launch.requestLimit > 0 && served >= launch.requestLimit { return "served its \(served) requests (max_requests)" }
@@ -102,6 +113,7 @@ struct AcceptLoop {
     }
 
     /// Accepts and serves one request; false when another worker took the connection.
+    /// Called while counted as waiting; leaves that state as soon as accept() returned.
     private mutating func serveOne() -> Bool {
         // A stop signal waits until the response is complete: blocked, it cannot cut a
         // plugin's sleep, poll or read short with EINTR. It is delivered at the unblock.
@@ -109,7 +121,9 @@ struct AcceptLoop {
         defer { try? SignalPipe.mask(Self.stopSignals, blocked: false) }
         // Non-blocking listener: a worker that lost the race for this connection gets
         // EAGAIN here and goes back to waiting.
-        guard FCGX_Accept_r(request) >= 0 else { return false }
+        let accepted = FCGX_Accept_r(request) >= 0
+        launch.slot.leaveWaiting()
+        guard accepted else { return false }
         dispatcher.serve(request)
         FCGX_Finish_r(request)
         served += 1

@@ -1,4 +1,5 @@
 import ForkliftConfig
+import ForkliftIPC
 import Glibc
 
 /// Everything a freshly forked worker needs; the host builds one per fork.
@@ -17,9 +18,11 @@ public struct WorkerLaunch {
     /// Read end of the host's gate pipe: the worker accepts no connection until the host
     /// closes the write end, which it does when the master makes the generation live.
     public let gateFD: Int32
+    /// The generation's scoreboard slot: tells the worker when it was retired.
+    public let slot: HostSlot
 
     public init(pool: PoolSettings, generation: Int, listenFD: Int32, plugins: [PluginInstance],
-                requestLimit: Int, readyFD: Int32, hostPID: pid_t, gateFD: Int32) {
+                requestLimit: Int, readyFD: Int32, hostPID: pid_t, gateFD: Int32, slot: HostSlot) {
         self.pool = pool
         self.generation = generation
         self.listenFD = listenFD
@@ -28,6 +31,7 @@ public struct WorkerLaunch {
         self.readyFD = readyFD
         self.hostPID = hostPID
         self.gateFD = gateFD
+        self.slot = slot
     }
 }
 

@@ -27,8 +27,9 @@ public final class ForkliftServer: @unchecked Sendable {
 
     /// Writes the configuration and starts the server; waits for "forklift is ready" unless
     /// `waitUntilReady` is false.
-    public init(config: String, waitUntilReady: Bool = true) throws {
+    public init(config: String, waitUntilReady: Bool = true, prepare: (String) throws -> Void = { _ in }) throws {
         directory = try TemporaryDirectory.make()
+        try prepare(directory)
         try FileManager.default.createDirectory(atPath: directory + "/conf.d", withIntermediateDirectories: true)
         try Self.expand(config, directory: directory).write(toFile: directory + "/conf.d/00-test.toml", atomically: true, encoding: .utf8)
         logPath = directory + "/forklift.log"
@@ -50,6 +51,41 @@ public final class ForkliftServer: @unchecked Sendable {
     }
 
     public var pid: pid_t { process.processIdentifier }
+
+    public var configurationDirectory: String { directory + "/conf.d" }
+
+    /// Replaces the configuration (for a reload).
+    public func writeConfig(_ text: String) throws {
+        try Self.expand(text, directory: directory).write(toFile: configurationDirectory + "/00-test.toml", atomically: true, encoding: .utf8)
+    }
+
+    /// Runs `forklift reload` against this server and returns what it printed.
+    public func reload() throws -> Command.Result {
+        try Command.run(Self.binary, ["reload", "--conf", configurationDirectory])
+    }
+
+    /// Installs `source` as `name` in the temporary directory the way a deploy should:
+    /// copy next to it, then rename() over.
+    public func install(_ source: String, as name: String) throws {
+        let target = directory + "/" + name
+        let temporary = target + ".new"
+        try? FileManager.default.removeItem(atPath: temporary)
+        try FileManager.default.copyItem(atPath: source, toPath: temporary)
+        guard rename(temporary, target) == 0 else { throw FastCGIError("rename to \(target) failed") }
+    }
+
+    /// Generation of each host pid, from the master's "started host pid P for pool X gen N" lines.
+    public func hostGenerations() -> [pid_t: Int] {
+        var result: [pid_t: Int] = [:]
+        for line in log.components(separatedBy: "\n") where line.contains("started host pid ") {
+            let words = line.components(separatedBy: " ")
+            if let at = words.firstIndex(of: "pid"), at + 1 < words.count, let pid = pid_t(words[at + 1]),
+               let gen = words.last.flatMap({ Int($0) }) {
+                result[pid] = gen
+            }
+        }
+        return result
+    }
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 

@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Signals ------------------------------------------------------------------------------ */
 
@@ -33,6 +34,7 @@ int forklift_signals_mask(const int *signals, int count, int block);
 
 pid_t forklift_fork(void);
 int forklift_pipe2(int fds[2], int flags); /* pipe2 is a GNU extension Swift does not see */
+int forklift_memfd_create(const char *name); /* an anonymous file, close-on-exec */
 int forklift_set_parent_death_signal(int signo);
 int forklift_set_name(const char *name); /* PR_SET_NAME: the 15-char comm */
 
@@ -49,6 +51,12 @@ int forklift_set_cloexec(int fd, int on);
 
 /* Bytes buffered in stdout/stderr that were never flushed (a fork would duplicate them). */
 size_t forklift_stdio_pending(void);
+
+/* Atomics on shared memory (sequentially consistent) ------------------------------------ */
+
+int32_t forklift_atomic_load(const int32_t *address);
+void forklift_atomic_store(int32_t *address, int32_t value);
+int32_t forklift_atomic_add(int32_t *address, int32_t delta); /* returns the new value */
 
 /* Process title ------------------------------------------------------------------------ */
 

@@ -15,8 +15,19 @@ final class Behaviors: ForkliftHandler {
     static let name = "behaviors"
     static let version = "0.0.1"
 
+    let settings: PluginSettings
+
+    /// Settings that make a hook fail: `fail_preload`, `fail_worker_init`,
+    /// `crash_in_worker_init` (abort), `worker_init_sleep_ms`.
     init(context: PluginContext) throws {
-        if context.settings["fail_preload"] == "true" { throw PluginError("preload failed on purpose (fail_preload = true)") }
+        settings = context.settings
+        if settings["fail_preload"] == "true" { throw PluginError("preload failed on purpose (fail_preload = true)") }
+    }
+
+    func workerInit() throws {
+        if settings["fail_worker_init"] == "true" { throw PluginError("worker init failed on purpose (fail_worker_init = true)") }
+        if settings["crash_in_worker_init"] == "true" { abort() }
+        if let ms = try settings.int("worker_init_sleep_ms") { usleep(UInt32(ms) * 1000) }
     }
 
     func handle(_ request: Request, _ response: Response) throws {

@@ -1,0 +1,247 @@
+import Foundation
+import ForkliftTestSupport
+import Testing
+
+let versionOne = ForkliftServer.buildDirectory + "/libForkliftTestVersionOne.so"
+let versionTwo = ForkliftServer.buildDirectory + "/libForkliftTestVersionTwo.so"
+
+/// A pool serving the versioned plugin from `{dir}/versioned.so` and the misbehaving one.
+func reloadConfig(children: Int = 2, behaviorSettings: String = "", reloadTimeout: String = "30s", extra: String = "") -> String {
+    """
+    [global]
+    pid = "{dir}/forklift.pid"
+    log_level = "info"
+    die_timeout = "10s"
+    reload_timeout = "\(reloadTimeout)"
+    [pool.www]
+    listen = "{dir}/www.sock"
+    max_children = \(children)
+    [pool.www.plugin.versioned]
+    path = "{dir}/versioned.so"
+    route = "/v"
+    [pool.www.plugin.behaviors]
+    path = "{build}/libForkliftTestBehaviors.so"
+    route = "/behaviors"
+    settings = { \(behaviorSettings) }
+    \(extra)
+    """
+}
+
+/// "version 2.0.0 host 1234" → ("2.0.0", 1234)
+func versionAndHost(_ response: FastCGIResponse) -> (version: String, host: pid_t)? {
+    let words = response.bodyText.split(whereSeparator: { $0 == " " || $0 == "\n" })
+    guard words.count >= 4, words[0] == "version", let host = pid_t(words[3]) else { return nil }
+    return (String(words[1]), host)
+}
+
+/// Clients sending requests back to back until told to stop, recording every outcome.
+final class LoadGenerator: @unchecked Sendable {
+    struct Outcome { let client: Int; let status: Int?; let error: String?; let version: String?; let host: pid_t? }
+
+    private let lock = NSLock()
+    private var outcomes: [Outcome] = []
+    private var stopping = false
+    private var running = 0
+
+    init(clients: Int, address: FastCGIAddress, path: String) {
+        running = clients
+        for client in 0..<clients {
+            Thread { [self] in
+                while !lock.withLock({ stopping }) {
+                    let outcome: Outcome
+                    do {
+                        let response = try FastCGIClient.get(address, path, timeout: 20)
+                        let parsed = versionAndHost(response)
+                        outcome = Outcome(client: client, status: response.status, error: nil, version: parsed?.version, host: parsed?.host)
+                    } catch {
+                        outcome = Outcome(client: client, status: nil, error: "\(error)", version: nil, host: nil)
+                    }
+                    lock.withLock { outcomes.append(outcome) }
+                }
+                lock.withLock { running -= 1 }
+            }.start()
+        }
+    }
+
+    func stop() -> [Outcome] {
+        lock.withLock { stopping = true }
+        _ = ForkliftServer.eventually(timeout: 30) { lock.withLock { running == 0 } }
+        return lock.withLock { outcomes }
+    }
+}
+
+@Suite(.serialized) struct ReloadTests {
+    @Test func tenReloadsUnderLoadLoseNothingAndSwitchVersionsInOrder() throws {
+        let server = try ForkliftServer(config: reloadConfig(children: 4)) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
+        defer { server.shutdown() }
+        let address = FastCGIAddress.unix(server.directory + "/www.sock")
+        let load = LoadGenerator(clients: 4, address: address, path: "/v")
+
+        var expected = "1.0.0"
+        for round in 1...10 {
+            usleep(100_000)
+            expected = round % 2 == 1 ? "2.0.0" : "1.0.0"
+            try server.install(expected == "2.0.0" ? versionTwo : versionOne, as: "versioned.so")
+            let result = try server.reload()
+            #expect(result.status == 0, "reload \(round): \(result.output)")
+            #expect(result.output.contains("pool www gen \(round + 1)"), "\(result.output)")
+            #expect(result.output.contains("versioned@\(expected)"), "the reload reports plugin versions: \(result.output)")
+            let after = try FastCGIClient.get(address, "/v")
+            #expect(versionAndHost(after)?.version == expected, "right after reload \(round)")
+        }
+        usleep(100_000)
+        let outcomes = load.stop()
+
+        #expect(outcomes.count > 100, "the clients kept sending: \(outcomes.count) requests")
+        let failures = outcomes.filter { $0.error != nil || ($0.status ?? 500) >= 500 }
+        #expect(failures.isEmpty, "\(failures.count) failed: \(failures.prefix(5).map { $0.error ?? "status \($0.status!)" })")
+        #expect(Set(outcomes.compactMap(\.version)) == ["1.0.0", "2.0.0"])
+
+        // In order: each client sees generations that never go back.
+        let generations = server.hostGenerations()
+        for client in 0..<4 {
+            let seen = outcomes.filter { $0.client == client }.compactMap { $0.host.flatMap { generations[$0] } }
+            let steps = seen.enumerated().filter { $0.offset == 0 || seen[$0.offset - 1] != $0.element }.map(\.element)
+            #expect(seen == seen.sorted(), "client \(client) went back to an older generation: \(steps)")
+            #expect(seen.last == 11, "client \(client) ends on the last generation")
+        }
+        #expect(!server.log.contains("was killed by"), "no worker crashed")
+    }
+
+    @Test func aSlowRequestOnTheOldGenerationCompletesAfterReload() throws {
+        let server = try ForkliftServer(config: reloadConfig()) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
+        defer { server.shutdown() }
+        let address = FastCGIAddress.unix(server.directory + "/www.sock")
+        let slow = BackgroundRequest(address, "/behaviors/sleep", query: "ms=1500")
+        usleep(300_000)
+        try server.install(versionTwo, as: "versioned.so")
+        let result = try server.reload()
+        #expect(result.status == 0, "\(result.output)")
+        #expect(versionAndHost(try FastCGIClient.get(address, "/v"))?.version == "2.0.0", "new code serves at once")
+
+        let response = try #require(try slow.wait()?.get())
+        #expect(response.status == 200)
+        #expect(response.bodyText.hasSuffix("\nend\n"), "the old generation finished the request it had")
+        try server.waitForLog("pool www gen 1 (host pid")
+        #expect(ForkliftServer.eventually { server.log.contains("drained") })
+    }
+
+    enum Breakage: String, CaseIterable, CustomTestStringConvertible {
+        case notAPlugin, preloadThrows, workerInitFails, workerInitCrashes, notReadyInTime, brokenConfiguration
+        var testDescription: String { rawValue }
+    }
+
+    @Test(arguments: Breakage.allCases)
+    func aBrokenReloadRollsBackAndTheOldVersionKeepsServing(breakage: Breakage) throws {
+        let server = try ForkliftServer(config: reloadConfig()) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
+        defer { server.shutdown() }
+        let address = FastCGIAddress.unix(server.directory + "/www.sock")
+        let expectedCause: String
+        switch breakage {
+        case .notAPlugin:
+            try server.install(ForkliftServer.buildDirectory + "/libForkliftTestNotAPlugin.so", as: "versioned.so")
+            expectedCause = "does not export forklift_plugin_entry"
+        case .preloadThrows:
+            try server.writeConfig(reloadConfig(behaviorSettings: "fail_preload = true"))
+            expectedCause = "preload failed on purpose"
+        case .workerInitFails:
+            try server.writeConfig(reloadConfig(behaviorSettings: "fail_worker_init = true"))
+            expectedCause = "worker init failed on purpose"
+        case .workerInitCrashes:
+            try server.writeConfig(reloadConfig(behaviorSettings: "crash_in_worker_init = true"))
+            expectedCause = "was killed by SIGABRT"
+        case .notReadyInTime:
+            try server.writeConfig(reloadConfig(behaviorSettings: "worker_init_sleep_ms = 5000", reloadTimeout: "1s"))
+            expectedCause = "not ready within reload_timeout (1.0 s)"
+        case .brokenConfiguration:
+            try server.writeConfig(reloadConfig() + "\n[pool.www.oops\n")
+            expectedCause = "configuration error"
+        }
+        let result = try server.reload()
+        #expect(result.status != 0)
+        #expect(result.output.contains(expectedCause), "\(result.output)")
+
+        for _ in 0..<5 {
+            let response = try FastCGIClient.get(address, "/v")
+            #expect(response.status == 200)
+            #expect(versionAndHost(response)?.version == "1.0.0")
+        }
+        #expect(server.log.contains(expectedCause))
+        let generations = server.hostGenerations()
+        let live = server.descendants().filter { $0.value.hasPrefix("forklift: host") }.keys.compactMap { generations[$0] }
+        #expect(ForkliftServer.eventually { server.descendants().values.filter { $0.hasPrefix("forklift: host") }.count == 1 },
+                "the failed generation is gone: \(server.descendants())")
+        #expect(live.contains(1), "generation 1 still serves")
+        #expect(server.process.isRunning)
+    }
+
+    @Test func copyingOverTheLoadedPluginCrashesNothingAndTheNextReloadServesIt() throws {
+        let server = try ForkliftServer(config: reloadConfig(children: 2)) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
+        defer { server.shutdown() }
+        let address = FastCGIAddress.unix(server.directory + "/www.sock")
+        let workers = server.workerPIDs()
+
+        // cp writes the new bytes into the very file the generation was loaded from.
+        let cp = try Command.run("/bin/cp", [versionTwo, server.directory + "/versioned.so"])
+        #expect(cp.status == 0)
+        for _ in 0..<20 {
+            let response = try FastCGIClient.get(address, "/v")
+            #expect(response.status == 200)
+            #expect(versionAndHost(response)?.version == "1.0.0", "the running generation runs its own copy")
+        }
+        #expect(server.workerPIDs() == workers, "no worker crashed or was replaced")
+        #expect(!server.log.contains("was killed by"))
+
+        let result = try server.reload()
+        #expect(result.status == 0, "\(result.output)")
+        #expect(versionAndHost(try FastCGIClient.get(address, "/v"))?.version == "2.0.0")
+    }
+
+    @Test func socketsFollowTheConfiguration() throws {
+        func pools(_ names: [(String, String)]) -> String {
+            "[global]\npid = \"{dir}/forklift.pid\"\nlog_level = \"info\"\n" + names.map { name, socket in
+                "[pool.\(name)]\nlisten = \"{dir}/\(socket)\"\nmax_children = 1\n[pool.\(name).plugin.hello]\npath = \"{build}/libHello.so\"\nroute = \"/\"\nsettings = { greeting = \"\(name)\" }\n"
+            }.joined()
+        }
+        let server = try ForkliftServer(config: pools([("a", "a.sock"), ("b", "b.sock")]))
+        defer { server.shutdown() }
+        let dir = server.directory
+        #expect(try FastCGIClient.get(.unix(dir + "/a.sock"), "/").bodyText == "a, world!\n")
+        #expect(try FastCGIClient.get(.unix(dir + "/b.sock"), "/").bodyText == "b, world!\n")
+
+        try server.writeConfig(pools([("a", "a2.sock"), ("c", "c.sock")])) // a moves, b goes, c comes
+        let result = try server.reload()
+        #expect(result.status == 0, "\(result.output)")
+        #expect(try FastCGIClient.get(.unix(dir + "/a2.sock"), "/").bodyText == "a, world!\n")
+        #expect(try FastCGIClient.get(.unix(dir + "/c.sock"), "/").bodyText == "c, world!\n")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/a.sock"), "a's old socket is closed and removed")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/b.sock"), "the removed pool's socket is closed and removed")
+        #expect(ForkliftServer.eventually { !server.descendants().values.contains { $0.contains("pool=b") } }, "pool b drained")
+    }
+
+    @Test func hupAndUsr2ReloadLikeTheCommand() throws {
+        let server = try ForkliftServer(config: reloadConfig()) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
+        defer { server.shutdown() }
+        let address = FastCGIAddress.unix(server.directory + "/www.sock")
+        try server.install(versionTwo, as: "versioned.so")
+        server.signal(SIGHUP)
+        #expect(ForkliftServer.eventually { versionAndHost((try? FastCGIClient.get(address, "/v"))!)?.version == "2.0.0" })
+        try server.install(versionOne, as: "versioned.so")
+        server.signal(SIGUSR2)
+        #expect(ForkliftServer.eventually { versionAndHost((try? FastCGIClient.get(address, "/v"))!)?.version == "1.0.0" })
+        try server.waitForLog("reloaded in")
+    }
+
+    @Test func stopThroughTheControlSocketWaitsForTheExit() throws {
+        let server = try ForkliftServer(config: reloadConfig()) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
+        defer { server.shutdown() }
+        let result = try Command.run(ForkliftServer.binary, ["stop", "--conf", server.configurationDirectory])
+        #expect(result.status == 0)
+        #expect(result.output.contains("stopped, exit status 0"))
+        #expect(server.waitForExit(timeout: 5) == 0)
+
+        let again = try Command.run(ForkliftServer.binary, ["reload", "--conf", server.configurationDirectory])
+        #expect(again.status != 0)
+        #expect(again.output.contains("is forklift running?"), "\(again.output)")
+    }
+}
