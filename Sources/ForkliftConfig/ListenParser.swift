@@ -32,3 +32,11 @@ enum ListenParser {
         return .tcp(host: host, port: port)
     }
 }
+
+extension ListenAddress {
+    /// Reads back an address from its `description` (an absolute path, or host:port).
+    public init?(parsing text: String) {
+        guard let address = try? ListenParser.parse(text, prefix: "/") else { return nil }
+        self = address
+    }
+}

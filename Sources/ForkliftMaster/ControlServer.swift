@@ -4,7 +4,7 @@ import Glibc
 /// The master's control socket: `forklift reload` and `forklift stop` connect, send one
 /// command line, and wait for one answer line (`ok ...` or `error ...`).
 struct ControlServer {
-    enum Command: String { case reload, stop, status }
+    enum Command: String { case reload, stop, status, upgrade }
 
     let path: String
     let fd: Int32
@@ -12,6 +12,13 @@ struct ControlServer {
     init(path: String) throws {
         self.path = path
         fd = try Listener.unix(path: path, backlog: 16, mode: 0o600)
+    }
+
+    /// The control socket an upgrading master handed over.
+    init(adopting fd: Int32, path: String) {
+        self.path = path
+        self.fd = fd
+        try? setCloseOnExec(fd)
     }
 
     /// Accepts a waiting client and reads its command. The client sends the command right

@@ -24,6 +24,21 @@ struct Listeners {
         return (fd, true)
     }
 
+    /// Takes over the sockets an upgrading master handed over (by address text).
+    mutating func adopt(_ inherited: [String: Int32]) {
+        for (text, fd) in inherited {
+            guard let address = ListenAddress(parsing: text) else { continue }
+            try? setCloseOnExec(fd)
+            byAddress[address] = fd
+        }
+    }
+
+    /// Closes every socket but leaves the files: another master serves them now.
+    mutating func closeDescriptors() {
+        for fd in byAddress.values { closeDescriptor(fd) }
+        byAddress = [:]
+    }
+
     /// What a listener is bound to, with the real port when port 0 was asked for.
     func describe(_ address: ListenAddress) -> String {
         if case .tcp(let host, 0) = address, let fd = byAddress[address], let port = Listener.boundPort(fd) {

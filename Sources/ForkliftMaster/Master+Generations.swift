@@ -82,6 +82,11 @@ extension Master {
         if committing.isInitial {
             phase = .running
             log.notice("forklift is ready: \(configuration.pools.count) pool(s) serving")
+            if let handoff {
+                // Tell the master that started us: it drains its generations and leaves.
+                try? writeAll(handoff.readyFD, "ready\n")
+                closeDescriptor(handoff.readyFD)
+            }
         }
         if reloadPending {
             reloadPending = false

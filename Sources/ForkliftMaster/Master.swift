@@ -35,10 +35,17 @@ public final class Master {
     var control: ControlServer?
     var scoreboard: Scoreboard!
     var slots = SlotAllocator()
+    /// Set when this master was started by an upgrading one.
+    let handoff: Handoff?
+    var upgrade: UpgradeInFlight?
+    /// This master upgraded to a new binary, which owns the sockets and the pid file now.
+    var handedOver = false
+    let executablePath = Master.resolveExecutablePath()
 
-    public init(configuration: Configuration, configurationDirectory: String, hostBody: @escaping HostBody) {
+    public init(configuration: Configuration, configurationDirectory: String, handoff: Handoff? = nil, hostBody: @escaping HostBody) {
         self.configuration = configuration
         self.configurationDirectory = configurationDirectory
+        self.handoff = handoff
         self.hostBody = hostBody
     }
 
@@ -48,11 +55,17 @@ public final class Master {
         ProcessTitle.set("forklift: master")
         let pidFile = PidFile(path: configuration.global.pidFile)
         do {
-            try pidFile.write()
+            try pidFile.write(replacing: handoff?.previousMaster)
             scoreboard = try Scoreboard()
             signals = try SignalPipe(catching: [.term, .int, .quit, .hup, .usr1, .usr2, .chld])
             ignoreBrokenPipe()
-            control = try ControlServer(path: configuration.global.controlSocket)
+            if let handoff {
+                control = ControlServer(adopting: handoff.controlFD, path: configuration.global.controlSocket)
+                listeners.adopt(handoff.listeners)
+                generations = handoff.generations
+            } else {
+                control = try ControlServer(path: configuration.global.controlSocket)
+            }
         } catch {
             log.error("cannot start: \(error)")
             pidFile.remove()
@@ -66,11 +79,16 @@ public final class Master {
             handleSignals()
             acceptControlClients()
             readReports()
+            readUpgradeStatus()
             reapHosts()
             checkTimers()
         }
-        listeners.close(allBut: [])
-        control?.close()
+        if handedOver {
+            listeners.closeDescriptors() // the files are the new master's
+        } else {
+            listeners.close(allBut: [])
+            control?.close()
+        }
         pidFile.remove()
         log.notice("forklift master exits with status \(exitCode)")
         for client in stopWaiters { ControlServer.answer(client, ok: exitCode == 0, "stopped, exit status \(exitCode)") }
@@ -83,6 +101,7 @@ public final class Master {
         var fds = [signals.fileDescriptor]
         if let control { fds.append(control.fd) }
         fds += hosts.values.map(\.reportFD).filter { $0 >= 0 }
+        if let upgrade { fds.append(upgrade.statusFD) }
         let timeout = nextTimer().map { MonotonicInstant.now().seconds(until: $0) }
         _ = try? waitReadable(fds, timeoutSeconds: timeout)
     }
@@ -119,8 +138,11 @@ public final class Master {
                 beginStop()
             case .status:
                 ControlServer.answer(client, ok: true, statusLine())
+            case .upgrade:
+                log.notice("binary upgrade requested through the control socket")
+                beginUpgrade(waiter: client)
             case nil:
-                ControlServer.answer(client, ok: false, "unknown command \"\(text)\"; expected reload, stop or status")
+                ControlServer.answer(client, ok: false, "unknown command \"\(text)\"; expected reload, stop, status or upgrade")
             }
         }
     }
@@ -164,6 +186,11 @@ public final class Master {
 
     private func reapHosts() {
         for (pid, status) in ChildProcess.reap() {
+            if pid == upgrade?.pid {
+                readUpgradeStatus()
+                if upgrade != nil { failUpgrade("the new master \(status) before it was ready") }
+                continue
+            }
             guard let host = hosts.removeValue(forKey: pid) else { continue }
             closeDescriptor(host.reportFD)
             slots.release(host.slotIndex)

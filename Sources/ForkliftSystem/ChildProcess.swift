@@ -88,6 +88,15 @@ public enum ChildProcess {
         kill(pid, 0) == 0 || errno == EPERM
     }
 
+    /// Replaces this (forked) process with `path`; exits 127 if that fails.
+    public static func exec(_ path: String, _ arguments: [String]) -> Never {
+        var cArguments = arguments.map { strdup($0) } + [nil]
+        execv(path, &cArguments)
+        let message = "forklift: exec \(path): \(SystemError("execv").description)\n"
+        try? writeAll(2, message)
+        _exit(127)
+    }
+
     /// Leaves without running atexit handlers or flushing the parent's inherited buffers twice.
     public static func exitImmediately(_ code: Int32) -> Never {
         fflush(nil)

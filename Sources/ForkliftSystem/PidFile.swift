@@ -18,8 +18,9 @@ public struct PidFile {
     }
 
     /// Writes our pid. Fails if the file names another process that is still running.
-    public func write(pid: pid_t = getpid()) throws {
-        if let existing = read(), existing != pid, ChildProcess.exists(existing) {
+    /// `replacing` is a master that may still be alive (the one upgrading to us).
+    public func write(pid: pid_t = getpid(), replacing previous: pid_t? = nil) throws {
+        if let existing = read(), existing != pid, existing != previous, ChildProcess.exists(existing) {
             throw SystemError("pid file \(path): forklift is already running as pid \(existing)", errno: EEXIST)
         }
         let temporary = path + ".tmp"

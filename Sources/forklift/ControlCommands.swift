@@ -32,6 +32,20 @@ struct StopCommand: ParsableCommand {
     }
 }
 
+/// `forklift upgrade`: replace the running forklift binary without failing a request.
+struct UpgradeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "upgrade",
+        abstract: "Start the forklift binary now on disk with the running server's sockets; the old master drains and leaves once the new one serves."
+    )
+
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        try options.send("upgrade")
+    }
+}
+
 /// `forklift status`: one line per host process of the running server.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

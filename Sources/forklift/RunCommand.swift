@@ -3,6 +3,7 @@ import ForkliftConfig
 import ForkliftHost
 import ForkliftLogging
 import ForkliftMaster
+import Foundation
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,7 +23,10 @@ struct RunCommand: ParsableCommand {
         }
         // The master never runs plugin code: it receives the host's body and only runs it
         // in the processes it forks.
-        let master = Master(configuration: configuration, configurationDirectory: options.directory, hostBody: Host.run)
+        // Started by `forklift upgrade`: take over the old master's sockets.
+        let handoff = Handoff.fromEnvironment()
+        let directory = URL(fileURLWithPath: options.directory).standardizedFileURL.path
+        let master = Master(configuration: configuration, configurationDirectory: directory, handoff: handoff, hostBody: Host.run)
         let status = master.run()
         if status != 0 { throw ExitCode(status) }
     }

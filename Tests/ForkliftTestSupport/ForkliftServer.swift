@@ -27,7 +27,9 @@ public final class ForkliftServer: @unchecked Sendable {
 
     /// Writes the configuration and starts the server; waits for "forklift is ready" unless
     /// `waitUntilReady` is false.
-    public init(config: String, waitUntilReady: Bool = true, prepare: (String) throws -> Void = { _ in }) throws {
+    /// `executable` may name a copy of the binary inside the temporary directory (`{dir}`).
+    public init(config: String, waitUntilReady: Bool = true, executable: String = ForkliftServer.binary,
+                prepare: (String) throws -> Void = { _ in }) throws {
         directory = try TemporaryDirectory.make()
         try prepare(directory)
         try FileManager.default.createDirectory(atPath: directory + "/conf.d", withIntermediateDirectories: true)
@@ -35,7 +37,7 @@ public final class ForkliftServer: @unchecked Sendable {
         logPath = directory + "/forklift.log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.executableURL = URL(fileURLWithPath: Self.expand(executable, directory: directory))
         process.arguments = ["run", "--conf", directory + "/conf.d"]
         let log = FileHandle(forWritingAtPath: logPath)!
         process.standardOutput = log
