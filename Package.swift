@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "ForkliftTestNotAPlugin", type: .dynamic, targets: ["ForkliftTestNotAPlugin"]),
         .library(name: "ForkliftTestVersionOne", type: .dynamic, targets: ["ForkliftTestVersionOne"]),
         .library(name: "ForkliftTestVersionTwo", type: .dynamic, targets: ["ForkliftTestVersionTwo"]),
+        .library(name: "ForkliftBenchBallast", type: .dynamic, targets: ["ForkliftBenchBallast"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -82,6 +83,7 @@ let package = Package(
         .target(name: "ForkliftTestNotAPlugin", path: "Tests/Fixtures/NotAPlugin"),
         .target(name: "ForkliftTestVersionOne", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/VersionOne"),
         .target(name: "ForkliftTestVersionTwo", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/VersionTwo"),
+        .target(name: "ForkliftBenchBallast", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Ballast"),
         .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem"], path: "Tests/ForkliftTestSupport"),
         .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig"]),
         .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker"]),

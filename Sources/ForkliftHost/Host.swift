@@ -30,12 +30,15 @@ public enum Host {
             signals = try SignalPipe(catching: [.term, .int, .quit, .chld, .usr1, .usr2])
             _ = signal(SIGHUP, SIG_IGN)
             ignoreBrokenPipe()
+            unblockAllSignals()
         } catch {
             report(.failed(reason: "host setup failed: \(error)"))
             ChildProcess.exitImmediately(1)
         }
 
         let loadStarted = MonotonicInstant.now()
+        // Serving generations keep the CPU; workers restore the priority right after fork.
+        let priority = LoadingPriority.lower()
         let plugins: [PluginInstance]
         do {
             plugins = try PluginSet.load(pool)
@@ -48,7 +51,7 @@ public enum Host {
 
         var workers: WorkerPool
         do {
-            workers = try WorkerPool(launch: launch, plugins: plugins, signals: signals)
+            workers = try WorkerPool(launch: launch, plugins: plugins, signals: signals, priority: priority)
         } catch {
             report(.failed(reason: "host setup failed: \(error)"))
             ChildProcess.exitImmediately(1)

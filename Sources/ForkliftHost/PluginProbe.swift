@@ -16,6 +16,7 @@ public enum PluginProbe {
         do {
             pid = try ChildProcess.spawn(prepareChild: { closeDescriptor(pipe.readEnd) }) {
                 ProcessIdentity.current = ProcessIdentity(role: .check)
+                unblockAllSignals()
                 let line: HostReport
                 do {
                     let descriptor = try PluginLoader.open(settings)

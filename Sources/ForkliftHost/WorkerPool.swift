@@ -29,7 +29,11 @@ struct WorkerPool {
     private var backoff = RespawnBackoff()
     private var respawnAt: MonotonicInstant?
 
-    init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe) throws {
+    /// The host's lowered loading priority, which each worker restores.
+    let priority: LoadingPriority
+
+    init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe, priority: LoadingPriority) throws {
+        self.priority = priority
         self.launch = launch
         self.plugins = plugins
         self.signals = signals
@@ -78,10 +82,13 @@ struct WorkerPool {
                 switch signal {
                 case .term, .int, .quit: return .stopRequested
                 case .chld:
-                    for (pid, status) in ChildProcess.reap() where workers.removeValue(forKey: pid) != nil {
-                        if waiting.contains(pid) { return .failed(initFailure(pid: pid, status: status)) }
-                        log.warning("worker \(pid) \(status) right after it started")
+                    // Forget every reaped worker before deciding anything: stopAll waits for
+                    // the ones still in `workers`.
+                    let reaped = ChildProcess.reap().filter { workers.removeValue(forKey: $0.pid) != nil }
+                    if let dead = reaped.first(where: { waiting.contains($0.pid) }) {
+                        return .failed(initFailure(pid: dead.pid, status: dead.status))
                     }
+                    for (pid, status) in reaped { log.warning("worker \(pid) \(status) right after it started") }
                 default: break
                 }
             }
@@ -92,7 +99,8 @@ struct WorkerPool {
     /// Serves until stopped: replace workers that leave, forward USR1, stop on TERM.
     mutating func supervise() {
         while !(stopping && workers.isEmpty) {
-            let timeout = respawnAt.map { MonotonicInstant.now().seconds(until: $0) }
+            // No respawn timer once stopping: it would turn into a zero timeout, a busy loop.
+            let timeout = stopping ? nil : respawnAt.map { MonotonicInstant.now().seconds(until: $0) }
             let ready = (try? waitReadable([signals.fileDescriptor, readyPipe.readEnd], timeoutSeconds: timeout)) ?? []
             if ready.contains(readyPipe.readEnd) {
                 for line in readLines() where line.hasPrefix("failed") { log.error("\(line.split(separator: " ", maxSplits: 2).last ?? "")") }
@@ -123,6 +131,7 @@ struct WorkerPool {
             _ = try? waitReadable([signals.fileDescriptor], timeoutSeconds: 1)
             _ = signals.drain()
             for (pid, _) in ChildProcess.reap() { workers.removeValue(forKey: pid) }
+            if waitpid(-1, nil, WNOHANG) == -1 && errno == ECHILD { workers.removeAll() } // none left at all
         }
     }
 
@@ -172,7 +181,9 @@ struct WorkerPool {
         let readEnd = readyPipe.readEnd
         let gateWriteEnd = gateOpen ? -1 : gate.writeEnd
         let reportFD = self.reportFD
+        let priority = self.priority
         guard let pid = try? ChildProcess.spawn(prepareChild: {
+            priority.restore()
             signals.reset()
             closeDescriptor(readEnd)
             closeDescriptor(reportFD) // the master's EOF on it must mean "the host is done reporting"

@@ -23,7 +23,7 @@ public enum HostReport: Equatable, Sendable {
     }
 
     static func oneLine(_ text: String) -> String {
-        String(text.map { $0 == "\n" || $0 == "\r" ? " " : $0 })
+        String(text.map { $0.isNewline ? " " : $0 })
     }
 }
 

@@ -22,6 +22,7 @@ struct HostRestarts {
 
     mutating func succeeded(pool: String) {
         delays[pool] = nil
+        due[pool] = nil
     }
 
     func isDue(pool: String, now: MonotonicInstant) -> Bool {
@@ -29,5 +30,5 @@ struct HostRestarts {
         return now >= at
     }
 
-    func nextDue() -> MonotonicInstant? { due.values.min() }
+    func nextDue(among pools: [String]) -> MonotonicInstant? { pools.compactMap { due[$0] }.min() }
 }

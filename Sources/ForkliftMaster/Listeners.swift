@@ -33,6 +33,18 @@ struct Listeners {
         }
     }
 
+    /// A full stop: new clients are refused at once (the unix socket files go away, TCP
+    /// listeners are shut down) instead of waiting in the backlog for workers that are
+    /// leaving. Connections already accepted finish normally.
+    func refuseNewConnections() {
+        for (address, fd) in byAddress {
+            switch address {
+            case .unix(let path): unlink(path)
+            case .tcp: _ = shutdown(fd, Int32(SHUT_RD))
+            }
+        }
+    }
+
     /// Closes every socket but leaves the files: another master serves them now.
     mutating func closeDescriptors() {
         for fd in byAddress.values { closeDescriptor(fd) }

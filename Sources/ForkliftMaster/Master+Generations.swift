@@ -83,7 +83,14 @@ extension Master {
             phase = .running
             log.notice("forklift is ready: \(configuration.pools.count) pool(s) serving")
             if let handoff {
-                // Tell the master that started us: it drains its generations and leaves.
+                // Ours now: the pid file, the control socket. Then tell the master that started
+                // us: it drains its generations and leaves.
+                ownsFiles = true
+                do {
+                    try PidFile(path: configuration.global.pidFile).write(replacing: handoff.previousMaster)
+                } catch {
+                    log.error("cannot write the pid file: \(error)")
+                }
                 try? writeAll(handoff.readyFD, "ready\n")
                 closeDescriptor(handoff.readyFD)
             }
@@ -166,25 +173,28 @@ extension Master {
         }
         let slot = scoreboard.slot(slotIndex)
         slot.reset()
+        var reportPipe: Pipe?
         do {
-            let reportPipe = try Pipe(nonBlocking: false)
-            try setNonBlocking(reportPipe.readEnd)
+            let pipe = try Pipe(nonBlocking: false)
+            reportPipe = pipe
+            try setNonBlocking(pipe.readEnd)
             let launch = HostLaunch(global: global ?? configuration.global, pool: pool, generation: generation,
-                                    listenFD: listenFD, reportFD: reportPipe.writeEnd, masterPID: getpid(), slot: slot)
+                                    listenFD: listenFD, reportFD: pipe.writeEnd, masterPID: getpid(), slot: slot)
             let signals = self.signals!
             let body = hostBody
             let pid = try ChildProcess.spawn(newProcessGroup: true, prepareChild: {
                 signals.reset()
                 // Only this pool's socket, the report pipe and the log: other pools' sockets
                 // must close when the master closes them, and a control client must see EOF.
-                SelfInspection.closeDescriptors(except: [listenFD, reportPipe.writeEnd, LogDestination.fileDescriptor])
+                SelfInspection.closeDescriptors(except: [listenFD, pipe.writeEnd, LogDestination.fileDescriptor])
             }, { body(launch) })
-            closeDescriptor(reportPipe.writeEnd)
+            closeDescriptor(pipe.writeEnd)
             hosts[pid] = HostProcess(pool: pool, generation: generation, pid: pid, started: .now(), slotIndex: slotIndex,
-                                     role: role, reportFD: reportPipe.readEnd)
+                                     role: role, reportFD: pipe.readEnd)
             log.info("started host pid \(pid) for pool \(pool.name) gen \(generation)")
             return pid
         } catch {
+            reportPipe?.close()
             slots.release(slotIndex)
             let delay = restarts.failed(pool: pool.name)
             log.error("cannot start a host for pool \(pool.name): \(error); retrying in \(delay) s")
@@ -195,11 +205,17 @@ extension Master {
     /// Graceful stop: every host drains; the master exits when all are gone.
     func beginStop() {
         guard phase != .stopping else { return }
-        if transaction != nil, transaction?.isInitial == false { rollback(because: "forklift is stopping") }
-        let initial = transaction
-        transaction = nil
-        for waiter in initial?.waiters ?? [] { ControlServer.answer(waiter, ok: false, "forklift is stopping") }
         phase = .stopping
+        reloadPending = false
+        if let interrupted = transaction {
+            transaction = nil
+            for waiter in interrupted.waiters { ControlServer.answer(waiter, ok: false, "forklift is stopping") }
+        }
+        if let upgrade {
+            ChildProcess.send(.term, to: upgrade.pid) // it never served: it leaves at once
+            failUpgrade("forklift is stopping")
+        }
+        if ownsFiles { listeners.refuseNewConnections() }
         let now = MonotonicInstant.now()
         for pid in hosts.keys { drain(pid, now: now, retire: false) }
     }

@@ -22,8 +22,10 @@ extension Master {
             return
         }
         guard let control else { return }
+        var statusPipe: Pipe?
         do {
             let status = try Pipe(nonBlocking: false)
+            statusPipe = status
             var handoff = Handoff(listeners: [:], controlFD: control.fd, readyFD: status.writeEnd, previousMaster: getpid(), generations: generations)
             for (address, fd) in listeners.byAddress { handoff.listeners[address.description] = fd }
             let executable = executablePath
@@ -44,6 +46,7 @@ extension Master {
             upgrade = UpgradeInFlight(pid: pid, statusFD: status.readEnd, waiter: waiter)
             log.notice("upgrade: started \(executable) as pid \(pid); this master hands over once it serves")
         } catch {
+            statusPipe?.close()
             log.error("upgrade failed: \(error)")
             if let waiter { ControlServer.answer(waiter, ok: false, "upgrade failed: \(error)") }
         }
@@ -75,7 +78,7 @@ extension Master {
         guard let done = upgrade else { return }
         upgrade = nil
         closeDescriptor(done.statusFD)
-        handedOver = true
+        ownsFiles = false
         log.notice("upgrade: the new master (pid \(done.pid)) serves; this one drains its generations and leaves")
         if let waiter = done.waiter { ControlServer.answer(waiter, ok: true, "upgraded: the new master is pid \(done.pid)") }
         // Stop taking control commands: the socket is the new master's now.

@@ -38,8 +38,10 @@ public final class Master {
     /// Set when this master was started by an upgrading one.
     let handoff: Handoff?
     var upgrade: UpgradeInFlight?
-    /// This master upgraded to a new binary, which owns the sockets and the pid file now.
-    var handedOver = false
+    /// Whether the socket files, the control socket and the pid file are this master's to
+    /// serve and remove. A master started by an upgrade owns them only once it serves (if it
+    /// fails to start, they stay with the old master); one that upgraded owns them no more.
+    var ownsFiles: Bool
     let executablePath = Master.resolveExecutablePath()
 
     public init(configuration: Configuration, configurationDirectory: String, handoff: Handoff? = nil, hostBody: @escaping HostBody) {
@@ -47,6 +49,7 @@ public final class Master {
         self.configurationDirectory = configurationDirectory
         self.handoff = handoff
         self.hostBody = hostBody
+        ownsFiles = handoff == nil
     }
 
     /// Runs until stopped; returns the process exit code.
@@ -55,7 +58,7 @@ public final class Master {
         ProcessTitle.set("forklift: master")
         let pidFile = PidFile(path: configuration.global.pidFile)
         do {
-            try pidFile.write(replacing: handoff?.previousMaster)
+            if handoff == nil { try pidFile.write() } // else at the first commit
             scoreboard = try Scoreboard()
             signals = try SignalPipe(catching: [.term, .int, .quit, .hup, .usr1, .usr2, .chld])
             ignoreBrokenPipe()
@@ -83,13 +86,13 @@ public final class Master {
             reapHosts()
             checkTimers()
         }
-        if handedOver {
-            listeners.closeDescriptors() // the files are the new master's
-        } else {
+        if ownsFiles {
             listeners.close(allBut: [])
             control?.close()
+            pidFile.remove()
+        } else {
+            listeners.closeDescriptors() // the files belong to the other master
         }
-        pidFile.remove()
         log.notice("forklift master exits with status \(exitCode)")
         for client in stopWaiters { ControlServer.answer(client, ok: exitCode == 0, "stopped, exit status \(exitCode)") }
         return exitCode
@@ -99,7 +102,7 @@ public final class Master {
 
     private func waitForEvents() {
         var fds = [signals.fileDescriptor]
-        if let control { fds.append(control.fd) }
+        if let control, ownsFiles { fds.append(control.fd) }
         fds += hosts.values.map(\.reportFD).filter { $0 >= 0 }
         if let upgrade { fds.append(upgrade.statusFD) }
         let timeout = nextTimer().map { MonotonicInstant.now().seconds(until: $0) }
@@ -126,7 +129,8 @@ public final class Master {
     }
 
     private func acceptControlClients() {
-        guard let control else { return }
+        // Until an upgraded master serves, the old one answers the commands.
+        guard let control, ownsFiles else { return }
         while let (client, command, text) = control.accept() {
             switch command {
             case .reload:
@@ -241,7 +245,12 @@ public final class Master {
             return nil
         }
         if let transaction { times.append(transaction.deadline) }
-        if phase == .running, let due = restarts.nextDue() { times.append(due) }
+        // Only restarts that checkTimers would act on: a due time of a covered pool stays in
+        // the past and would make every poll return at once.
+        if phase == .running {
+            let uncovered = configuration.pools.map(\.name).filter { !isCovered($0) }
+            if let due = restarts.nextDue(among: uncovered) { times.append(due) }
+        }
         return times.min()
     }
 

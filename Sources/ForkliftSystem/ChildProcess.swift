@@ -29,8 +29,10 @@ public enum ChildProcess {
     ///
     /// Signals are blocked across fork(): a signal delivered between fork() and the child's
     /// own setup would otherwise run the parent's handler and write into the parent's
-    /// self-pipe. In the child, `prepareChild` runs (still blocked) to reset what the parent
-    /// installed; then signals are unblocked and `body` runs.
+    /// self-pipe, or (reset to default) kill the child. In the child, `prepareChild` runs to
+    /// reset what the parent installed, then `body` runs with every signal still blocked: it
+    /// unblocks them (`unblockAllSignals`) once its own handlers are in place. Nothing is lost
+    /// meanwhile; a blocked signal stays pending.
     ///
     /// `newProcessGroup` makes the child lead its own process group, set on both sides of the
     /// fork so that the parent can signal the group the moment spawn returns.
@@ -43,7 +45,6 @@ public enum ChildProcess {
         if pid == 0 {
             if newProcessGroup { setpgid(0, 0) }
             prepareChild()
-            _ = forklift_signals_unblock_all()
             body()
         }
         let forkErrno = errno

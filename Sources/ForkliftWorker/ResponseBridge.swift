@@ -21,7 +21,8 @@ final class ResponseBridge {
     }
 
     func addHeader(_ name: String, _ value: String) -> Bool {
-        guard !headersSent, Self.isToken(name), !value.contains(where: { $0 == "\r" || $0 == "\n" }) else { return false }
+        // Bytes, not Characters: "\r\n" is one Character and would slip past a check for "\r".
+        guard !headersSent, Self.isToken(name), !value.utf8.contains(where: { $0 == 10 || $0 == 13 || $0 == 0 }) else { return false }
         headers.append((name, value))
         return true
     }

@@ -19,12 +19,14 @@ public enum Worker {
         if getppid() != launch.hostPID { ChildProcess.exitImmediately(WorkerExitCode.normal) }
 
         let log = ForkliftLogging.logger
-        // FCGX_Init installs libfcgi's own handlers; ours must come after to win.
-        _ = FCGX_Init()
         let signals: SignalPipe
         let waiter: ConnectionWaiter
         do {
+            // Ours first: FCGX_Init installs its handlers only for signals still at their
+            // default, and a TERM or USR1 caught by libfcgi's would set its shutdown flag for
+            // good (every later accept fails). Signals stay blocked until all is in place.
             signals = try SignalPipe(catching: [.term, .int, .quit, .usr1], restartSyscalls: true)
+            _ = FCGX_Init()
             _ = signal(SIGHUP, SIG_IGN)
             ignoreBrokenPipe()
             waiter = try ConnectionWaiter(listenFD: launch.listenFD, signalFD: signals.fileDescriptor)
@@ -32,6 +34,7 @@ public enum Worker {
             log.error("worker setup failed: \(error)")
             ChildProcess.exitImmediately(WorkerExitCode.setupFailed)
         }
+        unblockAllSignals()
 
         for plugin in launch.plugins {
             do {
@@ -52,7 +55,7 @@ public enum Worker {
 
         log.debug("worker leaving: \(reason)", metadata: ["served": "\(loop.served)"])
         for plugin in launch.plugins { plugin.workerExit() }
-        ChildProcess.exitImmediately(WorkerExitCode.normal)
+        ChildProcess.exitImmediately(loop.acceptFailed ? WorkerExitCode.setupFailed : WorkerExitCode.normal)
     }
 }
 
@@ -65,6 +68,7 @@ struct AcceptLoop {
     let request: UnsafeMutablePointer<FCGX_Request>
     private(set) var served = 0
     private var stopping = false
+    private(set) var acceptFailed = false
 
     init(launch: WorkerLaunch, signals: SignalPipe, waiter: ConnectionWaiter) {
         self.launch = launch
@@ -104,7 +108,10 @@ struct AcceptLoop {
                 slot.leaveWaiting()
                 return "its generation was retired"
             }
-            guard serveOne() else { continue }
+            guard serveOne() else {
+                if acceptFailed { return "accept failed" }
+                continue
+            }
 
             if launch.requestLimit > 0 && served >= launch.requestLimit { return "served its \(served) requests (max_requests)" }
             if getppid() != launch.hostPID { return "its host is gone" }
@@ -117,13 +124,26 @@ struct AcceptLoop {
     private mutating func serveOne() -> Bool {
         // A stop signal waits until the response is complete: blocked, it cannot cut a
         // plugin's sleep, poll or read short with EINTR. It is delivered at the unblock.
-        try? SignalPipe.mask(Self.stopSignals, blocked: true)
-        defer { try? SignalPipe.mask(Self.stopSignals, blocked: false) }
+        try? SignalPipe.mask(Self.requestSignals, blocked: true)
+        defer { try? SignalPipe.mask(Self.requestSignals, blocked: false) }
         // Non-blocking listener: a worker that lost the race for this connection gets
         // EAGAIN here and goes back to waiting.
-        let accepted = FCGX_Accept_r(request) >= 0
+        let status = FCGX_Accept_r(request)
+        let acceptErrno = errno
         launch.slot.leaveWaiting()
-        guard accepted else { return false }
+        guard status >= 0 else {
+            if acceptErrno == EAGAIN || acceptErrno == EWOULDBLOCK || acceptErrno == EINTR { return false }
+            if acceptErrno == EINVAL {
+                // The master shut the listener down: forklift is stopping.
+                stopping = true
+                return false
+            }
+            // Anything else (EMFILE, a libfcgi shutdown flag) would fail again at once while
+            // the listener stays readable: leave, and let the host start a fresh worker.
+            ForkliftLogging.logger.error("accept failed (libfcgi status \(status), \(String(cString: strerror(acceptErrno)))); this worker leaves")
+            acceptFailed = true
+            return false
+        }
         dispatcher.serve(request)
         FCGX_Finish_r(request)
         served += 1
@@ -146,7 +166,8 @@ struct AcceptLoop {
         return false
     }
 
-    static let stopSignals: [UnixSignal] = [.term, .int, .quit]
+    /// Every signal the worker catches: none may interrupt a plugin's system calls.
+    static let requestSignals: [UnixSignal] = [.term, .int, .quit, .usr1]
 
     private mutating func handleSignals() {
         for signal in signals.drain() {

@@ -219,6 +219,26 @@ final class LoadGenerator: @unchecked Sendable {
         #expect(ForkliftServer.eventually { !server.descendants().values.contains { $0.contains("pool=b") } }, "pool b drained")
     }
 
+    /// A live host dies while a reload is loading its replacement: once the reload commits,
+    /// the master must go back to sleeping, not poll with a timeout stuck in the past.
+    @Test func aHostDyingDuringAReloadLeavesTheMasterIdle() throws {
+        let server = try ForkliftServer(config: reloadConfig()) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
+        defer { server.shutdown() }
+        try server.writeConfig(reloadConfig(behaviorSettings: "worker_init_sleep_ms = 800"))
+        server.signal(SIGHUP)
+        try server.waitForLog("started host pid", timeout: 5)
+        let liveHost = try #require(server.hostGenerations().first { $0.value == 1 }?.key)
+        usleep(200_000)
+        kill(liveHost, SIGKILL)
+        try server.waitForLog("reloaded in", timeout: 10)
+        usleep(1_500_000) // past any restart delay
+        let before = ProcessTable.cpuTicks(of: server.pid)
+        usleep(1_000_000)
+        let used = ProcessTable.cpuTicks(of: server.pid) - before
+        #expect(used < 20, "the master used \(used) ticks of CPU in one idle second")
+        #expect(try FastCGIClient.get(.unix(server.directory + "/www.sock"), "/v").status == 200)
+    }
+
     @Test func hupAndUsr2ReloadLikeTheCommand() throws {
         let server = try ForkliftServer(config: reloadConfig()) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
         defer { server.shutdown() }

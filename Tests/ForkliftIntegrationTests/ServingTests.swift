@@ -126,6 +126,27 @@ enum Transport: String, CaseIterable, CustomTestStringConvertible {
         #expect(after == before, "the same worker serves on")
     }
 
+    @Test func headerValuesWithCRLFAreRefused() throws {
+        let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", children: 1))
+        defer { server.shutdown() }
+        let response = try FastCGIClient.get(.unix(server.directory + "/www.sock"), "/behaviors/inject")
+        #expect(response.bodyText == "refused\n")
+        #expect(!response.headers.contains { $0.name == "Set-Cookie" })
+    }
+
+    @Test func aStormOfUSR1KillsNoWorker() throws {
+        let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", children: 2, maxRequests: 1))
+        defer { server.shutdown() }
+        let address = FastCGIAddress.unix(server.directory + "/www.sock")
+        // Workers retire after every request, so new ones are forked all the time: USR1 must
+        // never reach one before its handlers are in place.
+        for _ in 0..<100 {
+            server.signal(SIGUSR1)
+            #expect(try FastCGIClient.get(address, "/hello").status == 200)
+        }
+        #expect(!server.log.contains("was killed by"), "\(server.log.components(separatedBy: "\n").filter { $0.contains("killed") }.prefix(3))")
+    }
+
     @Test func recyclingAfterMaxRequests() throws {
         let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", children: 2, maxRequests: 5))
         defer { server.shutdown() }

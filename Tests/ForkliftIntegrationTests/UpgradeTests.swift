@@ -67,4 +67,22 @@ import Testing
         let reload = try Command.run(client, ["reload", "--conf", server.configurationDirectory])
         #expect(reload.status == 0, "the old master still takes commands: \(reload.output)")
     }
+
+    /// The new binary starts, takes the sockets over, then fails to load its generation: the
+    /// socket files, the control socket and the pid file must stay the old master's.
+    @Test func aNewMasterThatCannotStartLeavesTheOldOneItsFiles() throws {
+        let server = try ForkliftServer(config: reloadConfig()) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
+        defer { server.shutdown() }
+        let dir = server.directory
+        try server.writeConfig(reloadConfig(behaviorSettings: "fail_preload = true"))
+        let result = try Command.run(ForkliftServer.binary, ["upgrade", "--conf", server.configurationDirectory])
+        #expect(result.status != 0)
+        #expect(result.output.contains("upgrade failed, the running master keeps serving"), "\(result.output)")
+
+        #expect(try String(contentsOfFile: dir + "/forklift.pid", encoding: .utf8).hasPrefix("\(server.pid)"))
+        #expect(versionAndHost(try FastCGIClient.get(.unix(dir + "/www.sock"), "/v"))?.version == "1.0.0")
+        try server.writeConfig(reloadConfig())
+        let status = try Command.run(ForkliftServer.binary, ["status", "--conf", server.configurationDirectory])
+        #expect(status.status == 0, "the control socket still reaches the old master: \(status.output)")
+    }
 }

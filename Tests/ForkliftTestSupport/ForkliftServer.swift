@@ -197,6 +197,14 @@ public enum ProcessTable {
         return String(decoding: cmdline.split(separator: 0).first ?? Data(), as: UTF8.self)
     }
 
+    /// User plus system CPU time of `pid`, in clock ticks (usually 1/100 s).
+    public static func cpuTicks(of pid: pid_t) -> Int {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+        return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
+    }
+
     /// Is `pid` alive and not a zombie?
     public static func isAlive(_ pid: pid_t) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

@@ -10,6 +10,7 @@ import Glibc
 ///   (a signal cutting the sleep short shows), plus a 64 KiB tail, so that a test can tell a
 ///   complete response from a cut one;
 /// - `.../throw`: throws, which the host must turn into a 500;
+/// - `.../inject`: tries to add a header value with CR LF in it, says whether it was refused;
 /// - anything else: "behaviors <pid>".
 final class Behaviors: ForkliftHandler {
     static let name = "behaviors"
@@ -44,6 +45,10 @@ final class Behaviors: ForkliftHandler {
             try response.write(String(repeating: "z", count: 65536) + "\nend\n")
         case "throw":
             throw PluginError("thrown on purpose by /throw")
+        case "inject":
+            // Header injection must be refused by the host, whatever Swift thinks a Character is.
+            let refused = (try? response.addHeader("X-Test", "a\r\nSet-Cookie: evil=1")) == nil
+            try response.write(refused ? "refused\n" : "accepted\n")
         default:
             try response.write("behaviors \(getpid())\n")
         }

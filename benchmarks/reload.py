@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Reload benchmark: what a HUP costs while Forklift is under load.
+
+For a Hello-sized plugin and for one that preloads 512 MiB (the Ballast fixture), it prints:
+  - time from HUP to the first response served by the new generation;
+  - p50/p99 latency in steady state and during reloads (HUP until the old generation has drained);
+  - total Pss of all forklift processes in steady state and at the peak of the overlap.
+
+Goals (issue 3): new code serving within 50 ms of HUP plus the plugin's own preload time;
+p99 during reloads no worse than 2x steady state.
+
+Usage: benchmarks/reload.py [--build .build/release] [--reloads 5] [--clients 4] [--workers 4]
+Build first: swift build -c release
+"""
+import argparse, os, re, signal, socket, struct, subprocess, sys, tempfile, threading, time
+
+def fcgi_request(path, params):
+    def record(kind, content, request_id=1):
+        pad = (8 - len(content) % 8) % 8
+        return struct.pack(">BBHHBB", 1, kind, request_id, len(content), pad, 0) + content + b"\0" * pad
+    def length(n):
+        return bytes([n]) if n < 128 else struct.pack(">I", n | 0x80000000)
+    body = b"".join(length(len(k)) + length(len(v)) + k + v for k, v in params)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(path)
+    s.sendall(record(1, struct.pack(">HB5x", 1, 0)) + record(4, body) + record(4, b"") + record(5, b""))
+    out, data = b"", b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise IOError("connection closed before END_REQUEST")
+        data += chunk
+        while len(data) >= 8:
+            _, kind, _, clen, plen, _ = struct.unpack(">BBHHBB", data[:8])
+            if len(data) < 8 + clen + plen:
+                break
+            content, data = data[8:8 + clen], data[8 + clen + plen:]
+            if kind == 6:
+                out += content
+            elif kind == 3:
+                s.close()
+                return out
+
+PARAMS = [(b"REQUEST_METHOD", b"GET"), (b"SCRIPT_NAME", b"/b"), (b"REQUEST_URI", b"/b")]
+
+def title(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0].decode()
+    except OSError:
+        return ""
+
+def descendants(root):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+def pss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+def percentile(values, p):
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+class Load:
+    """Clients sending back to back; each response is (sent, received, generation)."""
+    def __init__(self, sock, clients):
+        self.sock, self.results, self.errors, self.running = sock, [], 0, True
+        self.generation_of = {}
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.client, daemon=True) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def generation(self, pid):
+        gen = self.generation_of.get(pid)
+        if gen is None:
+            m = re.search(r"gen=(\d+)", title(pid))
+            gen = int(m.group(1)) if m else -1
+            self.generation_of[pid] = gen
+        return gen
+
+    def client(self):
+        while self.running:
+            sent = time.monotonic()
+            try:
+                out = fcgi_request(self.sock, PARAMS)
+                received = time.monotonic()
+                pid = int(re.search(rb"pid (\d+)", out).group(1))
+                gen = self.generation(pid)
+                with self.lock:
+                    self.results.append((sent, received, gen))
+            except Exception:
+                with self.lock:
+                    self.errors += 1
+
+    def stop(self):
+        self.running = False
+        for t in self.threads:
+            t.join()
+
+def scenario(name, build, preload_mb, reloads, clients, workers):
+    directory = tempfile.mkdtemp(prefix="forklift-bench-")
+    os.makedirs(directory + "/conf.d")
+    sock = directory + "/www.sock"
+    with open(directory + "/conf.d/00.toml", "w") as f:
+        f.write(f"""[global]
+pid = "{directory}/forklift.pid"
+log_level = "notice"
+die_timeout = "10s"
+reload_timeout = "120s"
+[pool.www]
+listen = "{sock}"
+max_children = {workers}
+[pool.www.plugin.b]
+path = "{os.path.abspath(build)}/libForkliftBenchBallast.so"
+route = "/"
+settings = {{ preload_mb = {preload_mb} }}
+""")
+    log = open(directory + "/forklift.log", "w")
+    master = subprocess.Popen([build + "/forklift", "run", "--conf", directory + "/conf.d"], stdout=log, stderr=log)
+    try:
+        deadline = time.time() + 120
+        while "forklift is ready" not in open(directory + "/forklift.log").read():
+            if time.time() > deadline or master.poll() is not None:
+                raise SystemExit(f"{name}: forklift did not start; see {directory}/forklift.log")
+            time.sleep(0.05)
+        load = Load(sock, clients)
+        time.sleep(1.0)
+        steady_from = time.monotonic()
+        time.sleep(3.0)
+        steady_to = time.monotonic()
+        steady_pss = pss_kib([master.pid] + descendants(master.pid))
+
+        first_response_ms, reload_windows, peak_pss = [], [], 0
+        for round in range(reloads):
+            old_generation = round + 1
+            hup = time.monotonic()
+            os.kill(master.pid, signal.SIGHUP)
+            first = None
+            while True:
+                peak_pss = max(peak_pss, pss_kib([master.pid] + descendants(master.pid)))
+                with load.lock:
+                    if first is None:
+                        news = [r for r in load.results if r[0] >= hup and r[2] > old_generation]
+                        if news:
+                            first = min(r[1] for r in news)
+                old_alive = any(f"gen={old_generation}" in title(p) for p in descendants(master.pid))
+                if first is not None and not old_alive:
+                    break
+                if time.monotonic() - hup > 120:
+                    raise SystemExit(f"{name}: reload {round + 1} did not complete")
+                time.sleep(0.01)
+            reload_windows.append((hup, time.monotonic() + 0.1))
+            first_response_ms.append((first - hup) * 1000)
+            time.sleep(1.0)
+        load.stop()
+
+        def latencies(windows):
+            return [(r[1] - r[0]) * 1000 for r in load.results if any(a <= r[0] <= b for a, b in windows)]
+        steady = latencies([(steady_from, steady_to)])
+        during = latencies(reload_windows)
+        print(f"\n== {name}: {workers} workers, {clients} clients, {reloads} reloads")
+        print(f"requests: {len(load.results)} answered, {load.errors} failed")
+        print(f"HUP -> first response from the new generation: "
+              f"median {percentile(first_response_ms, 0.5):.1f} ms, max {max(first_response_ms):.1f} ms")
+        print(f"latency steady:  p50 {percentile(steady, 0.5):.2f} ms  p99 {percentile(steady, 0.99):.2f} ms  ({len(steady)} requests)")
+        print(f"latency reloads: p50 {percentile(during, 0.5):.2f} ms  p99 {percentile(during, 0.99):.2f} ms  ({len(during)} requests)"
+              f"  -> p99 ratio {percentile(during, 0.99) / percentile(steady, 0.99):.2f}x (goal <= 2x)")
+        server = [int(m) for m in re.findall(r"reloaded in (\d+) ms", open(directory + "/forklift.log").read())]
+        print(f"server side, HUP to new generation live (master log): median {percentile(server, 0.5)} ms, max {max(server)} ms")
+        print(f"memory (total Pss of all forklift processes): steady {steady_pss / 1024:.0f} MiB, "
+              f"peak during overlap {peak_pss / 1024:.0f} MiB")
+    finally:
+        master.send_signal(signal.SIGTERM)
+        master.wait(timeout=60)
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--build", default=".build/release")
+    parser.add_argument("--reloads", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--preload-mb", type=int, default=512)
+    args = parser.parse_args()
+    scenario("hello (no preload)", args.build, 0, args.reloads, args.clients, args.workers)
+    scenario(f"preload {args.preload_mb} MiB", args.build, args.preload_mb, args.reloads, args.clients, args.workers)
+
+if __name__ == "__main__":
+    main()
