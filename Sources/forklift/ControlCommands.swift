@@ -3,61 +3,55 @@ import ForkliftConfig
 import Foundation
 import Glibc
 
+/// A subcommand that sends one command to the running master and reports its answer.
+protocol ControlCommand: ParsableCommand {
+    /// The word sent over the control socket.
+    static var verb: String { get }
+    var options: ControlOptions { get }
+}
+
+extension ControlCommand {
+    func run() throws {
+        try options.send(Self.verb)
+    }
+}
+
 /// `forklift reload`: the running master re-reads conf.d and starts a new generation of
 /// every pool; this waits for the outcome and exits 0 only if the new generation went live.
-struct ReloadCommand: ParsableCommand {
+struct ReloadCommand: ControlCommand {
+    static let verb = "reload"
     static let configuration = CommandConfiguration(
-        commandName: "reload",
+        commandName: verb,
         abstract: "Reload the configuration and plugins of the running server, with zero downtime; waits for the outcome."
     )
-
     @OptionGroup var options: ControlOptions
-
-    func run() throws {
-        try options.send("reload")
-    }
 }
 
 /// `forklift stop`: graceful stop of the running master; waits until it has exited.
-struct StopCommand: ParsableCommand {
+struct StopCommand: ControlCommand {
+    static let verb = "stop"
     static let configuration = CommandConfiguration(
-        commandName: "stop",
+        commandName: verb,
         abstract: "Stop the running server gracefully (busy workers finish their requests); waits until it has exited."
     )
-
     @OptionGroup var options: ControlOptions
-
-    func run() throws {
-        try options.send("stop")
-    }
 }
 
 /// `forklift upgrade`: replace the running forklift binary without failing a request.
-struct UpgradeCommand: ParsableCommand {
+struct UpgradeCommand: ControlCommand {
+    static let verb = "upgrade"
     static let configuration = CommandConfiguration(
-        commandName: "upgrade",
+        commandName: verb,
         abstract: "Start the forklift binary now on disk with the running server's sockets; the old master drains and leaves once the new one serves."
     )
-
     @OptionGroup var options: ControlOptions
-
-    func run() throws {
-        try options.send("upgrade")
-    }
 }
 
 /// `forklift status`: one line per host process of the running server.
-struct StatusCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "status",
-        abstract: "Show the generations of the running server."
-    )
-
+struct StatusCommand: ControlCommand {
+    static let verb = "status"
+    static let configuration = CommandConfiguration(commandName: verb, abstract: "Show the generations of the running server.")
     @OptionGroup var options: ControlOptions
-
-    func run() throws {
-        try options.send("status")
-    }
 }
 
 struct ControlOptions: ParsableArguments {
