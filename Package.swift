@@ -22,6 +22,7 @@ let package = Package(
         // Example plugins: each is a shared object the host dlopen()s.
         .library(name: "Hello", type: .dynamic, targets: ["Hello"]),
         .library(name: "Echo", type: .dynamic, targets: ["Echo"]),
+        .library(name: "Dictionary", type: .dynamic, targets: ["Dictionary"]),
         // Fixtures the integration tests load: not examples, not installed.
         .library(name: "ForkliftTestBehaviors", type: .dynamic, targets: ["ForkliftTestBehaviors"]),
         .library(name: "ForkliftTestNotAPlugin", type: .dynamic, targets: ["ForkliftTestNotAPlugin"]),
@@ -77,6 +78,7 @@ let package = Package(
         .target(name: "ForkliftPlugin", dependencies: ["CForkliftABI"]),
         .target(name: "Hello", dependencies: ["ForkliftPlugin"], path: "Plugins/Hello"),
         .target(name: "Echo", dependencies: ["ForkliftPlugin"], path: "Plugins/Echo"),
+        .target(name: "Dictionary", dependencies: ["ForkliftPlugin"], path: "Plugins/Dictionary"),
 
         // MARK: tests
         .target(name: "ForkliftTestBehaviors", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Behaviors"),

@@ -84,6 +84,11 @@ public struct PoolSettings: Equatable, Sendable {
     /// Each worker's limit is `maxRequests` plus a random 0...jitter, so they do not all
     /// restart at once.
     public var maxRequestsJitter: Int = 0
+    /// A worker whose Private_Dirty memory exceeds this many bytes finishes its request and is
+    /// replaced (it has un-shared too much of the preloaded data, or leaks); 0 = no limit.
+    public var maxPrivateMemory: Int = 0
+    /// How often the host logs its workers' memory (Pss, Private_Dirty, ...); 0 = never.
+    public var memoryLogInterval: Double = 0
     public var plugins: [PluginSettings]
 
     public init(name: String, listen: ListenAddress, maxChildren: Int, plugins: [PluginSettings]) {

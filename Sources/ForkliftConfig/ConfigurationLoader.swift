@@ -7,7 +7,8 @@ import TOMLKit
 /// `99-local.toml` can adjust `00-global.toml`). A pool is defined in exactly one file.
 public enum ConfigurationLoader {
     static let globalKeys = ["pid", "error_log", "log_level", "die_timeout", "reload_timeout", "control_socket", "prefix"]
-    static let poolKeys = ["listen", "listen_backlog", "pm", "max_children", "max_requests", "max_requests_jitter", "plugin"]
+    static let poolKeys = ["listen", "listen_backlog", "pm", "max_children", "max_requests", "max_requests_jitter",
+                           "max_private_memory", "memory_log_interval", "plugin"]
     static let pluginKeys = ["path", "route", "settings"]
 
     /// Loads every `*.toml` file of `directory`.
@@ -97,6 +98,8 @@ public enum ConfigurationLoader {
         pool.maxChildren = children
         pool.maxRequests = try table.integer("max_requests", atLeast: 0) ?? 0
         pool.maxRequestsJitter = try table.integer("max_requests_jitter", atLeast: 0) ?? 0
+        pool.maxPrivateMemory = try table.size("max_private_memory") ?? 0
+        pool.memoryLogInterval = try table.duration("memory_log_interval") ?? 0
         for (pluginName, plugin) in try table.tables(in: "plugin") {
             pool.plugins.append(try readPlugin(name: pluginName, plugin))
         }

@@ -21,6 +21,8 @@ struct Draft {
         var maxChildren = 1
         var maxRequests = 0
         var maxRequestsJitter = 0
+        var maxPrivateMemory = 0
+        var memoryLogInterval = 0.0
         var plugins: [Plugin] = []
     }
 
@@ -67,6 +69,8 @@ struct Draft {
             settings.listenBacklog = pool.backlog
             settings.maxRequests = pool.maxRequests
             settings.maxRequestsJitter = pool.maxRequestsJitter
+            settings.maxPrivateMemory = pool.maxPrivateMemory
+            settings.memoryLogInterval = pool.memoryLogInterval
             resolved.append(settings)
         }
         return Configuration(global: global, pools: resolved, files: [])

@@ -20,3 +20,20 @@ public enum DurationParser {
     }
 
 }
+
+/// Sizes as PHP-FPM and uWSGI users write them: bytes, or a number with k, M or G (powers of
+/// 1024, case-insensitive, an optional trailing "B" or "iB").
+public enum SizeParser {
+    public static func bytes(fromString text: String) -> Int? {
+        var rest = Substring(text.filter { !$0.isWhitespace }.lowercased())
+        if rest.hasSuffix("ib") { rest = rest.dropLast(2) } else if rest.hasSuffix("b") { rest = rest.dropLast() }
+        let multipliers: [Character: Double] = ["k": 1024, "m": 1_048_576, "g": 1_073_741_824]
+        var multiplier = 1.0
+        if let last = rest.last, let factor = multipliers[last] {
+            multiplier = factor
+            rest = rest.dropLast()
+        }
+        guard let number = Double(rest), number >= 0 else { return nil }
+        return Int(number * multiplier)
+    }
+}

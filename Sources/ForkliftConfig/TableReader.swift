@@ -65,6 +65,19 @@ final class TableReader {
         return seconds
     }
 
+    /// A size in bytes: an integer, or a string with a unit ("512k", "64M", "1G"; powers of 1024).
+    func size(_ key: String) throws(ConfigurationError) -> Int? {
+        guard let value = value(key) else { return nil }
+        let expected = "a size: bytes (1048576) or a string with a unit (\"512k\", \"64M\", \"1G\")"
+        if let bytes = value.int {
+            guard bytes >= 0 else { throw error(key, "expected \(expected), got a negative number") }
+            return bytes
+        }
+        guard let text = value.string else { throw wrongType(key, value, expected: expected) }
+        guard let bytes = SizeParser.bytes(fromString: text) else { throw error(key, "expected \(expected), got \"\(text)\"") }
+        return bytes
+    }
+
     func oneOf<T: RawRepresentable>(_ key: String, _: T.Type, choices: [T]) throws(ConfigurationError) -> T? where T.RawValue == String {
         guard let text = try string(key) else { return nil }
         guard let choice = choices.first(where: { $0.rawValue == text }) else {

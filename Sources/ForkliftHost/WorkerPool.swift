@@ -28,12 +28,14 @@ struct WorkerPool {
     /// Respawn back-off after workers that die right after starting (a crash loop).
     private var backoff = RespawnBackoff()
     private var respawnAt: MonotonicInstant?
+    private var memory: MemoryWatch
 
     /// The host's lowered loading priority, which each worker restores.
     let priority: LoadingPriority
 
     init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe, priority: LoadingPriority) throws {
         self.priority = priority
+        memory = MemoryWatch(pool: launch.pool, generation: launch.generation)
         self.launch = launch
         self.plugins = plugins
         self.signals = signals
@@ -99,8 +101,9 @@ struct WorkerPool {
     /// Serves until stopped: replace workers that leave, forward USR1, stop on TERM.
     mutating func supervise() {
         while !(stopping && workers.isEmpty) {
-            // No respawn timer once stopping: it would turn into a zero timeout, a busy loop.
-            let timeout = stopping ? nil : respawnAt.map { MonotonicInstant.now().seconds(until: $0) }
+            // No timers once stopping: a past respawn time would be a zero timeout, a busy loop.
+            let deadline = stopping ? nil : [respawnAt, memory.nextDeadline].compactMap { $0 }.min()
+            let timeout = deadline.map { MonotonicInstant.now().seconds(until: $0) }
             let ready = (try? waitReadable([signals.fileDescriptor, readyPipe.readEnd], timeoutSeconds: timeout)) ?? []
             if ready.contains(readyPipe.readEnd) {
                 for line in readLines() where line.hasPrefix("failed") { log.error("\(line.split(separator: " ", maxSplits: 2).last ?? "")") }
@@ -119,7 +122,10 @@ struct WorkerPool {
                 default: break
                 }
             }
-            if !stopping { fillPool() }
+            if !stopping {
+                for pid in memory.tick(workers: Array(workers.keys)) { ChildProcess.send(.term, to: pid) }
+                fillPool()
+            }
         }
         log.info("all workers of pool \(pool.name) gen \(launch.generation) have exited")
     }
@@ -144,9 +150,13 @@ struct WorkerPool {
     private mutating func reapWorkers() {
         for (pid, status) in ChildProcess.reap() {
             guard let started = workers.removeValue(forKey: pid) else { continue }
+            let recycledForMemory = memory.recycled.contains(pid)
+            memory.forget(pid)
             if stopping { continue }
             let lived = started.seconds(until: .now())
             switch status {
+            case .exited(WorkerExitCode.normal) where recycledForMemory:
+                log.info("worker \(pid) left after exceeding max_private_memory; replacing it")
             case .exited(WorkerExitCode.normal):
                 log.info("worker \(pid) retired after serving its requests; replacing it")
                 backoff.reset()

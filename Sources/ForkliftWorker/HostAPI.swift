@@ -1,5 +1,6 @@
 import CFastCGI
 import CForkliftABI
+import CForkliftSys
 import ForkliftLogging
 import Logging
 
@@ -51,6 +52,12 @@ enum HostAPI {
         api.response_flush = { response in
             guard let response else { return Int32(FORKLIFT_FAILED) }
             return ResponseBridge.from(response).flush() ? Int32(FORKLIFT_OK) : Int32(FORKLIFT_FAILED)
+        }
+        api.register_read_only_region = { api, start, length, label in
+            guard let api, let start, let context = api.pointee.host_context else { return Int32(FORKLIFT_FAILED) }
+            let plugin = Unmanaged<PluginInstance>.fromOpaque(context).takeUnretainedValue()
+            let name = "plugin \(plugin.settings.name) (\(label.map { String(cString: $0) } ?? "unnamed region"))"
+            return forklift_fault_region_add(start, length, name) == 0 ? Int32(FORKLIFT_OK) : Int32(FORKLIFT_FAILED)
         }
         return api
     }

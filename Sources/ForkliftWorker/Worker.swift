@@ -1,4 +1,5 @@
 import CFastCGI
+import CForkliftSys
 import ForkliftLogging
 import ForkliftSystem
 import Glibc
@@ -27,6 +28,8 @@ public enum Worker {
             // good (every later accept fails). Signals stay blocked until all is in place.
             signals = try SignalPipe(catching: [.term, .int, .quit, .usr1], restartSyscalls: true)
             _ = FCGX_Init()
+            // A write to sealed preloaded memory still kills the worker, but says where.
+            _ = forklift_fault_reporter_install(LogDestination.fileDescriptor)
             _ = signal(SIGHUP, SIG_IGN)
             ignoreBrokenPipe()
             waiter = try ConnectionWaiter(listenFD: launch.listenFD, signalFD: signals.fileDescriptor)

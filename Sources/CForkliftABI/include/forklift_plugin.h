@@ -112,6 +112,12 @@ typedef struct forklift_host_api {
     int (*response_write)(forklift_response *response, const void *data, size_t length);
     /* Send what is buffered to the client now (headers too, if not sent yet). */
     int (*response_flush)(forklift_response *response);
+
+    /* Preload only: announce memory the plugin made read-only (mprotect) for its workers to
+     * share. A worker that writes there is killed by SIGSEGV, and the log names `label` and
+     * the plugin. Appended in ABI 1: check struct_size before calling. */
+    int (*register_read_only_region)(const struct forklift_host_api *api, void *start, size_t length,
+                                     const char *label);
 } forklift_host_api;
 
 /* What a plugin exports. Every hook but handle may be NULL. `state` is whatever preload

@@ -58,6 +58,14 @@ int32_t forklift_atomic_load(const int32_t *address);
 void forklift_atomic_store(int32_t *address, int32_t value);
 int32_t forklift_atomic_add(int32_t *address, int32_t delta); /* returns the new value */
 
+/* Faults in read-only shared memory ------------------------------------------------------ */
+
+/* Record a read-only region (preloaded data) and what to call it in a crash message. */
+int forklift_fault_region_add(const void *start, size_t length, const char *label);
+/* In a worker: on SIGSEGV/SIGBUS inside a recorded region, write one line naming the region to
+ * `log_fd`, then die of the signal as usual (the handler is reset after one use). */
+int forklift_fault_reporter_install(int log_fd);
+
 /* Process title ------------------------------------------------------------------------ */
 
 /* Overwrite the argv area so `ps` shows `title`. The environment is moved out of the way

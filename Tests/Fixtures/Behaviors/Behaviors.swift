@@ -10,6 +10,8 @@ import Glibc
 ///   (a signal cutting the sleep short shows), plus a 64 KiB tail, so that a test can tell a
 ///   complete response from a cut one;
 /// - `.../throw`: throws, which the host must turn into a 500;
+/// - `.../scribble`: writes into its sealed preloaded data (the worker must die of it);
+/// - `.../leak?mb=N`: keeps N more MiB of dirty memory (for max_private_memory);
 /// - `.../inject`: tries to add a header value with CR LF in it, says whether it was refused;
 /// - anything else: "behaviors <pid>".
 final class Behaviors: ForkliftHandler {
@@ -17,12 +19,22 @@ final class Behaviors: ForkliftHandler {
     static let version = "0.0.1"
 
     let settings: PluginSettings
+    /// A little preloaded data, sealed read-only before fork (for `/scribble`).
+    let preloaded: SharedArray<UInt64>
+    /// What `/leak` keeps, so the memory stays dirty.
+    var leaked: [[UInt8]] = []
 
     /// Settings that make a hook fail: `fail_preload`, `fail_worker_init`,
-    /// `crash_in_worker_init` (abort), `worker_init_sleep_ms`.
+    /// `crash_in_worker_init` (abort), `worker_init_sleep_ms`, `start_thread` (in preload).
     init(context: PluginContext) throws {
         settings = context.settings
         if settings["fail_preload"] == "true" { throw PluginError("preload failed on purpose (fail_preload = true)") }
+        let arena = try SharedArena(capacity: 1 << 16, label: "behaviors")
+        preloaded = try arena.append(contentsOf: [UInt64](repeating: 42, count: 512))
+        if settings["start_thread"] == "true" {
+            var thread = pthread_t()
+            _ = pthread_create(&thread, nil, { _ in sleep(1000); return nil }, nil)
+        }
     }
 
     func workerInit() throws {
@@ -45,6 +57,14 @@ final class Behaviors: ForkliftHandler {
             try response.write(String(repeating: "z", count: 65536) + "\nend\n")
         case "throw":
             throw PluginError("thrown on purpose by /throw")
+        case "scribble":
+            // A write to data that was sealed before fork: must kill this worker, loudly.
+            UnsafeMutablePointer(mutating: preloaded.withUnsafeBufferPointer { $0.baseAddress! }).pointee = 7
+            try response.write("scribbled\n")
+        case "leak":
+            let mb = Int(request.query.split(separator: "=").last ?? "1") ?? 1
+            leaked.append([UInt8](repeating: 1, count: mb << 20))
+            try response.write("leaked \(mb) MiB\n")
         case "inject":
             // Header injection must be refused by the host, whatever Swift thinks a Character is.
             let refused = (try? response.addHeader("X-Test", "a\r\nSet-Cookie: evil=1")) == nil

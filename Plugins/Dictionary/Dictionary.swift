@@ -1,0 +1,91 @@
+import ForkliftPlugin
+
+/// Preloads a dictionary once, in the host, and answers lookups from every worker without
+/// copying it: the example of shared preloaded data.
+///
+/// The dataset is generated (deterministic: the same settings give the same words), so the
+/// example needs no download: `word-0` ... `word-N`, each with a pseudo-random definition,
+/// `size_mb` MiB of keys and values in all.
+///
+/// Settings:
+/// - `size_mb` (default 64): how much data to preload;
+/// - `layout` (default "shared"): "shared" keeps it in a sealed `SharedArena`; "naive" keeps a
+///   `[String: String]`, which un-shares pages on every read — there to be measured, not used.
+///
+/// Routes (under the plugin's route, e.g. /dict): `/dict/word-42` → the definition or 404;
+/// `/dict/stats` → count, size and layout.
+final class Dictionary: ForkliftHandler {
+    static let name = "dictionary"
+    static let version = "1.0.0"
+
+    let layout: String
+    let megabytes: Int
+    let shared: SharedStringDictionary?
+    let naive: [String: String]?
+
+    init(context: PluginContext) throws {
+        megabytes = try context.settings.int("size_mb") ?? 64
+        layout = context.settings["layout"] ?? "shared"
+        let target = megabytes << 20
+        switch layout {
+        case "shared":
+            // Capacity is address space, not memory: room for the bytes and the index.
+            let arena = try SharedArena(capacity: target * 2 + (64 << 20), label: "dictionary")
+            var builder = SharedStringDictionary.Builder(arena: arena, expectedCount: target / 140)
+            try Self.generate(bytes: target) { try builder.add(key: $0, value: $1) }
+            shared = try builder.finish()
+            naive = nil
+        case "naive":
+            var words: [String: String] = [:]
+            try Self.generate(bytes: target) { words[$0] = $1 }
+            naive = words
+            shared = nil
+        default:
+            throw PluginError("setting layout: expected \"shared\" or \"naive\", got \"\(layout)\"")
+        }
+        context.log.info("dictionary preloaded: \(count) words, \(megabytes) MiB, \(layout) layout")
+    }
+
+    var count: Int { shared?.count ?? naive?.count ?? 0 }
+
+    func handle(_ request: Request, _ response: Response) throws {
+        let word = request.path.split(separator: "/").last.map(String.init) ?? ""
+        if word == "stats" {
+            try response.write("words \(count) size_mb \(megabytes) layout \(layout)\n")
+            return
+        }
+        let definition = shared.flatMap { $0[word] } ?? naive?[word]
+        guard let definition else {
+            try response.setStatus(404)
+            try response.write("no such word: \(word)\n")
+            return
+        }
+        try response.write(definition + "\n")
+    }
+
+    /// word-0, word-1, ... with definitions of 60 to 187 pseudo-random letters, until the keys
+    /// and values add up to `bytes`.
+    static func generate(bytes: Int, _ add: (String, String) throws -> Void) throws {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return state
+        }
+        var total = 0
+        var index = 0
+        var letters = [UInt8](repeating: 0, count: 200)
+        while total < bytes {
+            let key = "word-\(index)"
+            let length = 60 + Int(next() % 128)
+            for i in 0..<length { letters[i] = UInt8(ascii: "a") + UInt8(next() % 26) }
+            let value = String(decoding: letters[0..<length], as: UTF8.self)
+            try add(key, value)
+            total += key.utf8.count + length
+            index += 1
+        }
+    }
+}
+
+@_cdecl("forklift_plugin_entry") public func forkliftPluginEntry() -> UnsafeRawPointer { export(Dictionary.self) }

@@ -1,0 +1,73 @@
+/*
+ * Naming the cause of a write to sealed shared memory. The worker dies of it regardless (the
+ * handler runs once, then the default action re-runs the faulting write), but first it says
+ * which plugin's region it hit, using nothing but write(2): this runs in a signal handler.
+ */
+#include "forklift_sys.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_REGIONS 256
+#define LABEL_SIZE 200
+
+static struct { const char *start, *end; char label[LABEL_SIZE]; } regions[MAX_REGIONS];
+static int region_count = 0;
+static int fault_log_fd = 2;
+
+int forklift_fault_region_add(const void *start, size_t length, const char *label) {
+    if (region_count >= MAX_REGIONS) return -1;
+    regions[region_count].start = start;
+    regions[region_count].end = (const char *)start + length;
+    strncpy(regions[region_count].label, label, LABEL_SIZE - 1);
+    region_count++;
+    return 0;
+}
+
+static size_t append(char *buffer, size_t used, size_t size, const char *text) {
+    while (*text && used < size) buffer[used++] = *text++;
+    return used;
+}
+
+static size_t append_number(char *buffer, size_t used, size_t size, unsigned long value, int base) {
+    char digits[32];
+    int count = 0;
+    do { digits[count++] = "0123456789abcdef"[value % (unsigned long)base]; value /= (unsigned long)base; } while (value && count < 32);
+    while (count && used < size) buffer[used++] = digits[--count];
+    return used;
+}
+
+static void fault_handler(int signo, siginfo_t *info, void *context) {
+    (void)context;
+    const char *address = info ? (const char *)info->si_addr : NULL;
+    for (int i = 0; i < region_count; i++) {
+        if (address >= regions[i].start && address < regions[i].end) {
+            char line[512];
+            size_t n = 0;
+            n = append(line, n, sizeof line, "forklift: worker ");
+            n = append_number(line, n, sizeof line, (unsigned long)getpid(), 10);
+            n = append(line, n, sizeof line, signo == SIGBUS ? ": SIGBUS" : ": SIGSEGV");
+            n = append(line, n, sizeof line, " writing to read-only shared memory of ");
+            n = append(line, n, sizeof line, regions[i].label);
+            n = append(line, n, sizeof line, " at 0x");
+            n = append_number(line, n, sizeof line, (unsigned long)address, 16);
+            n = append(line, n, sizeof line, ": data preloaded before fork must not be modified by workers\n");
+            ssize_t ignored = write(fault_log_fd, line, n);
+            (void)ignored;
+            break;
+        }
+    }
+    /* SA_RESETHAND restored the default action: returning re-runs the write, which kills us. */
+}
+
+int forklift_fault_reporter_install(int log_fd) {
+    fault_log_fd = log_fd;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = fault_handler;
+    action.sa_flags = SA_SIGINFO | SA_RESETHAND;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGSEGV, &action, NULL) != 0) return -1;
+    return sigaction(SIGBUS, &action, NULL);
+}
