@@ -53,6 +53,8 @@ enum Trampolines {
         }
         do {
             let handler = try type.init(context: PluginContext(config: config, log: PluginLog(api: api)))
+            try handler.warmUp()
+            SDKWarmUp.run()
             // Before fork: what the plugin preloaded into shared storage becomes read-only.
             SharedRegions.sealAll(api: api)
             state.pointee = Unmanaged.passRetained(Instance(handler: handler, api: api)).toOpaque()

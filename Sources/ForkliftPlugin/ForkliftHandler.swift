@@ -20,6 +20,9 @@
 /// - The initialiser is the preload hook: it runs once in the pool's host process before any
 ///   worker is forked, so what it loads is shared copy-on-write by every worker. Throwing
 ///   stops the pool from starting, with your error as the reason.
+/// - `warmUp()` runs in the host right after the initialiser, still before fork: touch the
+///   lazily initialised globals and code paths your handler uses (a first lookup, a first
+///   formatted string), so that they are built once and shared, not once per worker.
 /// - `workerInit()` runs in each worker right after fork: open connections, start threads here.
 /// - `handle` runs per request. A thrown error becomes a 500 with a generic body and a
 ///   logged message; the worker goes on serving.
@@ -31,6 +34,7 @@ public protocol ForkliftHandler: AnyObject {
     static var version: String { get }
 
     init(context: PluginContext) throws
+    func warmUp() throws
     func workerInit() throws
     func handle(_ request: Request, _ response: Response) throws
     func workerExit()
@@ -39,6 +43,7 @@ public protocol ForkliftHandler: AnyObject {
 extension ForkliftHandler {
     public static var name: String { String(describing: self).lowercased() }
     public static var version: String { "0.0.0" }
+    public func warmUp() throws {}
     public func workerInit() throws {}
     public func workerExit() {}
 }

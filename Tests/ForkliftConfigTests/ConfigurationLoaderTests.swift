@@ -206,6 +206,20 @@ let minimalPool = """
         #expect(DurationParser.seconds(fromString: text) == seconds)
     }
 
+    @Test(arguments: [("1048576", 1 << 20), ("512k", 512 << 10), ("64M", 64 << 20), ("1G", 1 << 30), ("1.5GiB", 3 << 29), ("8mb", 8 << 20)])
+    func sizes(text: String, bytes: Int) {
+        #expect(SizeParser.bytes(fromString: text) == bytes)
+    }
+
+    @Test func memoryKeys() throws {
+        let config = try parse(minimalPool.replacingOccurrences(of: "max_children = 4", with: "max_children = 4\nmax_private_memory = \"64M\"\nmemory_log_interval = \"30s\""))
+        #expect(config.pools.first?.maxPrivateMemory == 64 << 20)
+        #expect(config.pools.first?.memoryLogInterval == 30)
+        let bad = try #require(parseError(minimalPool.replacingOccurrences(of: "max_children = 4", with: "max_children = 4\nmax_private_memory = \"lots\"")))
+        #expect(bad.key == "pool.www.max_private_memory")
+        #expect(bad.message.contains("expected a size"))
+    }
+
     @Test(arguments: ["", "ten", "10x", "-5", "5 ms s", "m"])
     func badDurations(text: String) {
         #expect(DurationParser.seconds(fromString: text) == nil)

@@ -78,6 +78,16 @@ func smaps(_ pid: pid_t) -> [String: Int] {
         for _ in 0..<5 { #expect(try FastCGIClient.get(address, "/hello").status == 200) }
     }
 
+    @Test func warmUpRunsOnceInTheHostBeforeFork() throws {
+        let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", children: 2))
+        defer { server.shutdown() }
+        // "warmed up in H, worker of H"
+        let text = try FastCGIClient.get(.unix(server.directory + "/www.sock"), "/behaviors/warmup").bodyText
+        let pids = text.split(whereSeparator: { !$0.isNumber }).compactMap { pid_t($0) }
+        #expect(pids.count == 2 && pids[0] == pids[1], "warmUp ran in the host that forked this worker: \(text)")
+        #expect(server.descendants()[pids.first ?? 0]?.hasPrefix("forklift: host") == true)
+    }
+
     @Test func aPreloadThatStartsAThreadIsRefused() throws {
         let result = try forklift("run", config: pluginConfig(path: "{build}/libForkliftTestBehaviors.so", settings: "settings = { start_thread = true }"))
         #expect(result.status == 1)

@@ -23,6 +23,12 @@ final class Behaviors: ForkliftHandler {
     let preloaded: SharedArray<UInt64>
     /// What `/leak` keeps, so the memory stays dirty.
     var leaked: [[UInt8]] = []
+    /// The process warmUp() ran in (the host, if all is well).
+    var warmedUpIn: pid_t = 0
+
+    func warmUp() throws {
+        warmedUpIn = getpid()
+    }
 
     /// Settings that make a hook fail: `fail_preload`, `fail_worker_init`,
     /// `crash_in_worker_init` (abort), `worker_init_sleep_ms`, `start_thread` (in preload).
@@ -61,6 +67,8 @@ final class Behaviors: ForkliftHandler {
             // A write to data that was sealed before fork: must kill this worker, loudly.
             UnsafeMutablePointer(mutating: preloaded.withUnsafeBufferPointer { $0.baseAddress! }).pointee = 7
             try response.write("scribbled\n")
+        case "warmup":
+            try response.write("warmed up in \(warmedUpIn), worker of \(getppid())\n")
         case "leak":
             let mb = Int(request.query.split(separator: "=").last ?? "1") ?? 1
             leaked.append([UInt8](repeating: 1, count: mb << 20))
