@@ -14,77 +14,14 @@ Build first: swift build -c release
 """
 import argparse, os, re, signal, socket, struct, subprocess, sys, tempfile, threading, time
 
-def fcgi_request(path, params):
-    def record(kind, content, request_id=1):
-        pad = (8 - len(content) % 8) % 8
-        return struct.pack(">BBHHBB", 1, kind, request_id, len(content), pad, 0) + content + b"\0" * pad
-    def length(n):
-        return bytes([n]) if n < 128 else struct.pack(">I", n | 0x80000000)
-    body = b"".join(length(len(k)) + length(len(v)) + k + v for k, v in params)
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
-    s.connect(path)
-    s.sendall(record(1, struct.pack(">HB5x", 1, 0)) + record(4, body) + record(4, b"") + record(5, b""))
-    out, data = b"", b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise IOError("connection closed before END_REQUEST")
-        data += chunk
-        while len(data) >= 8:
-            _, kind, _, clen, plen, _ = struct.unpack(">BBHHBB", data[:8])
-            if len(data) < 8 + clen + plen:
-                break
-            content, data = data[8:8 + clen], data[8 + clen + plen:]
-            if kind == 6:
-                out += content
-            elif kind == 3:
-                s.close()
-                return out
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fcgi import request as fcgi_request, title, descendants, percentile
 
 PARAMS = [(b"REQUEST_METHOD", b"GET"), (b"SCRIPT_NAME", b"/b"), (b"REQUEST_URI", b"/b")]
 
-def title(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().split(b"\0")[0].decode()
-    except OSError:
-        return ""
-
-def descendants(root):
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
 def pss_kib(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-def percentile(values, p):
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))]
+    import fcgi
+    return sum(fcgi.smaps(pid).get("Pss", 0) for pid in pids)
 
 class Load:
     """Clients sending back to back; each response is (sent, received, generation)."""

@@ -8,7 +8,7 @@ import ForkliftPlugin
 /// `size_mb` MiB of keys and values in all.
 ///
 /// Settings:
-/// - `size_mb` (default 64): how much data to preload;
+/// - `size_mb` (default 64): how much to preload in all: words, definitions and the index;
 /// - `layout` (default "shared"): "shared" keeps it in a sealed `SharedArena`; "naive" keeps a
 ///   `[String: String]`, which un-shares pages on every read — there to be measured, not used.
 ///
@@ -32,12 +32,13 @@ final class Dictionary: ForkliftHandler {
             // Capacity is address space, not memory: room for the bytes and the index.
             let arena = try SharedArena(capacity: target * 2 + (64 << 20), label: "dictionary")
             var builder = SharedStringDictionary.Builder(arena: arena, expectedCount: target / 140)
-            try Self.generate(bytes: target) { try builder.add(key: $0, value: $1) }
+            // The index costs 32 bytes a word (a 24-byte entry, two 4-byte slots).
+            try Self.generate(bytes: target, overheadPerWord: 32) { try builder.add(key: $0, value: $1) }
             shared = try builder.finish()
             naive = nil
         case "naive":
             var words: [String: String] = [:]
-            try Self.generate(bytes: target) { words[$0] = $1 }
+            try Self.generate(bytes: target, overheadPerWord: 0) { words[$0] = $1 }
             naive = words
             shared = nil
         default:
@@ -63,9 +64,9 @@ final class Dictionary: ForkliftHandler {
         try response.write(definition + "\n")
     }
 
-    /// word-0, word-1, ... with definitions of 60 to 187 pseudo-random letters, until the keys
-    /// and values add up to `bytes`.
-    static func generate(bytes: Int, _ add: (String, String) throws -> Void) throws {
+    /// word-0, word-1, ... with definitions of 60 to 187 pseudo-random letters, until the keys,
+    /// values and `overheadPerWord` add up to `bytes`.
+    static func generate(bytes: Int, overheadPerWord: Int, _ add: (String, String) throws -> Void) throws {
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
         func next() -> UInt64 {
             state ^= state << 13
@@ -82,7 +83,7 @@ final class Dictionary: ForkliftHandler {
             for i in 0..<length { letters[i] = UInt8(ascii: "a") + UInt8(next() % 26) }
             let value = String(decoding: letters[0..<length], as: UTF8.self)
             try add(key, value)
-            total += key.utf8.count + length
+            total += key.utf8.count + length + overheadPerWord
             index += 1
         }
     }

@@ -22,7 +22,8 @@ struct WorkerPool {
     /// The pipe to the master, until the host has said whether this generation is ready.
     private(set) var reportFD: Int32
     private var readyLines = LineBuffer()
-    /// Live workers and when each was forked.
+    /// Live workers and when each was forked (the fork started: spawn latency is measured
+    /// from it to the worker's "ready").
     private var workers: [pid_t: MonotonicInstant] = [:]
     private var stopping = false
     /// Respawn back-off after workers that die right after starting (a crash loop).
@@ -77,7 +78,10 @@ struct WorkerPool {
             for line in readLines() {
                 let fields = line.split(separator: " ", maxSplits: 2).map(String.init)
                 guard fields.count >= 2, let pid = pid_t(fields[1]) else { continue }
-                if fields[0] == "ready" { waiting.remove(pid) }
+                if fields[0] == "ready" {
+                    waiting.remove(pid)
+                    logReady(pid)
+                }
                 if fields[0] == "failed" { return .failed(fields.count > 2 ? fields[2] : "worker \(pid): worker init failed") }
             }
             for signal in arrived {
@@ -106,7 +110,11 @@ struct WorkerPool {
             let timeout = deadline.map { MonotonicInstant.now().seconds(until: $0) }
             let ready = (try? waitReadable([signals.fileDescriptor, readyPipe.readEnd], timeoutSeconds: timeout)) ?? []
             if ready.contains(readyPipe.readEnd) {
-                for line in readLines() where line.hasPrefix("failed") { log.error("\(line.split(separator: " ", maxSplits: 2).last ?? "")") }
+                for line in readLines() {
+                    let fields = line.split(separator: " ", maxSplits: 2)
+                    if fields.first == "failed" { log.error("\(fields.last ?? "")") }
+                    if fields.first == "ready", fields.count > 1, let pid = pid_t(fields[1]) { logReady(pid) }
+                }
             }
             for signal in signals.drain() {
                 switch signal {
@@ -190,6 +198,7 @@ struct WorkerPool {
         let signals = self.signals
         let readEnd = readyPipe.readEnd
         let gateWriteEnd = gateOpen ? -1 : gate.writeEnd
+        let forkStarted = MonotonicInstant.now()
         let reportFD = self.reportFD
         let priority = self.priority
         guard let pid = try? ChildProcess.spawn(prepareChild: {
@@ -199,7 +208,7 @@ struct WorkerPool {
             closeDescriptor(reportFD) // the master's EOF on it must mean "the host is done reporting"
             closeDescriptor(gateWriteEnd) // a worker holding it would keep its own gate shut
         }, { Worker.run(workerLaunch) }) else { return nil }
-        workers[pid] = .now()
+        workers[pid] = forkStarted
         return pid
     }
 
@@ -209,6 +218,11 @@ struct WorkerPool {
             lines += readyLines.append(bytes)
         }
         return lines
+    }
+
+    private func logReady(_ pid: pid_t) {
+        guard let forked = workers[pid] else { return }
+        log.debug("worker \(pid) ready \(String(Double(Int(forked.seconds(until: .now()) * 10_000)) / 10)) ms after fork")
     }
 
     private func initFailure(pid: pid_t, status: ExitStatus) -> String {
