@@ -254,6 +254,16 @@ public final class Master {
         return times.min()
     }
 
+    /// "memory: Pss 93.1 MiB in all, Private_Dirty at most 0.4 MiB per worker"
+    func memorySummary(host: pid_t) -> String {
+        let workers = ProcessTree.children(of: host)
+        let usages = workers.compactMap { MemoryUsage.of($0) }
+        let total = usages.reduce(MemoryUsage.of(host) ?? MemoryUsage(), +)
+        let mostPrivate = usages.map(\.privateDirty).max() ?? 0
+        func mib(_ bytes: Int) -> String { String(Double(bytes * 10 / 1_048_576) / 10) + " MiB" }
+        return "memory: Pss \(mib(total.pss)) in all, Private_Dirty at most \(mib(mostPrivate)) per worker (\(usages.count) workers)"
+    }
+
     func statusLine() -> String {
         let parts = hosts.values.sorted { ($0.pool.name, $0.generation) < ($1.pool.name, $1.generation) }.map { host -> String in
             let role: String
@@ -264,6 +274,7 @@ public final class Master {
             case .draining: role = "draining"
             }
             return "pool \(host.pool.name) gen \(host.generation) \(role) pid \(host.pid)" + (host.summary.map { " \($0)" } ?? "")
+                + " " + memorySummary(host: host.pid)
         }
         return parts.isEmpty ? "no hosts" : parts.joined(separator: "; ")
     }

@@ -45,3 +45,30 @@ public enum SelfInspection {
         Int(forklift_stdio_pending())
     }
 }
+
+/// Processes by parent, from /proc (for the memory figures of a host's workers).
+public enum ProcessTree {
+    /// The live children of `parent`.
+    public static func children(of parent: pid_t) -> [pid_t] {
+        guard let directory = opendir("/proc") else { return [] }
+        defer { closedir(directory) }
+        var result: [pid_t] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = pid_t(name), let ppid = parentOf(pid), ppid == parent else { continue }
+            result.append(pid)
+        }
+        return result
+    }
+
+    static func parentOf(_ pid: pid_t) -> pid_t? {
+        guard let file = fopen("/proc/\(pid)/stat", "r") else { return nil }
+        defer { fclose(file) }
+        var buffer = [CChar](repeating: 0, count: 512)
+        guard fgets(&buffer, 512, file) != nil else { return nil }
+        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? pid_t(fields[1]) : nil
+    }
+}

@@ -61,6 +61,9 @@ func smaps(_ pid: pid_t) -> [String: Int] {
         }
         #expect(totalPss < 2 * (64 << 20), "the pool's total Pss is \(totalPss >> 20) MiB for a 64 MiB dataset")
         try server.waitForLog("memory of pool www gen 1 (host and 4 workers): Pss")
+        let status = try Command.run(ForkliftServer.binary, ["status", "--conf", server.configurationDirectory])
+        #expect(status.output.contains("memory: Pss "), "\(status.output)")
+        #expect(status.output.contains("(4 workers)"), "\(status.output)")
     }
 
     @Test func writingToSealedPreloadedDataKillsOnlyThatWorkerAndSaysWhy() throws {
