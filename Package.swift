@@ -89,6 +89,7 @@ let package = Package(
         .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem"], path: "Tests/ForkliftTestSupport"),
         .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig"]),
         .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker"]),
+        .testTarget(name: "ForkliftPluginTests", dependencies: ["ForkliftPlugin"]),
         .testTarget(name: "ForkliftIntegrationTests", dependencies: ["ForkliftTestSupport"]),
     ]
 )

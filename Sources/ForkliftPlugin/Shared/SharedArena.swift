@@ -45,6 +45,7 @@ public final class SharedArena {
     /// Only during preload.
     public func allocate(byteCount: Int, alignment: Int = 16) throws -> UnsafeMutableRawBufferPointer {
         precondition(!isSealed, "shared arena \(label) is sealed: it was filled during preload and is read-only now")
+        precondition(byteCount >= 0)
         let start = (used + alignment - 1) & ~(alignment - 1)
         guard start + byteCount <= capacity else {
             throw PluginError("shared arena \(label) is full: \(byteCount) more bytes do not fit in \(capacity)")

@@ -1,0 +1,55 @@
+/// Strings stored back to back in a `SharedArena`, addressed by index through a table of
+/// offsets. Reading one copies nothing shared and retains nothing: `withBytes` hands out the
+/// bytes in place; `self[i]` makes a String in the worker's own heap.
+///
+/// ```swift
+/// var builder = SharedStringTable.Builder(arena: arena)
+/// let apple = try builder.append("apple")      // 0
+/// let table = try builder.finish()
+/// table[apple]                                  // "apple"
+/// ```
+public struct SharedStringTable: RandomAccessCollection, @unchecked Sendable {
+    let base: UnsafeRawPointer
+    /// count + 1 offsets from `base`: string i spans offsets[i] ..< offsets[i + 1].
+    let offsets: SharedArray<UInt64>
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { offsets.count - 1 }
+
+    public subscript(index: Int) -> String {
+        withBytes(index) { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The UTF-8 bytes of string `index`, in place in shared memory.
+    public func withBytes<R>(_ index: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let start = Int(offsets[index]), end = Int(offsets[index + 1])
+        return try body(UnsafeRawBufferPointer(start: base + start, count: end - start))
+    }
+
+    public struct Builder {
+        let arena: SharedArena
+        var offsets: [UInt64] = []
+        var first: Int?
+
+        public init(arena: SharedArena) { self.arena = arena }
+
+        /// Stores `string`; returns its index.
+        public mutating func append(_ string: some StringProtocol) throws -> Int {
+            var text = String(string)
+            let offset = try text.withUTF8 { bytes -> Int in
+                let target = try arena.allocate(byteCount: bytes.count, alignment: 1)
+                if !bytes.isEmpty { target.copyMemory(from: UnsafeRawBufferPointer(bytes)) }
+                return target.baseAddress! - arena.base
+            }
+            if offsets.isEmpty { first = offset }
+            offsets.append(UInt64(offset))
+            return offsets.count - 1
+        }
+
+        public func finish() throws -> SharedStringTable {
+            // The end of the last string: whatever the arena holds up to now.
+            let all = offsets + [UInt64(arena.used)]
+            return SharedStringTable(base: UnsafeRawPointer(arena.base), offsets: try arena.append(contentsOf: all))
+        }
+    }
+}
