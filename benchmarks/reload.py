@@ -94,6 +94,7 @@ settings = {{ preload_mb = {preload_mb} }}
         steady_pss = pss_kib([master.pid] + descendants(master.pid))
 
         first_response_ms, reload_windows, peak_pss = [], [], 0
+        loading_windows, switch_windows = [], []
         for round in range(reloads):
             old_generation = round + 1
             hup = time.monotonic()
@@ -113,6 +114,8 @@ settings = {{ preload_mb = {preload_mb} }}
                     raise SystemExit(f"{name}: reload {round + 1} did not complete")
                 time.sleep(0.01)
             reload_windows.append((hup, time.monotonic() + 0.1))
+            loading_windows.append((hup, first))
+            switch_windows.append((first, time.monotonic() + 0.1))
             first_response_ms.append((first - hup) * 1000)
             time.sleep(1.0)
         load.stop()
@@ -129,6 +132,9 @@ settings = {{ preload_mb = {preload_mb} }}
         print(f"latency reloads: p50 {percentile(during, 0.5):.2f} ms  p99 {percentile(during, 0.99):.2f} ms  ({len(during)} requests)"
               f"  -> p99 ratio {percentile(during, 0.99) / percentile(steady, 0.99):.2f}x (goal <= 2x)")
         server = [int(m) for m in re.findall(r"reloaded in (\d+) ms", open(directory + "/forklift.log").read())]
+        loading, switching = latencies(loading_windows), latencies(switch_windows)
+        print(f"  of which while the new generation loads: p99 {percentile(loading, 0.99):.2f} ms ({len(loading)} requests);"
+              f" while the old one drains: p99 {percentile(switching, 0.99):.2f} ms ({len(switching)} requests)")
         print(f"server side, HUP to new generation live (master log): median {percentile(server, 0.5)} ms, max {max(server)} ms")
         print(f"memory (total Pss of all forklift processes): steady {steady_pss / 1024:.0f} MiB, "
               f"peak during overlap {peak_pss / 1024:.0f} MiB")
@@ -143,8 +149,10 @@ def main():
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--preload-mb", type=int, default=512)
+    parser.add_argument("--only-preload", action="store_true", help="skip the Hello-sized scenario")
     args = parser.parse_args()
-    scenario("hello (no preload)", args.build, 0, args.reloads, args.clients, args.workers)
+    if not args.only_preload:
+        scenario("hello (no preload)", args.build, 0, args.reloads, args.clients, args.workers)
     scenario(f"preload {args.preload_mb} MiB", args.build, args.preload_mb, args.reloads, args.clients, args.workers)
 
 if __name__ == "__main__":
