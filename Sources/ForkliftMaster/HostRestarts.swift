@@ -9,8 +9,8 @@ struct HostRestarts {
 
     /// Records a failure; returns the delay before the next attempt.
     mutating func failed(pool: String, now: MonotonicInstant = .now()) -> Double {
-        let delay = delays[pool].map { min($0 * 2, 60) } ?? 0
-        delays[pool] = max(delay, 1)
+        let delay = delays[pool] ?? 0
+        delays[pool] = delay == 0 ? 1 : min(delay * 2, 60)
         due[pool] = now.advanced(bySeconds: delay)
         return delay
     }
