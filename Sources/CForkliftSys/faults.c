@@ -15,6 +15,9 @@
 static struct { const char *start, *end; char label[LABEL_SIZE]; } regions[MAX_REGIONS];
 static int region_count = 0;
 static int fault_log_fd = 2;
+/* What was installed before us (the Swift runtime's backtracer, or the default): restored
+ * before the fault re-runs, so it still gets its say. */
+static struct sigaction previous_segv, previous_bus;
 
 int forklift_fault_region_add(const void *start, size_t length, const char *label) {
     if (region_count >= MAX_REGIONS) return -1;
@@ -40,14 +43,33 @@ static size_t append_number(char *buffer, size_t used, size_t size, unsigned lon
 
 static void fault_handler(int signo, siginfo_t *info, void *context) {
     (void)context;
-    const char *address = info ? (const char *)info->si_addr : NULL;
+    sigaction(signo, signo == SIGBUS ? &previous_bus : &previous_segv, NULL);
+    if (info == NULL || info->si_code <= 0) {
+        /* Sent by kill(), not a fault: nothing re-runs, so deliver it again ourselves. */
+        raise(signo);
+        return;
+    }
+    const char *address = (const char *)info->si_addr;
     for (int i = 0; i < region_count; i++) {
         if (address >= regions[i].start && address < regions[i].end) {
+            if (signo == SIGBUS) {
+                /* Reading a mapped file past its end: the file was truncated on disk. */
+                char line[512];
+                size_t n = 0;
+                n = append(line, n, sizeof line, "forklift: worker ");
+                n = append_number(line, n, sizeof line, (unsigned long)getpid(), 10);
+                n = append(line, n, sizeof line, ": SIGBUS reading ");
+                n = append(line, n, sizeof line, regions[i].label);
+                n = append(line, n, sizeof line, ": the file was changed or truncated on disk while mapped; replace data files by rename()\n");
+                ssize_t ignored = write(fault_log_fd, line, n);
+                (void)ignored;
+                break;
+            }
             char line[512];
             size_t n = 0;
             n = append(line, n, sizeof line, "forklift: worker ");
             n = append_number(line, n, sizeof line, (unsigned long)getpid(), 10);
-            n = append(line, n, sizeof line, signo == SIGBUS ? ": SIGBUS" : ": SIGSEGV");
+            n = append(line, n, sizeof line, ": SIGSEGV");
             n = append(line, n, sizeof line, " writing to read-only shared memory of ");
             n = append(line, n, sizeof line, regions[i].label);
             n = append(line, n, sizeof line, " at 0x");
@@ -58,7 +80,7 @@ static void fault_handler(int signo, siginfo_t *info, void *context) {
             break;
         }
     }
-    /* SA_RESETHAND restored the default action: returning re-runs the write, which kills us. */
+    /* The previous action is back: returning re-runs the write, which ends the process. */
 }
 
 int forklift_fault_reporter_install(int log_fd) {
@@ -66,8 +88,8 @@ int forklift_fault_reporter_install(int log_fd) {
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_sigaction = fault_handler;
-    action.sa_flags = SA_SIGINFO | SA_RESETHAND;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&action.sa_mask);
-    if (sigaction(SIGSEGV, &action, NULL) != 0) return -1;
-    return sigaction(SIGBUS, &action, NULL);
+    if (sigaction(SIGSEGV, &action, &previous_segv) != 0) return -1;
+    return sigaction(SIGBUS, &action, &previous_bus);
 }

@@ -17,7 +17,11 @@ public enum PluginLoader {
         try checkIsSharedObject(path, who: who)
 
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-            throw PluginFailure("\(who): cannot be loaded: \(lastDynamicLinkerError())")
+            var message = "\(who): cannot be loaded: \(lastDynamicLinkerError())"
+            if message.contains("cannot open shared object file") {
+                message += " (plugins load from a private copy, so $ORIGIN in their RUNPATH does not find libraries next to the plugin file: give them an absolute RUNPATH or install them in a system path)"
+            }
+            throw PluginFailure(message)
         }
         guard let symbol = dlsym(handle, FORKLIFT_ENTRY_SYMBOL) else {
             throw PluginFailure("\(who): is not a Forklift plugin: it does not export \(FORKLIFT_ENTRY_SYMBOL)")

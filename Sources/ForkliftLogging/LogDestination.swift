@@ -22,13 +22,17 @@ public enum LogDestination {
             return
         }
         let fd = try retryingSyscall("open(\(path))") { Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640) }
-        let old = state.withLock { state -> Int32 in
-            let old = state.fd
-            state.fd = fd
+        state.withLock { state in
+            if state.fd > 2 {
+                // Keep the descriptor's number: a worker's crash reporter (faults.c) holds it,
+                // and a closed number would soon be a client's connection.
+                dup2(fd, state.fd)
+                closeDescriptor(fd)
+            } else {
+                state.fd = fd
+            }
             state.path = path
-            return old
         }
-        if old > 2 { closeDescriptor(old) }
     }
 
     /// The descriptor log lines go to (children must keep it open).

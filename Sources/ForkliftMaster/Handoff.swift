@@ -38,6 +38,12 @@ public struct Handoff {
         return handoff
     }
 
+    /// Tells the upgrading master why this one cannot start.
+    public func reportFailure(_ reason: String) {
+        let line = "failed " + String(reason.map { $0.isNewline ? " " : $0 }) + "\n"
+        _ = line.withCString { write(readyFD, $0, strlen($0)) }
+    }
+
     var environmentValue: String {
         var lines = listeners.map { "listen\t\($0.key)\t\($0.value)" }
         lines += ["control\t\(controlFD)", "ready\t\(readyFD)", "from\t\(previousMaster)"]

@@ -23,14 +23,23 @@ extension Master {
             if let waiter { ControlServer.answer(waiter, ok: false, "forklift is stopping") }
             return
         }
-        if var running = transaction {
-            // One at a time. A signal asks again once this one ends; a client may join it,
-            // since this reload reads the same files it would.
-            if let waiter { running.waiters.append(waiter); transaction = running } else { reloadPending = true }
+        if upgrade != nil {
+            let reason = "a binary upgrade is in progress; reload once it is done"
+            log.error("reload refused: \(reason)")
+            if let waiter { ControlServer.answer(waiter, ok: false, reason) }
+            return
+        }
+        if transaction != nil {
+            // One at a time. The next one re-reads the files once this one is over: the
+            // plugin files may have changed since this one copied them.
+            reloadPending = true
+            if let waiter { pendingReloadWaiters.append(waiter) }
             return
         }
         var candidate = ReloadTransaction(configuration: fresh, isInitial: initial)
         if let waiter { candidate.waiters.append(waiter) }
+        candidate.waiters += pendingReloadWaiters
+        pendingReloadWaiters = []
         for pool in fresh.pools {
             do {
                 let (_, opened) = try listeners.acquire(pool)
@@ -95,9 +104,23 @@ extension Master {
                 closeDescriptor(handoff.readyFD)
             }
         }
-        if reloadPending {
-            reloadPending = false
-            reloadFromDisk(waiter: nil)
+        runPendingReload()
+    }
+
+    /// The reload asked for while the last one ran.
+    func runPendingReload() {
+        guard reloadPending else { return }
+        reloadPending = false
+        let waiters = pendingReloadWaiters
+        pendingReloadWaiters = []
+        do {
+            let fresh = try ConfigurationLoader.load(directory: configurationDirectory)
+            pendingReloadWaiters = waiters
+            beginReload(fresh, initial: false)
+        } catch {
+            let reason = "configuration error: \(error)"
+            log.error("reload refused, the running generations keep serving: \(reason)")
+            for waiter in waiters { ControlServer.answer(waiter, ok: false, reason) }
         }
     }
 
@@ -106,23 +129,27 @@ extension Master {
         guard let failed = transaction else { return }
         transaction = nil
         for pid in failed.candidates.values where hosts[pid] != nil {
-            // Its workers wait at the gate with nothing in flight: they leave at once.
+            // Never live, so nothing in flight: KILL at once, even a host stuck in its preload
+            // or its workers' init (a TERM would wait for it to finish loading).
             drain(pid, now: .now(), retire: true)
+            ChildProcess.send(.kill, toGroup: pid)
         }
         listeners.close(failed.openedAddresses)
         for waiter in failed.waiters { ControlServer.answer(waiter, ok: false, "reload failed, rolled back: \(reason)") }
         if failed.isInitial {
             log.error("forklift refuses to start: \(reason)")
+            if let handoff {
+                // Tell the upgrading master why, at once.
+                handoff.reportFailure(reason)
+                closeDescriptor(handoff.readyFD)
+            }
             exitCode = 1
             beginStop()
             return
         }
         let serving = hosts.values.filter { $0.role == .live }.map { "pool \($0.pool.name) gen \($0.generation)" }
         log.error("reload failed and was rolled back; still serving \(serving.joined(separator: ", ")): \(reason)")
-        if reloadPending {
-            reloadPending = false
-            reloadFromDisk(waiter: nil)
-        }
+        runPendingReload()
     }
 
     /// Let a ready host's workers accept connections.
@@ -131,6 +158,7 @@ extension Master {
         host.role = .live
         hosts[pid] = host
         restarts.succeeded(pool: host.pool.name)
+        scoreboard.slot(host.slotIndex).markLive()
         ChildProcess.send(.usr2, to: pid)
         log.notice("\(host.label) is live")
     }
@@ -159,6 +187,9 @@ extension Master {
         let deadline = MonotonicInstant.now().advanced(bySeconds: 0.2)
         while slotsToWatch.contains(where: { $0.waitingWorkers > 0 }) && MonotonicInstant.now() < deadline {
             usleep(100)
+        }
+        if slotsToWatch.contains(where: { $0.waitingWorkers > 0 }) {
+            log.warning("an old worker still counted as waiting after 200 ms (stalled client, or it died mid-accept); the new generation goes live anyway")
         }
     }
 
@@ -207,6 +238,8 @@ extension Master {
         guard phase != .stopping else { return }
         phase = .stopping
         reloadPending = false
+        for waiter in pendingReloadWaiters { ControlServer.answer(waiter, ok: false, "forklift is stopping") }
+        pendingReloadWaiters = []
         if let interrupted = transaction {
             transaction = nil
             for waiter in interrupted.waiters { ControlServer.answer(waiter, ok: false, "forklift is stopping") }

@@ -57,13 +57,23 @@ extension Master {
         guard var current = upgrade else { return }
         var finished = false
         var ready = false
+        var failure: String?
         while true {
             guard let bytes = try? readAvailable(current.statusFD) else { finished = true; break }
             if bytes.isEmpty { break }
-            if current.lines.append(bytes).contains("ready") { ready = true }
+            for line in current.lines.append(bytes) {
+                if line == "ready" { ready = true }
+                if line.hasPrefix("failed ") { failure = String(line.dropFirst(7)) }
+            }
         }
         upgrade = current
-        if ready { handOver() } else if finished { failUpgrade("the new master exited before it was ready (see its log lines above)") }
+        if ready {
+            handOver()
+        } else if let failure {
+            failUpgrade("the new master could not start: \(failure)")
+        } else if finished {
+            failUpgrade("the new master exited before it was ready (its own messages are in the log or on standard error)")
+        }
     }
 
     func failUpgrade(_ reason: String) {
@@ -87,8 +97,27 @@ extension Master {
         beginStop()
     }
 
-    /// The executable this master runs from, resolved at start: after the binary on disk
-    /// is replaced (by rename), this path names the new one.
+    /// The path this master was started as, made absolute but with symlinks left alone: exec
+    /// follows them then, so a deploy that renames a new binary into place, or that switches
+    /// a symlink to a new release, both start the new binary.
+    static func startupExecutablePath() -> String {
+        let arg0 = CommandLine.arguments.first ?? ""
+        if arg0.hasPrefix("/") { return arg0 }
+        if arg0.contains("/") {
+            var cwd = [CChar](repeating: 0, count: 4096)
+            if getcwd(&cwd, cwd.count) != nil {
+                let directory = String(decoding: cwd.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                return directory + "/" + (arg0.hasPrefix("./") ? String(arg0.dropFirst(2)) : arg0)
+            }
+        } else if let path = getenv("PATH").map({ String(cString: $0) }) {
+            for directory in path.split(separator: ":") where access("\(directory)/\(arg0)", X_OK) == 0 {
+                return "\(directory)/\(arg0)"
+            }
+        }
+        return resolveExecutablePath()
+    }
+
+    /// The file this process runs, from /proc/self/exe (symlinks resolved).
     static func resolveExecutablePath() -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)

@@ -28,8 +28,10 @@ public final class Master {
     var generations: [String: Int] = [:]
     var restarts = HostRestarts()
     var transaction: ReloadTransaction?
-    /// A reload asked for (by signal) while another was in flight: run it next.
+    /// A reload asked for while another was in flight: run it next (it must read the files
+    /// as they are then), and answer these clients from it.
     var reloadPending = false
+    var pendingReloadWaiters: [Int32] = []
     var stopWaiters: [Int32] = []
     var signals: SignalPipe!
     var control: ControlServer?
@@ -42,7 +44,7 @@ public final class Master {
     /// serve and remove. A master started by an upgrade owns them only once it serves (if it
     /// fails to start, they stay with the old master); one that upgraded owns them no more.
     var ownsFiles: Bool
-    let executablePath = Master.resolveExecutablePath()
+    let executablePath = Master.startupExecutablePath()
 
     public init(configuration: Configuration, configurationDirectory: String, handoff: Handoff? = nil, hostBody: @escaping HostBody) {
         self.configuration = configuration
@@ -220,6 +222,13 @@ public final class Master {
         if let transaction, now >= transaction.deadline {
             rollback(because: "the new generation was not ready within reload_timeout (\(transaction.configuration.global.reloadTimeout) s)")
         }
+        for (pid, host) in hosts where host.role == .replacement {
+            // A replacement that never becomes ready would make its pool look served for good.
+            guard host.started.advanced(bySeconds: configuration.global.reloadTimeout) <= now else { continue }
+            log.error("\(host.label) was not ready within reload_timeout (\(configuration.global.reloadTimeout) s): killing it")
+            ChildProcess.send(.kill, toGroup: pid)
+            hosts[pid]?.role = .draining(deadline: nil)
+        }
         for (pid, host) in hosts {
             guard case .draining(let deadline?) = host.role, now >= deadline else { continue }
             log.error("\(host.label) still busy after die_timeout (\(configuration.global.dieTimeout) s): killing it and its workers")
@@ -234,9 +243,10 @@ public final class Master {
         }
     }
 
-    /// Is a host serving this pool, or about to?
+    /// Is a host serving this pool, or starting to replace one that died? A reload's
+    /// candidate does not count: gated until its commit, it serves nobody meanwhile.
     private func isCovered(_ pool: String) -> Bool {
-        hosts.values.contains { $0.pool.name == pool && !$0.isDraining }
+        hosts.values.contains { $0.pool.name == pool && ($0.role == .live || $0.role == .replacement) }
     }
 
     private func nextTimer() -> MonotonicInstant? {

@@ -21,7 +21,6 @@ public enum Worker {
 
         let log = ForkliftLogging.logger
         let signals: SignalPipe
-        let waiter: ConnectionWaiter
         do {
             // Ours first: FCGX_Init installs its handlers only for signals still at their
             // default, and a TERM or USR1 caught by libfcgi's would set its shutdown flag for
@@ -32,7 +31,6 @@ public enum Worker {
             _ = forklift_fault_reporter_install(LogDestination.fileDescriptor)
             _ = signal(SIGHUP, SIG_IGN)
             ignoreBrokenPipe()
-            waiter = try ConnectionWaiter(listenFD: launch.listenFD, signalFD: signals.fileDescriptor)
         } catch {
             log.error("worker setup failed: \(error)")
             ChildProcess.exitImmediately(WorkerExitCode.setupFailed)
@@ -53,8 +51,23 @@ public enum Worker {
         try? writeAll(launch.readyFD, "ready \(getpid())\n")
         closeDescriptor(launch.readyFD)
 
+        var gate = Gate(launch: launch, signals: signals)
+        guard gate.waitUntilOpen() else {
+            log.debug("worker leaving: stopped before its generation went live")
+            ChildProcess.exitImmediately(WorkerExitCode.normal)
+        }
+        // Only now watch the listener: EPOLLEXCLUSIVE wake-ups that went to the previous
+        // generation's workers are not replayed to an epoll registered earlier, but an
+        // epoll_ctl ADD sees a connection already queued.
+        let waiter: ConnectionWaiter
+        do {
+            waiter = try ConnectionWaiter(listenFD: launch.listenFD, signalFD: signals.fileDescriptor)
+        } catch {
+            log.error("worker setup failed: \(error)")
+            ChildProcess.exitImmediately(WorkerExitCode.setupFailed)
+        }
         var loop = AcceptLoop(launch: launch, signals: signals, waiter: waiter)
-        let reason = loop.waitForGate() ? loop.run() : "stopped before its generation went live"
+        let reason = loop.run()
 
         log.debug("worker leaving: \(reason)", metadata: ["served": "\(loop.served)"])
         for plugin in launch.plugins { plugin.workerExit() }
@@ -153,22 +166,6 @@ struct AcceptLoop {
         return true
     }
 
-    /// Waits until the host opens the gate (the generation went live) or a stop arrives.
-    /// Returns false when the worker should leave without serving.
-    mutating func waitForGate() -> Bool {
-        let gate = launch.gateFD
-        while !stopping {
-            let ready = (try? waitReadable([gate, signals.fileDescriptor], timeoutSeconds: nil)) ?? []
-            if ready.contains(signals.fileDescriptor) { handleSignals() }
-            // The host closes its end when the generation goes live: EOF here means "serve".
-            if ready.contains(gate) {
-                closeDescriptor(gate)
-                return !stopping
-            }
-        }
-        return false
-    }
-
     /// Every signal the worker catches: none may interrupt a plugin's system calls.
     static let requestSignals: [UnixSignal] = [.term, .int, .quit, .usr1]
 
@@ -178,6 +175,30 @@ struct AcceptLoop {
             case .term, .int, .quit: stopping = true
             case .usr1: try? LogDestination.reopen()
             default: break
+            }
+        }
+    }
+}
+
+/// Before serving, a worker waits at its generation's gate: the host closes the write end
+/// when the master makes the generation live (USR2).
+struct Gate {
+    let launch: WorkerLaunch
+    let signals: SignalPipe
+
+    /// True when the generation went live; false when the worker should leave unserved (a stop
+    /// signal, or the gate opened because its host died, not because of a commit).
+    mutating func waitUntilOpen() -> Bool {
+        let gate = launch.gateFD
+        while true {
+            let ready = (try? waitReadable([gate, signals.fileDescriptor], timeoutSeconds: nil)) ?? []
+            if ready.contains(signals.fileDescriptor) {
+                for signal in signals.drain() where signal == .term || signal == .int || signal == .quit { return false }
+            }
+            if ready.contains(gate) {
+                closeDescriptor(gate)
+                // EOF also comes when the host dies: only the master's mark means "serve".
+                return launch.slot.isLive
             }
         }
     }

@@ -14,7 +14,15 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var options: ConfigurationOptions
 
     func run() throws {
-        let configuration = try loadConfiguration(options.directory)
+        // Started by `forklift upgrade`: take over the old master's sockets.
+        let handoff = Handoff.fromEnvironment()
+        let configuration: Configuration
+        do {
+            configuration = try loadConfiguration(options.directory)
+        } catch {
+            handoff?.reportFailure("\(error)")
+            throw error
+        }
         LogDestination.level = configuration.global.logLevel
         do {
             try LogDestination.open(path: configuration.global.errorLog)
@@ -23,8 +31,6 @@ struct RunCommand: ParsableCommand {
         }
         // The master never runs plugin code: it receives the host's body and only runs it
         // in the processes it forks.
-        // Started by `forklift upgrade`: take over the old master's sockets.
-        let handoff = Handoff.fromEnvironment()
         let directory = URL(fileURLWithPath: options.directory).standardizedFileURL.path
         let master = Master(configuration: configuration, configurationDirectory: directory, handoff: handoff, hostBody: Host.run)
         let status = master.run()

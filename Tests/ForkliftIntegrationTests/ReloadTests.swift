@@ -224,12 +224,16 @@ final class LoadGenerator: @unchecked Sendable {
     @Test func aHostDyingDuringAReloadLeavesTheMasterIdle() throws {
         let server = try ForkliftServer(config: reloadConfig()) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
         defer { server.shutdown() }
-        try server.writeConfig(reloadConfig(behaviorSettings: "worker_init_sleep_ms = 800"))
+        try server.writeConfig(reloadConfig(behaviorSettings: "worker_init_sleep_ms = 2500"))
         server.signal(SIGHUP)
         try server.waitForLog("started host pid", timeout: 5)
         let liveHost = try #require(server.hostGenerations().first { $0.value == 1 }?.key)
         usleep(200_000)
         kill(liveHost, SIGKILL)
+        // The reload's candidate is gated until its commit: a replacement host must serve
+        // the pool meanwhile, with the configuration still in force.
+        let during = try FastCGIClient.get(.unix(server.directory + "/www.sock"), "/v", timeout: 2)
+        #expect(versionAndHost(during)?.version == "1.0.0")
         try server.waitForLog("reloaded in", timeout: 10)
         usleep(1_500_000) // past any restart delay
         let before = ProcessTable.cpuTicks(of: server.pid)
@@ -237,6 +241,22 @@ final class LoadGenerator: @unchecked Sendable {
         let used = ProcessTable.cpuTicks(of: server.pid) - before
         #expect(used < 20, "the master used \(used) ticks of CPU in one idle second")
         #expect(try FastCGIClient.get(.unix(server.directory + "/www.sock"), "/v").status == 200)
+    }
+
+    /// A reload asked for while another runs must read the files as they are then.
+    @Test func aReloadDuringAReloadLoadsTheNewerFiles() throws {
+        let server = try ForkliftServer(config: reloadConfig()) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
+        defer { server.shutdown() }
+        try server.writeConfig(reloadConfig(behaviorSettings: "worker_init_sleep_ms = 1000"))
+        server.signal(SIGHUP) // the first reload, slow to get ready, still with version 1
+        try server.waitForLog("started host pid", timeout: 5)
+        usleep(200_000)
+        try server.install(versionTwo, as: "versioned.so")
+        try server.writeConfig(reloadConfig())
+        let result = try server.reload()
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("versioned@2.0.0"), "answered by the reload that read the new file: \(result.output)")
+        #expect(versionAndHost(try FastCGIClient.get(.unix(server.directory + "/www.sock"), "/v"))?.version == "2.0.0")
     }
 
     @Test func hupAndUsr2ReloadLikeTheCommand() throws {

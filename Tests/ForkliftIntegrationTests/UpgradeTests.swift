@@ -78,6 +78,7 @@ import Testing
         let result = try Command.run(ForkliftServer.binary, ["upgrade", "--conf", server.configurationDirectory])
         #expect(result.status != 0)
         #expect(result.output.contains("upgrade failed, the running master keeps serving"), "\(result.output)")
+        #expect(result.output.contains("preload failed on purpose"), "the new master's own reason is reported: \(result.output)")
 
         #expect(try String(contentsOfFile: dir + "/forklift.pid", encoding: .utf8).hasPrefix("\(server.pid)"))
         #expect(versionAndHost(try FastCGIClient.get(.unix(dir + "/www.sock"), "/v"))?.version == "1.0.0")

@@ -45,7 +45,8 @@ public final class SharedArena {
     /// Only during preload.
     public func allocate(byteCount: Int, alignment: Int = 16) throws -> UnsafeMutableRawBufferPointer {
         precondition(!isSealed, "shared arena \(label) is sealed: it was filled during preload and is read-only now")
-        precondition(byteCount >= 0)
+        precondition(byteCount >= 0, "a negative byte count")
+        precondition(alignment > 0 && alignment & (alignment - 1) == 0, "alignment must be a power of two, got \(alignment)")
         let start = (used + alignment - 1) & ~(alignment - 1)
         guard start + byteCount <= capacity else {
             throw PluginError("shared arena \(label) is full: \(byteCount) more bytes do not fit in \(capacity)")

@@ -22,6 +22,7 @@ public struct SharedStringDictionary: @unchecked Sendable {
     /// Entry index + 1 per slot; 0 marks an empty slot. Power-of-two count.
     let slots: SharedArray<UInt32>
 
+    /// Entries added (a key added twice counts twice; lookups find the last value).
     public var count: Int { entries.count }
 
     /// The value for `key`, copied into a new String.
@@ -81,6 +82,7 @@ public struct SharedStringDictionary: @unchecked Sendable {
         }
 
         private func store(_ text: String) throws -> (offset: Int, length: Int) {
+            guard text.utf8.count < Int(UInt32.max) else { throw PluginError("a key or value of 4 GiB or more does not fit a SharedStringDictionary") }
             var text = text
             return try text.withUTF8 { bytes in
                 let target = try arena.allocate(byteCount: max(1, bytes.count), alignment: 1)

@@ -10,11 +10,12 @@
 /// ```
 public struct SharedStringTable: RandomAccessCollection, @unchecked Sendable {
     let base: UnsafeRawPointer
-    /// count + 1 offsets from `base`: string i spans offsets[i] ..< offsets[i + 1].
+    /// Two offsets from `base` per string: where it starts and where it ends (the arena may
+    /// hold other data between strings).
     let offsets: SharedArray<UInt64>
 
     public var startIndex: Int { 0 }
-    public var endIndex: Int { offsets.count - 1 }
+    public var endIndex: Int { offsets.count / 2 }
 
     public subscript(index: Int) -> String {
         withBytes(index) { String(decoding: $0, as: UTF8.self) }
@@ -22,34 +23,30 @@ public struct SharedStringTable: RandomAccessCollection, @unchecked Sendable {
 
     /// The UTF-8 bytes of string `index`, in place in shared memory.
     public func withBytes<R>(_ index: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        let start = Int(offsets[index]), end = Int(offsets[index + 1])
+        let start = Int(offsets[2 * index]), end = Int(offsets[2 * index + 1])
         return try body(UnsafeRawBufferPointer(start: base + start, count: end - start))
     }
 
     public struct Builder {
         let arena: SharedArena
         var offsets: [UInt64] = []
-        var first: Int?
 
         public init(arena: SharedArena) { self.arena = arena }
 
         /// Stores `string`; returns its index.
         public mutating func append(_ string: some StringProtocol) throws -> Int {
             var text = String(string)
-            let offset = try text.withUTF8 { bytes -> Int in
+            let (offset, count) = try text.withUTF8 { bytes -> (Int, Int) in
                 let target = try arena.allocate(byteCount: bytes.count, alignment: 1)
                 if !bytes.isEmpty { target.copyMemory(from: UnsafeRawBufferPointer(bytes)) }
-                return target.baseAddress! - arena.base
+                return (target.baseAddress! - arena.base, bytes.count)
             }
-            if offsets.isEmpty { first = offset }
-            offsets.append(UInt64(offset))
-            return offsets.count - 1
+            offsets += [UInt64(offset), UInt64(offset + count)]
+            return offsets.count / 2 - 1
         }
 
         public func finish() throws -> SharedStringTable {
-            // The end of the last string: whatever the arena holds up to now.
-            let all = offsets + [UInt64(arena.used)]
-            return SharedStringTable(base: UnsafeRawPointer(arena.base), offsets: try arena.append(contentsOf: all))
+            SharedStringTable(base: UnsafeRawPointer(arena.base), offsets: try arena.append(contentsOf: offsets))
         }
     }
 }
