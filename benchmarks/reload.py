@@ -150,10 +150,12 @@ def main():
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--preload-mb", type=int, default=512)
     parser.add_argument("--only-preload", action="store_true", help="skip the Hello-sized scenario")
+    parser.add_argument("--only-hello", action="store_true", help="skip the preload scenario")
     args = parser.parse_args()
     if not args.only_preload:
         scenario("hello (no preload)", args.build, 0, args.reloads, args.clients, args.workers)
-    scenario(f"preload {args.preload_mb} MiB", args.build, args.preload_mb, args.reloads, args.clients, args.workers)
+    if not args.only_hello:
+        scenario(f"preload {args.preload_mb} MiB", args.build, args.preload_mb, args.reloads, args.clients, args.workers)
 
 if __name__ == "__main__":
     main()
