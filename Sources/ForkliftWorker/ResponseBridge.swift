@@ -29,10 +29,15 @@ final class ResponseBridge {
 
     func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard sendHeadersIfNeeded() else { return false }
-        guard !bytes.isEmpty else { return true }
-        guard FCGX_PutStr(bytes.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(clamping: bytes.count), out) == Int32(clamping: bytes.count) else {
-            broken = true
-            return false
+        // FCGX_PutStr takes an Int32 length: hand it at most 1 GiB at a time.
+        var offset = 0
+        while offset < bytes.count {
+            let chunk = min(bytes.count - offset, 1 << 30)
+            guard FCGX_PutStr(bytes.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self), Int32(chunk), out) == Int32(chunk) else {
+                broken = true
+                return false
+            }
+            offset += chunk
         }
         bodyBytes += bytes.count
         return true
