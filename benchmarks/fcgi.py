@@ -75,3 +75,34 @@ def percentile(values, p):
         return float("nan")
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))]
+
+class Server:
+    """`forklift run` on a one-pool configuration in a temporary directory; `pool` is the TOML
+    after the pool's `listen` line ({sock} is the socket path)."""
+    def __init__(self, build, pool, global_extra="", timeout=900):
+        import subprocess, tempfile, time
+        self.directory = tempfile.mkdtemp(prefix="forklift-bench-")
+        os.makedirs(self.directory + "/conf.d")
+        self.sock = self.directory + "/www.sock"
+        self.log_path = self.directory + "/forklift.log"
+        with open(self.directory + "/conf.d/00.toml", "w") as f:
+            f.write(f'[global]\npid = "{self.directory}/forklift.pid"\n{global_extra}\n'
+                    f'[pool.www]\nlisten = "{self.sock}"\n{pool}\n')
+        log = open(self.log_path, "w")
+        self.master = subprocess.Popen([build + "/forklift", "run", "--conf", self.directory + "/conf.d"], stdout=log, stderr=log)
+        deadline = time.time() + timeout
+        while "forklift is ready" not in self.log():
+            if time.time() > deadline or self.master.poll() is not None:
+                self.stop()
+                raise SystemExit(f"forklift did not start; see {self.log_path}")
+            time.sleep(0.05)
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        import signal
+        if self.master.poll() is None:
+            self.master.send_signal(signal.SIGTERM)
+            self.master.wait(timeout=120)

@@ -13,37 +13,19 @@ Goals (issue 4): total Pss under 1.15 GiB, each worker under 4 MiB private, work
 Usage: benchmarks/memory.py [--build .build/release] [--size-mb 1024] [--workers 8] [--lookups 100000]
 Build first: swift build -c release
 """
-import argparse, os, re, signal, subprocess, sys, tempfile, threading, time
+import argparse, os, re, signal, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fcgi
 
 def run(layout, args):
-    directory = tempfile.mkdtemp(prefix="forklift-membench-")
-    os.makedirs(directory + "/conf.d")
-    sock = directory + "/www.sock"
-    with open(directory + "/conf.d/00.toml", "w") as f:
-        f.write(f"""[global]
-pid = "{directory}/forklift.pid"
-log_level = "debug"
-reload_timeout = "600s"
-[pool.www]
-listen = "{sock}"
-max_children = {args.workers}
+    server = fcgi.Server(args.build, f"""max_children = {args.workers}
 [pool.www.plugin.dict]
 path = "{os.path.abspath(args.build)}/libDictionary.so"
 route = "/dict"
-settings = {{ size_mb = {args.size_mb}, layout = "{layout}" }}
-""")
-    log_path = directory + "/forklift.log"
-    log = open(log_path, "w")
-    master = subprocess.Popen([args.build + "/forklift", "run", "--conf", directory + "/conf.d"], stdout=log, stderr=log)
+settings = {{ size_mb = {args.size_mb}, layout = "{layout}" }}""", global_extra='log_level = "debug"\nreload_timeout = "600s"')
+    master, sock, log_path = server.master, server.sock, server.log_path
     try:
-        deadline = time.time() + 900
-        while "forklift is ready" not in open(log_path).read():
-            if time.time() > deadline or master.poll() is not None:
-                raise SystemExit(f"{layout}: forklift did not start; see {log_path}")
-            time.sleep(0.2)
         text = open(log_path).read()
         words = int(fcgi.get(sock, "/dict/stats").split(b"\r\n\r\n", 1)[1].split()[1])
 
@@ -98,8 +80,7 @@ settings = {{ size_mb = {args.size_mb}, layout = "{layout}" }}
         print(f"worker spawn, fork to ready, one at a time: median {fcgi.percentile(respawn, 0.5):.2f} ms, max {max(respawn):.2f} ms"
               f" (goal < 3 ms median); the first {len(initial)} forked together: median {fcgi.percentile(initial, 0.5):.2f} ms")
     finally:
-        master.send_signal(signal.SIGTERM)
-        master.wait(timeout=120)
+        server.stop()
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

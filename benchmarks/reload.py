@@ -12,15 +12,15 @@ p99 during reloads no worse than 2x steady state.
 Usage: benchmarks/reload.py [--build .build/release] [--reloads 5] [--clients 4] [--workers 4]
 Build first: swift build -c release
 """
-import argparse, os, re, signal, socket, struct, subprocess, sys, tempfile, threading, time
+import argparse, os, re, signal, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fcgi
 from fcgi import request as fcgi_request, title, descendants, percentile
 
 PARAMS = [(b"REQUEST_METHOD", b"GET"), (b"SCRIPT_NAME", b"/b"), (b"REQUEST_URI", b"/b")]
 
 def pss_kib(pids):
-    import fcgi
     return sum(fcgi.smaps(pid).get("Pss", 0) for pid in pids)
 
 class Load:
@@ -61,31 +61,13 @@ class Load:
             t.join()
 
 def scenario(name, build, preload_mb, reloads, clients, workers):
-    directory = tempfile.mkdtemp(prefix="forklift-bench-")
-    os.makedirs(directory + "/conf.d")
-    sock = directory + "/www.sock"
-    with open(directory + "/conf.d/00.toml", "w") as f:
-        f.write(f"""[global]
-pid = "{directory}/forklift.pid"
-log_level = "notice"
-die_timeout = "10s"
-reload_timeout = "120s"
-[pool.www]
-listen = "{sock}"
-max_children = {workers}
+    server = fcgi.Server(build, f"""max_children = {workers}
 [pool.www.plugin.b]
 path = "{os.path.abspath(build)}/libForkliftBenchBallast.so"
 route = "/"
-settings = {{ preload_mb = {preload_mb} }}
-""")
-    log = open(directory + "/forklift.log", "w")
-    master = subprocess.Popen([build + "/forklift", "run", "--conf", directory + "/conf.d"], stdout=log, stderr=log)
+settings = {{ preload_mb = {preload_mb} }}""", global_extra='log_level = "notice"\ndie_timeout = "10s"\nreload_timeout = "120s"')
+    master, sock, directory = server.master, server.sock, server.directory
     try:
-        deadline = time.time() + 120
-        while "forklift is ready" not in open(directory + "/forklift.log").read():
-            if time.time() > deadline or master.poll() is not None:
-                raise SystemExit(f"{name}: forklift did not start; see {directory}/forklift.log")
-            time.sleep(0.05)
         load = Load(sock, clients)
         time.sleep(1.0)
         steady_from = time.monotonic()
@@ -131,16 +113,15 @@ settings = {{ preload_mb = {preload_mb} }}
         print(f"latency steady:  p50 {percentile(steady, 0.5):.2f} ms  p99 {percentile(steady, 0.99):.2f} ms  ({len(steady)} requests)")
         print(f"latency reloads: p50 {percentile(during, 0.5):.2f} ms  p99 {percentile(during, 0.99):.2f} ms  ({len(during)} requests)"
               f"  -> p99 ratio {percentile(during, 0.99) / percentile(steady, 0.99):.2f}x (goal <= 2x)")
-        server = [int(m) for m in re.findall(r"reloaded in (\d+) ms", open(directory + "/forklift.log").read())]
+        server_ms = [int(m) for m in re.findall(r"reloaded in (\d+) ms", server.log())]
         loading, switching = latencies(loading_windows), latencies(switch_windows)
         print(f"  of which while the new generation loads: p99 {percentile(loading, 0.99):.2f} ms ({len(loading)} requests);"
               f" while the old one drains: p99 {percentile(switching, 0.99):.2f} ms ({len(switching)} requests)")
-        print(f"server side, HUP to new generation live (master log): median {percentile(server, 0.5)} ms, max {max(server)} ms")
+        print(f"server side, HUP to new generation live (master log): median {percentile(server_ms, 0.5)} ms, max {max(server_ms)} ms")
         print(f"memory (total Pss of all forklift processes): steady {steady_pss / 1024:.0f} MiB, "
               f"peak during overlap {peak_pss / 1024:.0f} MiB")
     finally:
-        master.send_signal(signal.SIGTERM)
-        master.wait(timeout=60)
+        server.stop()
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
