@@ -23,49 +23,52 @@ PARAMS = [(b"REQUEST_METHOD", b"GET"), (b"SCRIPT_NAME", b"/b"), (b"REQUEST_URI",
 def pss_kib(pids):
     return sum(fcgi.smaps(pid).get("Pss", 0) for pid in pids)
 
+def client(sock, stop, results):
+    """One load client, in its own process: a Python thread beside the measuring loop would
+    wait for the GIL and add the monitor's work to the latencies it measures."""
+    outcomes, errors = [], 0
+    while not stop.is_set():
+        sent = time.monotonic()
+        try:
+            out = fcgi_request(sock, PARAMS)
+            received = time.monotonic()
+            host = int(re.search(rb"host (\d+)", out).group(1))
+            outcomes.append((sent, received, host))
+        except Exception:
+            errors += 1
+    results.put((outcomes, errors))
+
 class Load:
-    """Clients sending back to back; each response is (sent, received, generation)."""
+    """Clients sending back to back, each in its own process. Each response is recorded as
+    (sent, received, host pid); the host pid tells its generation (from the master's log)."""
     def __init__(self, sock, clients):
-        self.sock, self.results, self.errors, self.running = sock, [], 0, True
-        self.generation_of = {}
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.client, daemon=True) for _ in range(clients)]
-        for t in self.threads:
-            t.start()
-
-    def generation(self, pid):
-        gen = self.generation_of.get(pid)
-        if gen is None:
-            m = re.search(r"gen=(\d+)", title(pid))
-            gen = int(m.group(1)) if m else -1
-            self.generation_of[pid] = gen
-        return gen
-
-    def client(self):
-        while self.running:
-            sent = time.monotonic()
-            try:
-                out = fcgi_request(self.sock, PARAMS)
-                received = time.monotonic()
-                pid = int(re.search(rb"pid (\d+)", out).group(1))
-                gen = self.generation(pid)
-                with self.lock:
-                    self.results.append((sent, received, gen))
-            except Exception:
-                with self.lock:
-                    self.errors += 1
+        import multiprocessing
+        self.stop_event = multiprocessing.Event()
+        self.queue = multiprocessing.Queue()
+        self.processes = [multiprocessing.Process(target=client, args=(sock, self.stop_event, self.queue)) for _ in range(clients)]
+        for process in self.processes:
+            process.start()
 
     def stop(self):
-        self.running = False
-        for t in self.threads:
-            t.join()
+        self.stop_event.set()
+        results, errors = [], 0
+        for _ in self.processes:
+            outcomes, failed = self.queue.get()
+            results += outcomes
+            errors += failed
+        for process in self.processes:
+            process.join()
+        return results, errors
+
+def host_generations(log):
+    return {int(pid): int(gen) for pid, gen in re.findall(r"started host pid (\d+) for pool www gen (\d+)", log)}
 
 def scenario(name, build, preload_mb, reloads, clients, workers):
     server = fcgi.Server(build, f"""max_children = {workers}
 [pool.www.plugin.b]
 path = "{os.path.abspath(build)}/libForkliftBenchBallast.so"
 route = "/"
-settings = {{ preload_mb = {preload_mb} }}""", global_extra='log_level = "notice"\ndie_timeout = "10s"\nreload_timeout = "120s"')
+settings = {{ preload_mb = {preload_mb} }}""", global_extra='log_level = "info"\ndie_timeout = "10s"\nreload_timeout = "120s"')
     master, sock, directory = server.master, server.sock, server.directory
     try:
         load = Load(sock, clients)
@@ -75,39 +78,43 @@ settings = {{ preload_mb = {preload_mb} }}""", global_extra='log_level = "notice
         steady_to = time.monotonic()
         steady_pss = pss_kib([master.pid] + descendants(master.pid))
 
-        first_response_ms, reload_windows, peak_pss = [], [], 0
-        loading_windows, switch_windows = [], []
+        reload_windows, hups, peak_pss = [], [], 0
         for round in range(reloads):
             old_generation = round + 1
             hup = time.monotonic()
             os.kill(master.pid, signal.SIGHUP)
-            first = None
+            # Until the old generation is gone: the new one is live by then.
             while True:
-                peak_pss = max(peak_pss, pss_kib([master.pid] + descendants(master.pid)))
-                with load.lock:
-                    if first is None:
-                        news = [r for r in load.results if r[0] >= hup and r[2] > old_generation]
-                        if news:
-                            first = min(r[1] for r in news)
-                old_alive = any(f"gen={old_generation}" in title(p) for p in descendants(master.pid))
-                if first is not None and not old_alive:
+                family = [master.pid] + descendants(master.pid)
+                peak_pss = max(peak_pss, pss_kib(family))
+                titles = [title(p) for p in family]
+                if not any(f"gen={old_generation}" in t for t in titles) and any(f"gen={old_generation + 1}" in t for t in titles):
                     break
                 if time.monotonic() - hup > 120:
                     raise SystemExit(f"{name}: reload {round + 1} did not complete")
-                time.sleep(0.01)
+                time.sleep(0.02)
+            hups.append(hup)
             reload_windows.append((hup, time.monotonic() + 0.1))
-            loading_windows.append((hup, first))
-            switch_windows.append((first, time.monotonic() + 0.1))
-            first_response_ms.append((first - hup) * 1000)
             time.sleep(1.0)
-        load.stop()
+        results, errors = load.stop()
+        generation_of = host_generations(server.log())
+        results = [(sent, received, generation_of.get(host, -1)) for sent, received, host in results]
+
+        # Per reload: the first response from the new generation, sent after the HUP.
+        first_response_ms, loading_windows, switch_windows = [], [], []
+        for index, (hup, (start, end)) in enumerate(zip(hups, reload_windows)):
+            news = [r[1] for r in results if r[0] >= hup and r[2] > index + 1]
+            first = min(news) if news else end
+            first_response_ms.append((first - hup) * 1000)
+            loading_windows.append((hup, first))
+            switch_windows.append((first, end))
 
         def latencies(windows):
-            return [(r[1] - r[0]) * 1000 for r in load.results if any(a <= r[0] <= b for a, b in windows)]
+            return [(r[1] - r[0]) * 1000 for r in results if any(a <= r[0] <= b for a, b in windows)]
         steady = latencies([(steady_from, steady_to)])
         during = latencies(reload_windows)
         print(f"\n== {name}: {workers} workers, {clients} clients, {reloads} reloads")
-        print(f"requests: {len(load.results)} answered, {load.errors} failed")
+        print(f"requests: {len(results)} answered, {errors} failed")
         print(f"HUP -> first response from the new generation: "
               f"median {percentile(first_response_ms, 0.5):.1f} ms, max {max(first_response_ms):.1f} ms")
         print(f"latency steady:  p50 {percentile(steady, 0.5):.2f} ms  p99 {percentile(steady, 0.99):.2f} ms  ({len(steady)} requests)")

@@ -37,8 +37,6 @@ public enum Host {
         }
 
         let loadStarted = MonotonicInstant.now()
-        // Serving generations keep the CPU; workers restore the priority right after fork.
-        let priority = LoadingPriority.lower()
         let plugins: [PluginInstance]
         do {
             plugins = try PluginSet.load(pool)
@@ -51,7 +49,7 @@ public enum Host {
 
         var workers: WorkerPool
         do {
-            workers = try WorkerPool(launch: launch, plugins: plugins, signals: signals, priority: priority)
+            workers = try WorkerPool(launch: launch, plugins: plugins, signals: signals)
         } catch {
             report(.failed(reason: "host setup failed: \(error)"))
             ChildProcess.exitImmediately(1)

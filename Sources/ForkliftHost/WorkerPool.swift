@@ -31,11 +31,7 @@ struct WorkerPool {
     private var respawnAt: MonotonicInstant?
     private var memory: MemoryWatch
 
-    /// The host's lowered loading priority, which each worker restores.
-    let priority: LoadingPriority
-
-    init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe, priority: LoadingPriority) throws {
-        self.priority = priority
+    init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe) throws {
         memory = MemoryWatch(pool: launch.pool, generation: launch.generation)
         self.launch = launch
         self.plugins = plugins
@@ -200,9 +196,7 @@ struct WorkerPool {
         let gateWriteEnd = gateOpen ? -1 : gate.writeEnd
         let forkStarted = MonotonicInstant.now()
         let reportFD = self.reportFD
-        let priority = self.priority
         guard let pid = try? ChildProcess.spawn(prepareChild: {
-            priority.restore()
             signals.reset()
             closeDescriptor(readEnd)
             closeDescriptor(reportFD) // the master's EOF on it must mean "the host is done reporting"

@@ -6,7 +6,7 @@ import Glibc
 
 /// For the reload benchmark: preloads `preload_mb` MiB of data (0 by default: then it is
 /// Hello with the worker's pid in the answer), so that reload timings can be measured with
-/// and without a heavy preload. Answers "ballast <MiB> pid <worker pid>".
+/// and without a heavy preload. Answers "ballast <MiB> pid <worker pid> host <host pid>".
 final class Ballast: ForkliftHandler {
     static let name = "ballast"
     static let version = "1.0.0"
@@ -32,7 +32,7 @@ final class Ballast: ForkliftHandler {
     }
 
     func handle(_ request: Request, _ response: Response) throws {
-        try response.write("ballast \(megabytes) pid \(getpid())\n")
+        try response.write("ballast \(megabytes) pid \(getpid()) host \(getppid())\n")
     }
 }
 
