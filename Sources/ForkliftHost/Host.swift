@@ -65,15 +65,11 @@ public enum Host {
             ChildProcess.exitImmediately(0)
         case .ready:
             let summary = "pool=\(pool.name) gen=\(launch.generation) workers=\(pool.maxChildren) plugins=\(plugins.map(\.label).joined(separator: ","))"
-                + " load_ms=\(milliseconds(loadStarted, loaded)) ready_ms=\(milliseconds(loadStarted, .now()))"
+                + " load_ms=\(Formatting.milliseconds(from: loadStarted, to: loaded)) ready_ms=\(Formatting.milliseconds(from: loadStarted))"
             report(.ready(summary: summary))
         }
         workers.closeReport()
         workers.supervise()
         ChildProcess.exitImmediately(0)
-    }
-
-    static func milliseconds(_ from: MonotonicInstant, _ to: MonotonicInstant) -> String {
-        String(Double(Int(from.seconds(until: to) * 10_000)) / 10)
     }
 }

@@ -36,7 +36,7 @@ struct MemoryWatch {
             nextCheck = now.advanced(bySeconds: Self.checkInterval)
             for pid in workers where !recycled.contains(pid) {
                 guard let usage = MemoryUsage.of(pid), usage.privateDirty > pool.maxPrivateMemory else { continue }
-                ForkliftLogging.logger.warning("worker \(pid) has \(mib(usage.privateDirty)) of private memory (Private_Dirty), above max_private_memory (\(mib(pool.maxPrivateMemory))): it finishes its request and is replaced")
+                ForkliftLogging.logger.warning("worker \(pid) has \(Formatting.mebibytes(usage.privateDirty)) of private memory (Private_Dirty), above max_private_memory (\(Formatting.mebibytes(pool.maxPrivateMemory))): it finishes its request and is replaced")
                 recycled.insert(pid)
                 toRecycle.append(pid)
             }
@@ -59,6 +59,4 @@ struct MemoryWatch {
         }
         ForkliftLogging.logger.notice("memory of pool \(pool.name) gen \(generation) (host and \(workers.count) workers): \(total.description)")
     }
-
-    private func mib(_ bytes: Int) -> String { String(Double(bytes * 10 / 1_048_576) / 10) + " MiB" }
 }

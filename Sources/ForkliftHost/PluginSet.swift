@@ -14,7 +14,7 @@ enum PluginSet {
             let started = MonotonicInstant.now()
             try instance.preload()
             try checkForkSafety(after: instance)
-            ForkliftLogging.logger.info("plugin \(instance.label) loaded from \(settings.path) for route \(settings.route) in \(milliseconds(since: started)) ms")
+            ForkliftLogging.logger.info("plugin \(instance.label) loaded from \(settings.path) for route \(settings.route) in \(Formatting.milliseconds(from: started)) ms")
             instances.append(instance)
         }
         return instances
@@ -29,10 +29,5 @@ enum PluginSet {
         if pending > 0 {
             throw PluginFailure("plugin \(plugin.settings.name): its preload left \(pending) bytes of stdio output unflushed; every worker would print them again (call fflush(stdout) or use the host's log)")
         }
-    }
-
-    static func milliseconds(since start: MonotonicInstant) -> String {
-        let ms = start.seconds(until: .now()) * 1000
-        return String(Double(Int(ms * 10)) / 10)
     }
 }

@@ -168,7 +168,7 @@ struct WorkerPool {
                 log.error("worker \(pid) failed its worker init; replacing it")
                 respawnAt = MonotonicInstant.now().advanced(bySeconds: backoff.next())
             default:
-                log.error("worker \(pid) \(status) after \(String(format: lived)) s; replacing it")
+                log.error("worker \(pid) \(status) after \(Formatting.oneDecimal(lived)) s; replacing it")
                 if lived < 1 { respawnAt = MonotonicInstant.now().advanced(bySeconds: backoff.next()) }
             }
         }
@@ -216,7 +216,7 @@ struct WorkerPool {
 
     private func logReady(_ pid: pid_t) {
         guard let forked = workers[pid] else { return }
-        log.debug("worker \(pid) ready \(String(Double(Int(forked.seconds(until: .now()) * 10_000)) / 10)) ms after fork")
+        log.debug("worker \(pid) ready \(Formatting.milliseconds(from: forked)) ms after fork")
     }
 
     private func initFailure(pid: pid_t, status: ExitStatus) -> String {
@@ -235,10 +235,4 @@ struct RespawnBackoff {
     }
 
     mutating func reset() { delay = 0 }
-}
-
-extension String {
-    init(format seconds: Double) {
-        self = String(Double(Int(seconds * 10)) / 10)
-    }
 }

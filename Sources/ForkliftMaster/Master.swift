@@ -270,8 +270,7 @@ public final class Master {
         let usages = workers.compactMap { MemoryUsage.of($0) }
         let total = usages.reduce(MemoryUsage.of(host) ?? MemoryUsage(), +)
         let mostPrivate = usages.map(\.privateDirty).max() ?? 0
-        func mib(_ bytes: Int) -> String { String(Double(bytes * 10 / 1_048_576) / 10) + " MiB" }
-        return "memory: Pss \(mib(total.pss)) in all, Private_Dirty at most \(mib(mostPrivate)) per worker (\(usages.count) workers)"
+        return "memory: Pss \(Formatting.mebibytes(total.pss)) in all, Private_Dirty at most \(Formatting.mebibytes(mostPrivate)) per worker (\(usages.count) workers)"
     }
 
     func statusLine() -> String {

@@ -44,7 +44,7 @@ public struct MemoryUsage: Equatable, Sendable {
 
     /// "Pss 93.1 MiB, Private_Dirty 0.4 MiB, Shared_Clean 6.0 MiB, Shared_Dirty 87.2 MiB"
     public var description: String {
-        func mib(_ bytes: Int) -> String { String(Double(bytes * 10 / 1_048_576) / 10) + " MiB" }
+        let mib = Formatting.mebibytes
         return "Pss \(mib(pss)), Private_Dirty \(mib(privateDirty)), Shared_Clean \(mib(sharedClean)), Shared_Dirty \(mib(sharedDirty))"
     }
 }

@@ -1,5 +1,6 @@
 import CFastCGI
 import ForkliftLogging
+import ForkliftSystem
 import Glibc
 import Logging
 
@@ -19,10 +20,10 @@ struct Dispatcher {
         let request = RequestBridge(fcgiRequest)
         let response = ResponseBridge(out: fcgiRequest.pointee.out)
         let path = request.routedPath
-        let started = MonotonicClock.now()
+        let started = MonotonicInstant.now()
         defer {
-            let method = request.param("REQUEST_METHOD") ?? "-"
-            ForkliftLogging.logger.debug("\(method) \(path) \(response.status) \(MonotonicClock.milliseconds(since: started)) ms")
+            // The message is built only when debug logging is on: nothing extra per request otherwise.
+            ForkliftLogging.logger.debug("\(request.param("REQUEST_METHOD") ?? "-") \(path) \(response.status) \(Formatting.milliseconds(from: started)) ms")
         }
 
         guard let index = router.match(path: path) else {
@@ -41,19 +42,5 @@ struct Dispatcher {
             return
         }
         response.sendHeadersIfNeeded()
-    }
-}
-
-enum MonotonicClock {
-    static func now() -> timespec {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return spec
-    }
-
-    static func milliseconds(since start: timespec) -> String {
-        let end = now()
-        let ms = Double(end.tv_sec - start.tv_sec) * 1000 + Double(end.tv_nsec - start.tv_nsec) / 1e6
-        return String(Int((ms * 10).rounded()) / 10) + "." + String(Int((ms * 10).rounded()) % 10)
     }
 }

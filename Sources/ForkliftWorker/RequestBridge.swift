@@ -5,17 +5,18 @@ import Glibc
 final class RequestBridge {
     let request: UnsafeMutablePointer<FCGX_Request>
 
-    /// The routed path as a C string, for `request_path`.
+    /// The path the request is routed by, and the same as a C string for `request_path`.
+    let routedPath: String
     let path: UnsafeMutablePointer<CChar>
 
     init(_ request: UnsafeMutablePointer<FCGX_Request>) {
         self.request = request
-        path = strdup(RequestPath.resolve { FCGX_GetParam($0, request.pointee.envp).map { String(cString: $0) } })
+        routedPath = RequestPath.resolve { FCGX_GetParam($0, request.pointee.envp).map { String(cString: $0) } }
+        path = strdup(routedPath)
     }
 
     deinit { free(path) }
 
-    var routedPath: String { String(cString: path) }
 
     var envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? { request.pointee.envp }
 
