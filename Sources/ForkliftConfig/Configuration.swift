@@ -34,18 +34,23 @@ public struct GlobalSettings: Equatable, Sendable {
     /// How long a new generation may take to load, preload and pass worker init before the
     /// reload is rolled back.
     public var reloadTimeout: Double = 60
+    /// How long a reload's new generation may load at idle CPU priority (after its first
+    /// 50 ms at normal priority) before it continues at normal priority. 0: never idle.
+    public var backgroundLoading: Double = 30
     /// The master's control socket (`forklift reload`, `forklift stop`). Default: the pid
     /// file's path with `.sock` in place of `.pid`.
     public var controlSocket: String
 
     public init(prefix: String, pidFile: String, errorLog: String? = nil, logLevel: LogLevel = .notice,
-                dieTimeout: Double = 60, reloadTimeout: Double = 60, controlSocket: String? = nil) {
+                dieTimeout: Double = 60, reloadTimeout: Double = 60, backgroundLoading: Double = 30,
+                controlSocket: String? = nil) {
         self.prefix = prefix
         self.pidFile = pidFile
         self.errorLog = errorLog
         self.logLevel = logLevel
         self.dieTimeout = dieTimeout
         self.reloadTimeout = reloadTimeout
+        self.backgroundLoading = backgroundLoading
         self.controlSocket = controlSocket ?? GlobalSettings.defaultControlSocket(pidFile: pidFile)
     }
 

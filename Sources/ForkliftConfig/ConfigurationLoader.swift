@@ -6,7 +6,8 @@ import TOMLKit
 /// `[global]` may appear in several files; a later file's key overrides an earlier one's (so
 /// `99-local.toml` can adjust `00-global.toml`). A pool is defined in exactly one file.
 public enum ConfigurationLoader {
-    static let globalKeys = ["pid", "error_log", "log_level", "die_timeout", "reload_timeout", "control_socket", "prefix"]
+    static let globalKeys = ["pid", "error_log", "log_level", "die_timeout", "reload_timeout", "background_loading",
+                             "control_socket", "prefix"]
     static let poolKeys = ["listen", "listen_backlog", "pm", "max_children", "max_requests", "max_requests_jitter",
                            "max_private_memory", "memory_log_interval", "plugin"]
     static let pluginKeys = ["path", "route", "settings"]
@@ -80,6 +81,7 @@ public enum ConfigurationLoader {
             guard timeout > 0 else { throw table.error("reload_timeout", "expected a duration above 0") }
             draft.reloadTimeout = timeout
         }
+        if let limit = try table.duration("background_loading") { draft.backgroundLoading = limit }
         if let socket = try table.string("control_socket") { draft.controlSocket = socket }
         try table.rejectUnknownKeys(allowed: globalKeys)
     }

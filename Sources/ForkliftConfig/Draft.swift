@@ -9,6 +9,7 @@ struct Draft {
     var logLevel: LogLevel = .notice
     var dieTimeout: Double = 60
     var reloadTimeout: Double = 60
+    var backgroundLoading: Double = 30
     var controlSocket: String?
     var pools: [Pool] = []
 
@@ -44,6 +45,7 @@ struct Draft {
             logLevel: logLevel,
             dieTimeout: dieTimeout,
             reloadTimeout: reloadTimeout,
+            backgroundLoading: backgroundLoading,
             controlSocket: controlSocket.map { Paths.resolve($0, against: prefixPath) }
         )
         guard !pools.isEmpty else {

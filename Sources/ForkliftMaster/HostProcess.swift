@@ -32,6 +32,8 @@ struct HostProcess {
     var summary: String?
     /// What the host said when it failed, if it did.
     var failure: String?
+    /// Whether and until when it loads at idle CPU priority; nil: normal priority throughout.
+    var backgroundLoading: BackgroundLoading?
 
     var isReady: Bool { summary != nil }
     var label: String { "pool \(pool.name) gen \(generation) (host pid \(pid))" }

@@ -55,7 +55,8 @@ extension Master {
         }
         transaction = candidate
         for pool in fresh.pools {
-            guard let pid = startHost(pool, role: .candidate, global: fresh.global) else {
+            let loading = backgroundLoading(isInitial: initial, limit: fresh.global.backgroundLoading)
+            guard let pid = startHost(pool, role: .candidate, global: fresh.global, backgroundLoading: loading) else {
                 rollback(because: "pool \(pool.name): cannot start a host process")
                 return
             }
@@ -169,7 +170,9 @@ extension Master {
     /// `retire` (a newer generation takes over) also tells its workers not to take the
     /// connection they may just have been woken for: the new generation will.
     func drain(_ pid: pid_t, now: MonotonicInstant, retire: Bool) {
-        guard var host = hosts[pid], !host.isDraining else { return }
+        guard hosts[pid]?.isDraining == false else { return }
+        endBackgroundLoading(pid, because: .stopping) // a TERMed host still loading finishes its preload first
+        guard var host = hosts[pid] else { return }
         let timeout = configuration.global.dieTimeout
         host.role = .draining(deadline: timeout > 0 ? now.advanced(bySeconds: timeout) : nil)
         hosts[pid] = host
@@ -194,7 +197,8 @@ extension Master {
     }
 
     @discardableResult
-    func startHost(_ pool: PoolSettings, role: HostProcess.Role, global: GlobalSettings? = nil) -> pid_t? {
+    func startHost(_ pool: PoolSettings, role: HostProcess.Role, global: GlobalSettings? = nil,
+                   backgroundLoading: BackgroundLoading? = nil) -> pid_t? {
         let generation = (generations[pool.name] ?? 0) + 1
         generations[pool.name] = generation
         guard let listenFD = listeners.fd(for: pool.listen) else { return nil }
@@ -221,7 +225,7 @@ extension Master {
             }, { body(launch) })
             closeDescriptor(pipe.writeEnd)
             hosts[pid] = HostProcess(pool: pool, generation: generation, pid: pid, started: .now(), slotIndex: slotIndex,
-                                     role: role, reportFD: pipe.readEnd)
+                                     role: role, reportFD: pipe.readEnd, backgroundLoading: backgroundLoading)
             log.info("started host pid \(pid) for pool \(pool.name) gen \(generation)")
             return pid
         } catch {

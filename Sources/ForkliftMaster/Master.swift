@@ -45,6 +45,9 @@ public final class Master {
     /// fails to start, they stay with the old master); one that upgraded owns them no more.
     var ownsFiles: Bool
     let executablePath = Master.startupExecutablePath()
+    /// Whether a reload's new generation may load at idle CPU priority: only if it can be
+    /// raised back (see `CPUPriority.canLeaveIdle`).
+    let mayLoadInBackground = CPUPriority.canLeaveIdle
 
     public init(configuration: Configuration, configurationDirectory: String, handoff: Handoff? = nil, hostBody: @escaping HostBody) {
         self.configuration = configuration
@@ -77,6 +80,9 @@ public final class Master {
             return 1
         }
         log.notice("forklift master started (pid \(getpid())), configuration from \(configuration.files.joined(separator: ", "))")
+        if configuration.global.backgroundLoading > 0 && !mayLoadInBackground {
+            log.notice("background_loading is off: raising a new generation back from idle CPU priority takes root, CAP_SYS_NICE or an RLIMIT_NICE of 20; reloads load at normal priority")
+        }
         beginReload(configuration, initial: true)
 
         while !(phase == .stopping && hosts.isEmpty) {
@@ -177,6 +183,7 @@ public final class Master {
         case .ready(let summary):
             host.summary = summary
             hosts[pid] = host
+            endBackgroundLoading(pid, because: .ready)
             log.info("\(host.label) is ready: \(summary)")
             if host.role == .replacement { goLive(pid) }
             if host.role == .candidate { commitIfReady() }
@@ -219,19 +226,20 @@ public final class Master {
 
     private func checkTimers() {
         let now = MonotonicInstant.now()
+        updateLoadingPriorities(now: now)
         if let transaction, now >= transaction.deadline {
-            rollback(because: "the new generation was not ready within reload_timeout (\(transaction.configuration.global.reloadTimeout) s)")
+            rollback(because: "the new generation was not ready within reload_timeout (\(Formatting.seconds(transaction.configuration.global.reloadTimeout)))")
         }
         for (pid, host) in hosts where host.role == .replacement {
             // A replacement that never becomes ready would make its pool look served for good.
             guard host.started.advanced(bySeconds: configuration.global.reloadTimeout) <= now else { continue }
-            log.error("\(host.label) was not ready within reload_timeout (\(configuration.global.reloadTimeout) s): killing it")
+            log.error("\(host.label) was not ready within reload_timeout (\(Formatting.seconds(configuration.global.reloadTimeout))): killing it")
             ChildProcess.send(.kill, toGroup: pid)
             hosts[pid]?.role = .draining(deadline: nil)
         }
         for (pid, host) in hosts {
             guard case .draining(let deadline?) = host.role, now >= deadline else { continue }
-            log.error("\(host.label) still busy after die_timeout (\(configuration.global.dieTimeout) s): killing it and its workers")
+            log.error("\(host.label) still busy after die_timeout (\(Formatting.seconds(configuration.global.dieTimeout))): killing it and its workers")
             ChildProcess.send(.kill, toGroup: pid)
             hosts[pid]?.role = .draining(deadline: nil)
             if phase == .stopping { exitCode = 1 }
@@ -255,6 +263,7 @@ public final class Master {
             return nil
         }
         if let transaction { times.append(transaction.deadline) }
+        times += loadingPriorityDeadlines
         // Only restarts that checkTimers would act on: a due time of a covered pool stays in
         // the past and would make every poll return at once.
         if phase == .running {
@@ -277,7 +286,7 @@ public final class Master {
         let parts = hosts.values.sorted { ($0.pool.name, $0.generation) < ($1.pool.name, $1.generation) }.map { host -> String in
             let role: String
             switch host.role {
-            case .candidate: role = "candidate"
+            case .candidate: role = host.backgroundLoading?.isIdle == true ? "candidate (loading at idle CPU priority)" : "candidate"
             case .replacement: role = "starting"
             case .live: role = "live"
             case .draining: role = "draining"

@@ -10,6 +10,11 @@ public enum Formatting {
         oneDecimal(start.seconds(until: end) * 1000)
     }
 
+    /// 0.25 → "0.3 s"
+    public static func seconds(_ value: Double) -> String {
+        oneDecimal(value) + " s"
+    }
+
     /// 97_600_000 → "93.1 MiB"
     public static func mebibytes(_ bytes: Int) -> String {
         oneDecimal(Double(bytes) / 1_048_576) + " MiB"

@@ -39,6 +39,8 @@ let minimalPool = """
         #expect(config.global.errorLog == nil)
         #expect(config.global.logLevel == .notice)
         #expect(config.global.dieTimeout == 60)
+        #expect(config.global.reloadTimeout == 60)
+        #expect(config.global.backgroundLoading == 30)
         let pool = try #require(config.pools.first)
         #expect(pool.name == "www")
         #expect(pool.listen == .tcp(host: "127.0.0.1", port: 9000))
@@ -58,6 +60,8 @@ let minimalPool = """
             error_log = "/var/log/forklift.log"
             log_level = "debug"
             die_timeout = "1m30s"
+            reload_timeout = "2m"
+            background_loading = "0"
             [pool.api]
             listen = "run/api.sock"
             listen_backlog = 128
@@ -81,6 +85,8 @@ let minimalPool = """
         #expect(config.global.errorLog == "/var/log/forklift.log")
         #expect(config.global.logLevel == .debug)
         #expect(config.global.dieTimeout == 90)
+        #expect(config.global.reloadTimeout == 120)
+        #expect(config.global.backgroundLoading == 0)
         let pool = try #require(config.pools.first)
         #expect(pool.listen == .unix(path: "/srv/app/run/api.sock"))
         #expect(pool.listenBacklog == 128)
@@ -130,6 +136,10 @@ let minimalPool = """
         let timeout = try #require(parseError("[global]\ndie_timeout = true\n" + minimalPool))
         #expect(timeout.key == "global.die_timeout")
         #expect(timeout.message.contains("expected a duration"))
+
+        let background = try #require(parseError("[global]\nbackground_loading = -1\n" + minimalPool))
+        #expect(background.key == "global.background_loading")
+        #expect(background.message.contains("got a negative number"))
 
         let settings = try #require(parseError(minimalPool + "\nsettings = 3\n"))
         #expect(settings.key == "pool.www.plugin.hello.settings")

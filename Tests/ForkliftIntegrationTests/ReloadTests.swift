@@ -6,13 +6,15 @@ let versionOne = ForkliftServer.buildDirectory + "/libForkliftTestVersionOne.so"
 let versionTwo = ForkliftServer.buildDirectory + "/libForkliftTestVersionTwo.so"
 
 /// A pool serving the versioned plugin from `{dir}/versioned.so` and the misbehaving one.
-func reloadConfig(children: Int = 2, behaviorSettings: String = "", reloadTimeout: String = "30s", extra: String = "") -> String {
+func reloadConfig(children: Int = 2, behaviorSettings: String = "", reloadTimeout: String = "30s", global: String = "",
+                  extra: String = "") -> String {
     """
     [global]
     pid = "{dir}/forklift.pid"
     log_level = "info"
     die_timeout = "10s"
     reload_timeout = "\(reloadTimeout)"
+    \(global)
     [pool.www]
     listen = "{dir}/www.sock"
     max_children = \(children)
@@ -112,7 +114,7 @@ final class LoadGenerator: @unchecked Sendable {
         let server = try ForkliftServer(config: reloadConfig()) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
         defer { server.shutdown() }
         let address = FastCGIAddress.unix(server.directory + "/www.sock")
-        let slow = BackgroundRequest(address, "/behaviors/sleep", query: "ms=1500")
+        let slow = backgroundRequest(address, "/behaviors/sleep", query: "ms=1500")
         usleep(300_000)
         try server.install(versionTwo, as: "versioned.so")
         let result = try server.reload()

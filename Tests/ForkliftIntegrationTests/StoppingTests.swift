@@ -2,23 +2,9 @@ import Foundation
 import ForkliftTestSupport
 import Testing
 
-/// Sends a request from another thread and hands back its outcome.
-final class BackgroundRequest: @unchecked Sendable {
-    private let lock = NSLock()
-    private var outcome: Result<FastCGIResponse, Error>?
-
-    init(_ address: FastCGIAddress, _ path: String, query: String) {
-        Thread { [self] in finish(Result { try FastCGIClient.get(address, path, query: query, timeout: 60) }) }.start()
-    }
-
-    private func finish(_ result: Result<FastCGIResponse, Error>) {
-        lock.withLock { outcome = result }
-    }
-
-    func wait(timeout: Double = 60) -> Result<FastCGIResponse, Error>? {
-        _ = ForkliftServer.eventually(timeout: timeout) { lock.withLock { outcome != nil } }
-        return lock.withLock { outcome }
-    }
+/// A request sent from another thread, to be waited for later.
+func backgroundRequest(_ address: FastCGIAddress, _ path: String, query: String) -> InBackground<FastCGIResponse> {
+    InBackground { try FastCGIClient.get(address, path, query: query, timeout: 60) }
 }
 
 @Suite(.serialized) struct StoppingTests {
@@ -28,7 +14,7 @@ final class BackgroundRequest: @unchecked Sendable {
         let family = server.descendants()
         #expect(family.count == 3, "one host and two workers: \(family)")
 
-        let slow = BackgroundRequest(.unix(server.directory + "/www.sock"), "/behaviors/sleep", query: "ms=1500")
+        let slow = backgroundRequest(.unix(server.directory + "/www.sock"), "/behaviors/sleep", query: "ms=1500")
         usleep(400_000) // the request is inside the plugin now
         server.signal(SIGTERM)
 
@@ -48,7 +34,7 @@ final class BackgroundRequest: @unchecked Sendable {
         defer { server.shutdown() }
         let family = server.descendants()
 
-        let slow = BackgroundRequest(.unix(server.directory + "/www.sock"), "/behaviors/sleep", query: "ms=8000")
+        let slow = backgroundRequest(.unix(server.directory + "/www.sock"), "/behaviors/sleep", query: "ms=8000")
         usleep(400_000)
         server.signal(SIGTERM)
 
@@ -76,7 +62,7 @@ final class BackgroundRequest: @unchecked Sendable {
         let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", children: 2))
         defer { server.shutdown() }
         let family = server.descendants()
-        let slow = BackgroundRequest(.unix(server.directory + "/www.sock"), "/behaviors/sleep", query: "ms=1000")
+        let slow = backgroundRequest(.unix(server.directory + "/www.sock"), "/behaviors/sleep", query: "ms=1000")
         usleep(300_000)
         server.signal(SIGKILL)
 

@@ -205,6 +205,12 @@ public enum ProcessTable {
         return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
     }
 
+    /// The scheduling policy of `pid` (SCHED_OTHER 0, SCHED_IDLE 5), nil if it is gone.
+    public static func schedulingPolicy(of pid: pid_t) -> Int32? {
+        let policy = sched_getscheduler(pid)
+        return policy < 0 ? nil : policy
+    }
+
     /// Is `pid` alive and not a zombie?
     public static func isAlive(_ pid: pid_t) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

@@ -30,11 +30,13 @@ final class Behaviors: ForkliftHandler {
         warmedUpIn = getpid()
     }
 
-    /// Settings that make a hook fail: `fail_preload`, `fail_worker_init`,
-    /// `crash_in_worker_init` (abort), `worker_init_sleep_ms`, `start_thread` (in preload).
+    /// Settings that make a hook fail or take time: `fail_preload`, `preload_sleep_ms`,
+    /// `fail_worker_init`, `crash_in_worker_init` (abort), `worker_init_sleep_ms`,
+    /// `start_thread` (in preload).
     init(context: PluginContext) throws {
         settings = context.settings
         if settings["fail_preload"] == "true" { throw PluginError("preload failed on purpose (fail_preload = true)") }
+        if let ms = try settings.int("preload_sleep_ms") { usleep(UInt32(ms) * 1000) }
         let arena = try SharedArena(capacity: 1 << 16, label: "behaviors")
         preloaded = try arena.append(contentsOf: [UInt64](repeating: 42, count: 512))
         if settings["start_thread"] == "true" {

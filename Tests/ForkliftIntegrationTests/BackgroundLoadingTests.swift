@@ -1,0 +1,103 @@
+import Foundation
+import ForkliftTestSupport
+import Glibc
+import Testing
+
+/// A reload's new generation loads at idle CPU priority (background_loading), and serves at
+/// normal priority.
+@Suite(.serialized) struct BackgroundLoadingTests {
+    static let normal: Int32 = 0 // SCHED_OTHER
+    static let idle: Int32 = 5 // SCHED_IDLE
+
+    func host(_ server: ForkliftServer, generation: Int) -> pid_t? {
+        server.descendants().first { $0.value == "forklift: host pool=www gen=\(generation)" }?.key
+    }
+
+    /// The host of `generation` and its workers.
+    func family(_ server: ForkliftServer, generation: Int) -> [pid_t] {
+        let all = server.descendants()
+        guard let host = all.first(where: { $0.value == "forklift: host pool=www gen=\(generation)" })?.key else { return [] }
+        return [host] + ProcessTable.descendants(of: host).keys
+    }
+
+    func policies(_ pids: [pid_t]) -> [Int32?] { pids.map(ProcessTable.schedulingPolicy(of:)) }
+
+    /// Samples `pid`'s policy until it is gone from view or `seconds` pass; every value seen.
+    func policiesSeen(_ pid: pid_t, for seconds: Double) -> Set<Int32> {
+        var seen: Set<Int32> = []
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end, let policy = ProcessTable.schedulingPolicy(of: pid) {
+            seen.insert(policy)
+            usleep(5_000)
+        }
+        return seen
+    }
+
+    func startServer(global: String = "") throws -> ForkliftServer {
+        try ForkliftServer(config: reloadConfig(global: global)) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
+    }
+
+    @Test func aSlowPreloadLoadsAtIdlePriorityAndTheNewGenerationServesAtNormalPriority() throws {
+        let server = try startServer()
+        defer { server.shutdown() }
+        let address = FastCGIAddress.unix(server.directory + "/www.sock")
+        let old = family(server, generation: 1)
+        #expect(old.count == 3 && policies(old).allSatisfy { $0 == Self.normal }, "the first generation loads and serves at normal priority")
+
+        try server.writeConfig(reloadConfig(behaviorSettings: "preload_sleep_ms = 1500", global: ""))
+        let reload = InBackground { try server.reload() }
+        var loading: pid_t?
+        #expect(ForkliftServer.eventually(timeout: 5) { loading = host(server, generation: 2); return loading != nil })
+        let candidate = try #require(loading)
+        #expect(ForkliftServer.eventually(timeout: 1.2) { ProcessTable.schedulingPolicy(of: candidate) == Self.idle },
+                "still loading after 50 ms: idle priority")
+        #expect(policies(old).allSatisfy { $0 == Self.normal }, "the serving generation keeps normal priority")
+        #expect(try FastCGIClient.get(address, "/v").status == 200, "and serves meanwhile")
+
+        let result = try #require(try reload.wait()?.get())
+        #expect(result.status == 0, "\(result.output)")
+        let new = family(server, generation: 2)
+        #expect(new.count == 3, "host and 2 workers: \(server.descendants())")
+        #expect(policies(new).allSatisfy { $0 == Self.normal }, "live: the host and the workers it forked while idle are normal again")
+        #expect(server.log.contains("is still loading after 50 ms: it continues at idle CPU priority, for at most 30.0 s"))
+        #expect(server.log.contains("loaded at idle CPU priority; it and its workers are back to normal priority"))
+    }
+
+    @Test func afterTheLimitLoadingContinuesAtNormalPriority() throws {
+        let server = try startServer(global: #"background_loading = "300ms""#)
+        defer { server.shutdown() }
+        try server.writeConfig(reloadConfig(behaviorSettings: "preload_sleep_ms = 2000", global: #"background_loading = "300ms""#))
+        let reload = InBackground { try server.reload() }
+        var loading: pid_t?
+        #expect(ForkliftServer.eventually(timeout: 5) { loading = host(server, generation: 2); return loading != nil })
+        let candidate = try #require(loading)
+        #expect(ForkliftServer.eventually(timeout: 1) { ProcessTable.schedulingPolicy(of: candidate) == Self.idle })
+        #expect(ForkliftServer.eventually(timeout: 1) { ProcessTable.schedulingPolicy(of: candidate) == Self.normal },
+                "raised at the limit, while the preload still sleeps")
+        #expect(!server.log.contains("pool www gen 2 (host pid \(candidate)) is ready"), "raised before it was ready")
+        try server.waitForLog("is still loading after 0.3 s at idle CPU priority (background_loading): it continues at normal priority")
+        #expect(try #require(try reload.wait()?.get()).status == 0)
+    }
+
+    @Test func noBackgroundLoadingWhenTurnedOffOrForTheFirstGeneration() throws {
+        let slowConfig = reloadConfig(behaviorSettings: "preload_sleep_ms = 800", global: "background_loading = 0")
+        let server = try ForkliftServer(config: reloadConfig(behaviorSettings: "preload_sleep_ms = 800"), waitUntilReady: false) {
+            try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so")
+        }
+        defer { server.shutdown() }
+        var first: pid_t?
+        #expect(ForkliftServer.eventually(timeout: 5) { first = host(server, generation: 1); return first != nil })
+        let firstHost = try #require(first)
+        #expect(policiesSeen(firstHost, for: 0.5) == [Self.normal], "nothing serves yet: the first generation loads at full speed")
+        try server.waitForLog("forklift is ready")
+
+        try server.writeConfig(slowConfig)
+        let reload = InBackground { try server.reload() }
+        var loading: pid_t?
+        #expect(ForkliftServer.eventually(timeout: 5) { loading = host(server, generation: 2); return loading != nil })
+        let candidate = try #require(loading)
+        #expect(policiesSeen(candidate, for: 0.5) == [Self.normal], "background_loading = 0")
+        #expect(try #require(try reload.wait()?.get()).status == 0)
+        #expect(!server.log.contains("idle CPU priority"))
+    }
+}

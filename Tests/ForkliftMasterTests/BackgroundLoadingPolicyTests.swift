@@ -1,0 +1,56 @@
+@testable import ForkliftMaster
+import ForkliftSystem
+import Glibc
+import Testing
+
+@Suite struct BackgroundLoadingPolicyTests {
+    let t0 = MonotonicInstant(nanoseconds: 1_000_000_000_000)
+
+    @Test func aHostStillLoadingAfterTheGraceGoesIdleThenBackToNormalAtTheLimit() {
+        var policy = BackgroundLoading(started: t0, limit: 30)
+        #expect(policy.tick(now: t0.advanced(bySeconds: 0.049)) == nil, "normal priority for the first 50 ms")
+        #expect(policy.nextDeadline == t0.advanced(bySeconds: BackgroundLoading.grace))
+        #expect(policy.tick(now: t0.advanced(bySeconds: 0.05)) == .lower)
+        #expect(policy.isIdle)
+        #expect(policy.tick(now: t0.advanced(bySeconds: 1)) == nil, "lowered once")
+        #expect(policy.nextDeadline == t0.advanced(bySeconds: 30.05))
+        #expect(policy.tick(now: t0.advanced(bySeconds: 30.05)) == .raise(.limitReached))
+        #expect(!policy.isIdle && policy.nextDeadline == nil)
+        #expect(policy.tick(now: t0.advanced(bySeconds: 100)) == nil, "never lowered again")
+        #expect(policy.finished(.ready) == nil, "already back to normal")
+    }
+
+    @Test func aHostReadyWithinTheGraceIsNeverLowered() {
+        var policy = BackgroundLoading(started: t0, limit: 30)
+        #expect(policy.finished(.ready) == nil)
+        #expect(policy.nextDeadline == nil)
+        #expect(policy.tick(now: t0.advanced(bySeconds: 1)) == nil, "a late timer does not lower a ready host")
+    }
+
+    @Test func readinessOrAStopRaisesALoweredHost() {
+        var ready = BackgroundLoading(started: t0, limit: 30)
+        _ = ready.tick(now: t0.advanced(bySeconds: 0.1))
+        #expect(ready.finished(.ready) == .raise(.ready))
+        #expect(ready.tick(now: t0.advanced(bySeconds: 60)) == nil)
+
+        var stopped = BackgroundLoading(started: t0, limit: 30)
+        _ = stopped.tick(now: t0.advanced(bySeconds: 0.1))
+        #expect(stopped.finished(.stopping) == .raise(.stopping))
+    }
+
+    @Test func thisProcessMayLowerAndRaiseAChild() throws {
+        // The master's own moves on a real process: lower a child, read it back, raise it.
+        let child = fork()
+        if child == 0 { pause(); _exit(0) }
+        defer { kill(child, SIGKILL); var status: Int32 = 0; waitpid(child, &status, 0) }
+        #expect(CPUPriority.of(child) == .normal)
+        try CPUPriority.set(.idle, of: child)
+        #expect(CPUPriority.of(child) == .idle)
+        if CPUPriority.canLeaveIdle {
+            try CPUPriority.set(.normal, of: child)
+            #expect(CPUPriority.of(child) == .normal)
+        } else {
+            #expect(throws: SystemError.self) { try CPUPriority.set(.normal, of: child) }
+        }
+    }
+}
