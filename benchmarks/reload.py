@@ -14,7 +14,7 @@ p99 during reloads no worse than 2x steady state.
 A reload's new generation loads at idle CPU priority after its first 50 ms (background_loading,
 default 30 s): --compare runs the preload case with background_loading = 0 as well.
 
-Usage: benchmarks/reload.py [--build .build/release] [--reloads 5] [--clients 4] [--workers 4] [--compare]
+Usage: benchmarks/reload.py [--build .build/release] [--reloads N] [--clients 4] [--workers 4] [--compare]
 Build first: swift build -c release
 """
 import argparse, os, re, signal, sys, threading, time
@@ -152,7 +152,8 @@ settings = {{ preload_mb = {preload_mb} }}""", global_extra=f'log_level = "info"
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", default=".build/release")
-    parser.add_argument("--reloads", type=int, default=5)
+    parser.add_argument("--reloads", type=int, default=None,
+                        help="reloads per case (default: 20 for Hello, whose reload windows are short, 5 with a preload)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--preload-mb", type=int, default=512)
@@ -162,11 +163,11 @@ def main():
                         help="run the preload scenario with background_loading = 0 too (loading at normal priority)")
     args = parser.parse_args()
     if not args.only_preload:
-        scenario("hello (no preload)", args.build, 0, args.reloads, args.clients, args.workers)
+        scenario("hello (no preload)", args.build, 0, args.reloads or 20, args.clients, args.workers)
     if not args.only_hello:
-        scenario(f"preload {args.preload_mb} MiB", args.build, args.preload_mb, args.reloads, args.clients, args.workers)
+        scenario(f"preload {args.preload_mb} MiB", args.build, args.preload_mb, args.reloads or 5, args.clients, args.workers)
         if args.compare:
-            scenario(f"preload {args.preload_mb} MiB", args.build, args.preload_mb, args.reloads, args.clients, args.workers,
+            scenario(f"preload {args.preload_mb} MiB", args.build, args.preload_mb, args.reloads or 5, args.clients, args.workers,
                      background_loading="0")
 
 if __name__ == "__main__":

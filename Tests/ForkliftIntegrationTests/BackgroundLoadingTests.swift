@@ -100,4 +100,22 @@ import Testing
         #expect(try #require(try reload.wait()?.get()).status == 0)
         #expect(!server.log.contains("idle CPU priority"))
     }
+
+    @Test func anUpgradedMasterLoadsInTheBackgroundWhileTheOldOneServes() throws {
+        let server = try ForkliftServer(config: reloadConfig(behaviorSettings: "preload_sleep_ms = 1000")) {
+            try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so")
+        }
+        defer { server.shutdown() }
+        let conf = server.configurationDirectory
+        let upgrade = InBackground { try Command.run(ForkliftServer.binary, ["upgrade", "--conf", conf]) }
+        var loading: pid_t?
+        #expect(ForkliftServer.eventually(timeout: 5) { loading = host(server, generation: 2); return loading != nil })
+        let candidate = try #require(loading)
+        #expect(ForkliftServer.eventually(timeout: 0.9) { ProcessTable.schedulingPolicy(of: candidate) == Self.idle })
+        let result = try #require(try upgrade.wait()?.get())
+        #expect(result.status == 0, "\(result.output)")
+        #expect(ProcessTable.schedulingPolicy(of: candidate) == Self.normal, "raised before it went live")
+        let stop = try Command.run(ForkliftServer.binary, ["stop", "--conf", conf])
+        #expect(stop.status == 0, "\(stop.output)")
+    }
 }
