@@ -91,6 +91,6 @@ let package = Package(
         .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker"]),
         .testTarget(name: "ForkliftPluginTests", dependencies: ["ForkliftPlugin"]),
         .testTarget(name: "ForkliftMasterTests", dependencies: ["ForkliftMaster", "ForkliftIPC", "ForkliftConfig", "ForkliftSystem"]),
-        .testTarget(name: "ForkliftIntegrationTests", dependencies: ["ForkliftTestSupport"]),
+        .testTarget(name: "ForkliftIntegrationTests", dependencies: ["ForkliftTestSupport", "ForkliftSystem"]),
     ]
 )

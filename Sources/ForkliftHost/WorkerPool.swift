@@ -190,7 +190,7 @@ struct WorkerPool {
         let limit = pool.maxRequests > 0 ? pool.maxRequests + Int.random(in: 0...pool.maxRequestsJitter) : 0
         let workerLaunch = WorkerLaunch(pool: pool, generation: launch.generation, listenFD: launch.listenFD, plugins: plugins,
                                         requestLimit: limit, readyFD: readyPipe.writeEnd, hostPID: getpid(), gateFD: gate.readEnd,
-                                        slot: launch.slot)
+                                        slot: launch.slot, leavesIdlePriority: launch.loadsInBackground)
         let signals = self.signals
         let readEnd = readyPipe.readEnd
         let gateWriteEnd = gateOpen ? -1 : gate.writeEnd

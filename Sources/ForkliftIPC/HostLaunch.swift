@@ -13,8 +13,12 @@ public struct HostLaunch {
     public let masterPID: pid_t
     /// This generation's slot in the master's scoreboard.
     public let slot: HostSlot
+    /// The master may lower this host to idle CPU priority while it loads (background_loading):
+    /// a worker forked meanwhile inherits it, and must raise itself before it does anything else.
+    public let loadsInBackground: Bool
 
-    public init(global: GlobalSettings, pool: PoolSettings, generation: Int, listenFD: Int32, reportFD: Int32, masterPID: pid_t, slot: HostSlot) {
+    public init(global: GlobalSettings, pool: PoolSettings, generation: Int, listenFD: Int32, reportFD: Int32, masterPID: pid_t,
+                slot: HostSlot, loadsInBackground: Bool = false) {
         self.global = global
         self.pool = pool
         self.generation = generation
@@ -22,5 +26,6 @@ public struct HostLaunch {
         self.reportFD = reportFD
         self.masterPID = masterPID
         self.slot = slot
+        self.loadsInBackground = loadsInBackground
     }
 }

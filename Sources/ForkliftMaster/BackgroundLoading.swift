@@ -72,6 +72,11 @@ struct BackgroundLoading: Equatable {
         }
     }
 
+    /// Lowering the host failed: it loads at normal priority, and is not raised later.
+    mutating func loweringFailed() {
+        state = .done
+    }
+
     /// The host reported ready (`.ready`) or is told to stop (`.stopping`): nothing more to lower.
     mutating func finished(_ reason: Reason) -> Action? {
         defer { state = .done }

@@ -2,6 +2,11 @@ import ForkliftSystem
 import Glibc
 
 /// A reload's new generation loads at idle CPU priority (see `BackgroundLoading`).
+///
+/// The master lowers and raises the host; the workers the host forks while lowered raise
+/// themselves as the first thing they do (`HostLaunch.loadsInBackground`), before any plugin
+/// code runs in them and before they start threads, so no worker and none of its threads
+/// serves at idle priority, whatever the timing of a fork against the master's moves.
 extension Master {
     /// The policy for a host starting now, or nil if it loads at normal priority throughout:
     /// nobody is served while the first generation starts (unless an upgrading master still
@@ -21,45 +26,52 @@ extension Master {
     }
 
     /// The host is ready or told to stop: back to normal priority if it was lowered.
-    func endBackgroundLoading(_ pid: pid_t, because reason: BackgroundLoading.Reason) {
-        guard var policy = hosts[pid]?.backgroundLoading else { return }
+    /// False if it could not be raised (it stays at idle priority: do not let it serve).
+    @discardableResult
+    func endBackgroundLoading(_ pid: pid_t, because reason: BackgroundLoading.Reason) -> Bool {
+        guard var policy = hosts[pid]?.backgroundLoading else { return true }
         let action = policy.finished(reason)
         hosts[pid]?.backgroundLoading = policy
-        if let action { apply(action, to: pid) }
+        return action.map { apply($0, to: pid) } ?? true
     }
 
     var loadingPriorityDeadlines: [MonotonicInstant] {
         hosts.values.compactMap { $0.backgroundLoading?.nextDeadline }
     }
 
-    private func apply(_ action: BackgroundLoading.Action, to pid: pid_t) {
-        guard let host = hosts[pid] else { return }
+    /// True if done.
+    @discardableResult
+    private func apply(_ action: BackgroundLoading.Action, to pid: pid_t) -> Bool {
+        guard let host = hosts[pid] else { return true }
         let limit = host.backgroundLoading?.limit ?? 0
         switch action {
         case .lower:
             do {
-                try CPUPriority.set(.idle, of: pid)
+                // Every thread: a preload may load in parallel.
+                try CPUPriority.set(.idle, ofAllThreadsOf: pid)
                 log.info("\(host.label) is still loading after \(Int(BackgroundLoading.grace * 1000)) ms: it continues at idle CPU priority, for at most \(Formatting.seconds(limit)) (background_loading)")
             } catch {
+                hosts[pid]?.backgroundLoading?.loweringFailed()
+                try? CPUPriority.set(.normal, ofAllThreadsOf: pid) // in case some threads were lowered
                 log.warning("\(host.label) keeps loading at normal CPU priority: \(error)")
             }
+            return true
         case .raise(let reason):
-            // The host first: a worker it forks from now on is born at normal priority.
-            var failures: [String] = []
-            for process in [pid] + ProcessTree.children(of: pid) {
-                do { try CPUPriority.set(.normal, of: process) } catch { failures.append("\(error)") }
+            do {
+                try CPUPriority.set(.normal, ofAllThreadsOf: pid)
+            } catch {
+                log.error("\(host.label) cannot be raised back from idle CPU priority: \(error)")
+                return false
             }
             switch reason {
             case .ready:
-                log.info("\(host.label) loaded at idle CPU priority; it and its workers are back to normal priority")
+                log.info("\(host.label) loaded at idle CPU priority and is back to normal priority")
             case .stopping:
                 log.debug("\(host.label) is told to stop while loading: back to normal CPU priority")
             case .limitReached:
                 log.notice("\(host.label) is still loading after \(Formatting.seconds(limit)) at idle CPU priority (background_loading): it continues at normal priority")
             }
-            if !failures.isEmpty {
-                log.error("\(host.label) could not be raised back to normal CPU priority, it may serve slowly: \(failures.joined(separator: "; "))")
-            }
+            return true
         }
     }
 }

@@ -214,7 +214,8 @@ extension Master {
             reportPipe = pipe
             try setNonBlocking(pipe.readEnd)
             let launch = HostLaunch(global: global ?? configuration.global, pool: pool, generation: generation,
-                                    listenFD: listenFD, reportFD: pipe.writeEnd, masterPID: getpid(), slot: slot)
+                                    listenFD: listenFD, reportFD: pipe.writeEnd, masterPID: getpid(), slot: slot,
+                                    loadsInBackground: backgroundLoading != nil)
             let signals = self.signals!
             let body = hostBody
             let pid = try ChildProcess.spawn(newProcessGroup: true, prepareChild: {

@@ -46,8 +46,8 @@ public final class Master {
     var ownsFiles: Bool
     let executablePath = Master.startupExecutablePath()
     /// Whether a reload's new generation may load at idle CPU priority: only if it can be
-    /// raised back (see `CPUPriority.canLeaveIdle`).
-    let mayLoadInBackground = CPUPriority.canLeaveIdle
+    /// raised back (`CPUPriority.probeLeavingIdle`, at start).
+    var mayLoadInBackground = false
 
     public init(configuration: Configuration, configurationDirectory: String, handoff: Handoff? = nil, hostBody: @escaping HostBody) {
         self.configuration = configuration
@@ -65,6 +65,8 @@ public final class Master {
         do {
             if handoff == nil { try pidFile.write() } // else at the first commit
             scoreboard = try Scoreboard()
+            // Before the signal pipe: the probe forks and reaps a child of its own.
+            mayLoadInBackground = configuration.global.backgroundLoading > 0 && CPUPriority.probeLeavingIdle()
             signals = try SignalPipe(catching: [.term, .int, .quit, .hup, .usr1, .usr2, .chld])
             ignoreBrokenPipe()
             if let handoff {
@@ -81,7 +83,7 @@ public final class Master {
         }
         log.notice("forklift master started (pid \(getpid())), configuration from \(configuration.files.joined(separator: ", "))")
         if configuration.global.backgroundLoading > 0 && !mayLoadInBackground {
-            log.notice("background_loading is off: raising a new generation back from idle CPU priority takes root, CAP_SYS_NICE or an RLIMIT_NICE of 20; reloads load at normal priority")
+            log.notice("background_loading is off: this master may not raise a process back from idle CPU priority (that takes CAP_SYS_NICE or an RLIMIT_NICE of 20); reloads load at normal priority")
         }
         beginReload(configuration, initial: true)
 
@@ -183,8 +185,12 @@ public final class Master {
         case .ready(let summary):
             host.summary = summary
             hosts[pid] = host
-            endBackgroundLoading(pid, because: .ready)
             log.info("\(host.label) is ready: \(summary)")
+            guard endBackgroundLoading(pid, because: .ready) else {
+                // At idle priority it would serve only on CPU time nobody else wants.
+                rollback(because: "\(host.label) could not be raised back from idle CPU priority (set background_loading = 0)")
+                return
+            }
             if host.role == .replacement { goLive(pid) }
             if host.role == .candidate { commitIfReady() }
         case .failed(let reason):

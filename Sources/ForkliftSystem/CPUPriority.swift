@@ -1,7 +1,7 @@
 import Glibc
 
-/// The CPU scheduling class of a process: normal, or idle (`SCHED_IDLE`: it runs only on CPU
-/// time no normal process wants, and any normal process that wakes up preempts it at once).
+/// The CPU scheduling class of a thread: normal, or idle (`SCHED_IDLE`: it runs only on CPU
+/// time no normal thread wants, and a normal thread that wakes up preempts it at once).
 ///
 /// A reload's new generation loads at idle priority so that its preload competes as little
 /// as possible with the generation that serves. Nice +19 is not enough for that: measured
@@ -11,57 +11,76 @@ public enum CPUPriority: Equatable, Sendable {
     case normal
     case idle
 
-    /// Sets the priority of one thread (the main thread of a single-threaded process: its pid).
-    public static func set(_ priority: CPUPriority, of pid: pid_t) throws(SystemError) {
+    /// Sets the priority of one thread (0: the calling one). A thread inherits its creator's
+    /// priority, a forked child that of the thread that forked.
+    public static func set(_ priority: CPUPriority, of thread: pid_t) throws(SystemError) {
         var parameters = sched_param(sched_priority: 0)
         let policy: Int32 = priority == .idle ? idlePolicy : SCHED_OTHER
-        if sched_setscheduler(pid, policy, &parameters) != 0 {
-            throw SystemError("sched_setscheduler(\(pid), \(priority == .idle ? "SCHED_IDLE" : "SCHED_OTHER"))")
+        if sched_setscheduler(thread, policy, &parameters) != 0 {
+            throw SystemError("sched_setscheduler(\(thread), \(priority == .idle ? "SCHED_IDLE" : "SCHED_OTHER"))")
         }
     }
 
-    /// The priority of `pid`, nil if it is gone (or has a real-time policy, which Forklift never sets).
-    public static func of(_ pid: pid_t) -> CPUPriority? {
-        switch sched_getscheduler(pid) {
+    /// Sets the priority of every thread of a process. A thread that exits meanwhile is no
+    /// error; nor is the process itself being gone (`ESRCH` is not thrown).
+    public static func set(_ priority: CPUPriority, ofAllThreadsOf pid: pid_t) throws(SystemError) {
+        for thread in threads(of: pid) {
+            do {
+                try set(priority, of: thread)
+            } catch where error.errno == ESRCH {
+                continue
+            }
+        }
+    }
+
+    /// The priority of a thread (0: the calling one), nil if it is gone or has a real-time
+    /// policy (which Forklift never sets).
+    public static func of(_ thread: pid_t) -> CPUPriority? {
+        switch sched_getscheduler(thread) {
         case SCHED_OTHER: .normal
         case idlePolicy: .idle
         default: nil
         }
     }
 
-    /// Whether this process, and the children it starts, may go back from idle to normal
-    /// priority: Linux treats leaving `SCHED_IDLE` like lowering a nice value from 20 to 0,
-    /// which takes root, `CAP_SYS_NICE`, or an `RLIMIT_NICE` of at least 20. Without it, a
-    /// process lowered to idle would stay there.
-    public static var canLeaveIdle: Bool {
-        if geteuid() == 0 || hasEffectiveCapability(23 /* CAP_SYS_NICE */) { return true }
-        var limit = rlimit()
-        return getrlimit(__rlimit_resource_t(__RLIMIT_NICE.rawValue), &limit) == 0 && limit.rlim_cur >= 20
+    /// Whether this process, and the children it forks, may go back from idle to normal
+    /// priority. Linux treats leaving `SCHED_IDLE` like lowering a nice value from 20, which
+    /// takes `CAP_SYS_NICE` in the initial user namespace or a high enough `RLIMIT_NICE`: a
+    /// root without it (a container, a user namespace) cannot. Rather than re-derive those
+    /// rules, this tries: it forks a child that only waits, lowers it, raises it, and kills
+    /// it. Call it before any thread or SIGCHLD handling exists (the master's start).
+    public static func probeLeavingIdle() -> Bool {
+        let child = fork()
+        if child == 0 {
+            while true { pause() }
+        }
+        guard child > 0 else { return false }
+        defer {
+            kill(child, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(child, &status, 0) == -1 && errno == EINTR {}
+        }
+        do {
+            try set(.idle, of: child)
+            try set(.normal, of: child)
+            return of(child) == .normal
+        } catch {
+            return false
+        }
     }
 
     /// `SCHED_IDLE` (5), which Glibc declares only under `_GNU_SOURCE`.
     static let idlePolicy: Int32 = 5
 
-    /// From the `CapEff` line of /proc/self/status.
-    static func hasEffectiveCapability(_ bit: Int) -> Bool {
-        guard let file = fopen("/proc/self/status", "r") else { return false }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 256)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            guard text.hasPrefix("CapEff:") else { continue }
-            let hex = text.dropFirst("CapEff:".count).trimmingCharacters(in: " \t\n")
-            return UInt64(hex, radix: 16).map { $0 & (1 << UInt64(bit)) != 0 } ?? false
+    /// The thread ids in /proc/PID/task.
+    static func threads(of pid: pid_t) -> [pid_t] {
+        guard let directory = opendir("/proc/\(pid)/task") else { return [] }
+        defer { closedir(directory) }
+        var result: [pid_t] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let thread = pid_t(name) { result.append(thread) }
         }
-        return false
-    }
-}
-
-private extension Substring {
-    func trimmingCharacters(in set: String) -> Substring {
-        var result = self
-        while let first = result.first, set.contains(first) { result = result.dropFirst() }
-        while let last = result.last, set.contains(last) { result = result.dropLast() }
         return result
     }
 }

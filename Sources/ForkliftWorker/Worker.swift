@@ -37,15 +37,21 @@ public enum Worker {
         }
         unblockAllSignals()
 
+        // Forked while the master had the host loading at idle CPU priority: back to normal
+        // before any plugin code runs here, so that the threads worker init may start are
+        // born at normal priority too.
+        if launch.leavesIdlePriority && CPUPriority.of(0) == .idle {
+            do {
+                try CPUPriority.set(.normal, of: 0)
+            } catch {
+                failInit(launch, "worker \(getpid()) cannot leave the idle CPU priority its host loaded at: \(error)")
+            }
+        }
         for plugin in launch.plugins {
             do {
                 try plugin.workerInit()
             } catch {
-                log.error("\(error)")
-                // One line, under PIPE_BUF, so it cannot interleave with another worker's.
-                let reason = String(error.description.prefix(3000).map { $0.isNewline ? " " : $0 })
-                try? writeAll(launch.readyFD, "failed \(getpid()) \(reason)\n")
-                ChildProcess.exitImmediately(WorkerExitCode.initFailed)
+                failInit(launch, error.description)
             }
         }
         try? writeAll(launch.readyFD, "ready \(getpid())\n")
@@ -72,6 +78,15 @@ public enum Worker {
         log.debug("worker leaving: \(reason)", metadata: ["served": "\(loop.served)"])
         for plugin in launch.plugins { plugin.workerExit() }
         ChildProcess.exitImmediately(loop.acceptFailed ? WorkerExitCode.setupFailed : WorkerExitCode.normal)
+    }
+
+    /// Worker init failed: tell the host why (one line, under PIPE_BUF, so it cannot
+    /// interleave with another worker's), and leave; respawning would fail the same way.
+    private static func failInit(_ launch: WorkerLaunch, _ reason: String) -> Never {
+        ForkliftLogging.logger.error("\(reason)")
+        let line = String(reason.prefix(3000).map { $0.isNewline ? " " : $0 })
+        try? writeAll(launch.readyFD, "failed \(getpid()) \(line)\n")
+        ChildProcess.exitImmediately(WorkerExitCode.initFailed)
     }
 }
 

@@ -20,9 +20,12 @@ public struct WorkerLaunch {
     public let gateFD: Int32
     /// The generation's scoreboard slot: tells the worker when it was retired.
     public let slot: HostSlot
+    /// The host may have been at idle CPU priority when it forked this worker (see
+    /// `HostLaunch.loadsInBackground`): the worker then raises itself to normal priority.
+    public let leavesIdlePriority: Bool
 
     public init(pool: PoolSettings, generation: Int, listenFD: Int32, plugins: [PluginInstance],
-                requestLimit: Int, readyFD: Int32, hostPID: pid_t, gateFD: Int32, slot: HostSlot) {
+                requestLimit: Int, readyFD: Int32, hostPID: pid_t, gateFD: Int32, slot: HostSlot, leavesIdlePriority: Bool = false) {
         self.pool = pool
         self.generation = generation
         self.listenFD = listenFD
@@ -32,6 +35,7 @@ public struct WorkerLaunch {
         self.hostPID = hostPID
         self.gateFD = gateFD
         self.slot = slot
+        self.leavesIdlePriority = leavesIdlePriority
     }
 }
 

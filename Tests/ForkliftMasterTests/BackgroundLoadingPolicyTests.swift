@@ -38,6 +38,14 @@ import Testing
         #expect(stopped.finished(.stopping) == .raise(.stopping))
     }
 
+    @Test func aFailedLoweringIsNotRaisedLater() {
+        var policy = BackgroundLoading(started: t0, limit: 30)
+        #expect(policy.tick(now: t0.advanced(bySeconds: 0.1)) == .lower)
+        policy.loweringFailed()
+        #expect(!policy.isIdle && policy.nextDeadline == nil)
+        #expect(policy.finished(.ready) == nil)
+    }
+
     @Test func thisProcessMayLowerAndRaiseAChild() throws {
         // The master's own moves on a real process: lower a child, read it back, raise it.
         let child = fork()
@@ -46,7 +54,7 @@ import Testing
         #expect(CPUPriority.of(child) == .normal)
         try CPUPriority.set(.idle, of: child)
         #expect(CPUPriority.of(child) == .idle)
-        if CPUPriority.canLeaveIdle {
+        if CPUPriority.probeLeavingIdle() {
             try CPUPriority.set(.normal, of: child)
             #expect(CPUPriority.of(child) == .normal)
         } else {

@@ -205,6 +205,11 @@ public enum ProcessTable {
         return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
     }
 
+    /// The thread ids of `pid`.
+    public static func threads(of pid: pid_t) -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).compactMap { pid_t($0) }
+    }
+
     /// The scheduling policy of `pid` (SCHED_OTHER 0, SCHED_IDLE 5), nil if it is gone.
     public static func schedulingPolicy(of pid: pid_t) -> Int32? {
         let policy = sched_getscheduler(pid)

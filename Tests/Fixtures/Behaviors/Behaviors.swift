@@ -32,7 +32,7 @@ final class Behaviors: ForkliftHandler {
 
     /// Settings that make a hook fail or take time: `fail_preload`, `preload_sleep_ms`,
     /// `fail_worker_init`, `crash_in_worker_init` (abort), `worker_init_sleep_ms`,
-    /// `start_thread` (in preload).
+    /// `start_thread` (in preload), `worker_thread` (a thread started in worker init).
     init(context: PluginContext) throws {
         settings = context.settings
         if settings["fail_preload"] == "true" { throw PluginError("preload failed on purpose (fail_preload = true)") }
@@ -49,6 +49,10 @@ final class Behaviors: ForkliftHandler {
         if settings["fail_worker_init"] == "true" { throw PluginError("worker init failed on purpose (fail_worker_init = true)") }
         if settings["crash_in_worker_init"] == "true" { abort() }
         if let ms = try settings.int("worker_init_sleep_ms") { usleep(UInt32(ms) * 1000) }
+        if settings["worker_thread"] == "true" {
+            var thread = pthread_t()
+            _ = pthread_create(&thread, nil, { _ in while true { sleep(1000) } }, nil)
+        }
     }
 
     func handle(_ request: Request, _ response: Response) throws {
