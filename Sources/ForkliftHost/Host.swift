@@ -46,6 +46,10 @@ public enum Host {
             ChildProcess.exitImmediately(1)
         }
         let loaded = MonotonicInstant.now()
+        // The master may have lowered this host to idle CPU priority while it loaded
+        // (background_loading): the preload is done, fork and start the workers at full speed.
+        // Should the master lower it again meanwhile, its workers raise themselves anyway.
+        if launch.loadsInBackground { try? CPUPriority.set(.normal, ofAllThreadsOf: getpid()) }
 
         var workers: WorkerPool
         do {

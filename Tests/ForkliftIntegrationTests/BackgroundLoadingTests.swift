@@ -50,7 +50,7 @@ struct BackgroundLoadingTests {
         #expect(old.count == 3 && policies(old).allSatisfy { $0 == Self.normal }, "the first generation loads and serves at normal priority")
 
         // The workers are forked while the host is lowered; worker init starts a thread.
-        try server.writeConfig(reloadConfig(behaviorSettings: "preload_sleep_ms = 1500, worker_thread = true"))
+        try server.writeConfig(reloadConfig(behaviorSettings: "preload_sleep_ms = 1500, worker_thread = true, worker_init_sleep_ms = 800"))
         let reload = InBackground { try server.reload() }
         var loading: pid_t?
         #expect(ForkliftServer.eventually(timeout: 5) { loading = host(server, generation: 2); return loading != nil })
@@ -59,6 +59,8 @@ struct BackgroundLoadingTests {
                 "still loading after 50 ms: idle priority")
         #expect(policies(old).allSatisfy { $0 == Self.normal }, "the serving generation keeps normal priority")
         #expect(try FastCGIClient.get(address, "/v").status == 200, "and serves meanwhile")
+        #expect(ForkliftServer.eventually(timeout: 3) { ProcessTable.schedulingPolicy(of: candidate) == Self.normal })
+        #expect(!server.log.contains("(host pid \(candidate)) is ready"), "the preload done, the host raised itself for the forks and worker init")
 
         let result = try #require(try reload.wait()?.get())
         #expect(result.status == 0, "\(result.output)")
@@ -126,5 +128,29 @@ struct BackgroundLoadingTests {
         #expect(ProcessTable.schedulingPolicy(of: candidate) == Self.normal, "raised before it went live")
         let stop = try Command.run(ForkliftServer.binary, ["stop", "--conf", conf])
         #expect(stop.status == 0, "\(stop.output)")
+    }
+
+    @Test func aWorkerForkedByALoweredHostRaisesItselfAndItsThreads() throws {
+        let server = try startServer()
+        defer { server.shutdown() }
+        try server.writeConfig(reloadConfig(behaviorSettings: "worker_thread = true"))
+        #expect(try server.reload().status == 0)
+        let lowered = try #require(self.host(server, generation: 2))
+        // Stands in for the master lowering a host just as it forks (its timer racing the
+        // end of a preload): the host is idle, and a worker it forks inherits that.
+        try CPUPriority.set(.idle, of: lowered)
+        let old = server.workerPIDs()
+        let victim = try #require(old.first)
+        kill(victim, SIGKILL)
+        var replacement: pid_t?
+        #expect(ForkliftServer.eventually(timeout: 10) {
+            replacement = server.workerPIDs().subtracting(old).first
+            return replacement != nil
+        })
+        let worker = try #require(replacement)
+        #expect(ForkliftServer.eventually(timeout: 5) { ProcessTable.threads(of: worker).count >= 2 }, "worker init started its thread")
+        let threads = threadPolicies([worker])
+        #expect(!threads.isEmpty && threads.allSatisfy { $0 == Self.normal }, "the worker and its thread: \(threads)")
+        #expect(ProcessTable.schedulingPolicy(of: lowered) == Self.idle, "the host itself was left as the test set it")
     }
 }
