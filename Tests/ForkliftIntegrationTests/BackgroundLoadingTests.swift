@@ -58,6 +58,8 @@ struct BackgroundLoadingTests {
         #expect(ForkliftServer.eventually(timeout: 1.2) { ProcessTable.schedulingPolicy(of: candidate) == Self.idle },
                 "still loading after 50 ms: idle priority")
         #expect(policies(old).allSatisfy { $0 == Self.normal }, "the serving generation keeps normal priority")
+        let status = try Command.run(ForkliftServer.binary, ["status", "--conf", server.configurationDirectory])
+        #expect(status.output.contains("pool www gen 2 candidate (loading at idle CPU priority)"), "\(status.output)")
         #expect(try FastCGIClient.get(address, "/v").status == 200, "and serves meanwhile")
         #expect(ForkliftServer.eventually(timeout: 3) { ProcessTable.schedulingPolicy(of: candidate) == Self.normal })
         #expect(!server.log.contains("(host pid \(candidate)) is ready"), "the preload done, the host raised itself for the forks and worker init")
