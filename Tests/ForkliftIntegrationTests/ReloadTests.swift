@@ -29,6 +29,20 @@ func reloadConfig(children: Int = 2, behaviorSettings: String = "", reloadTimeou
     """
 }
 
+/// Builds a plugin from C sources with the system compiler, into `directory`; returns its path.
+func buildCPlugin(_ sources: [String], in directory: String) throws -> String {
+    let cc = try #require(Command.find("cc"), "a C compiler is needed")
+    let files = try sources.enumerated().map { index, text in
+        let path = directory + "/plugin\(index).c"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+    let output = directory + "/libbuilt.so"
+    let build = try Command.run(cc, ["-shared", "-fPIC", "-I", ForkliftServer.packageRoot + "/Sources/CForkliftABI/include"] + files + ["-o", output])
+    #expect(build.status == 0, "\(build.output)")
+    return output
+}
+
 /// "version 2.0.0 host 1234" → ("2.0.0", 1234)
 func versionAndHost(_ response: FastCGIResponse) -> (version: String, host: pid_t)? {
     let words = response.bodyText.split(whereSeparator: { $0 == " " || $0 == "\n" })
@@ -129,7 +143,8 @@ final class LoadGenerator: @unchecked Sendable {
     }
 
     enum Breakage: String, CaseIterable, CustomTestStringConvertible {
-        case notAPlugin, preloadThrows, workerInitFails, workerInitCrashes, notReadyInTime, brokenConfiguration
+        case notAPlugin, wrongABIVersion, otherSwiftToolchain, preloadThrows, preloadCrashes, workerInitFails, workerInitCrashes,
+             notReadyInTime, brokenConfiguration
         var testDescription: String { rawValue }
     }
 
@@ -143,9 +158,24 @@ final class LoadGenerator: @unchecked Sendable {
         case .notAPlugin:
             try server.install(ForkliftServer.buildDirectory + "/libForkliftTestNotAPlugin.so", as: "versioned.so")
             expectedCause = "does not export forklift_plugin_entry"
+        case .wrongABIVersion:
+            // The C example, claiming a plugin ABI this forklift does not speak.
+            let source = try String(contentsOfFile: ForkliftServer.packageRoot + "/docs/examples/hello_c.c", encoding: .utf8)
+                .replacingOccurrences(of: ".abi_version = FORKLIFT_ABI_VERSION,", with: ".abi_version = 99,")
+            try server.install(try buildCPlugin([source], in: server.directory), as: "versioned.so")
+            expectedCause = "was built for plugin ABI version 99, but this forklift speaks version 1"
+        case .otherSwiftToolchain:
+            // The C example, with the record a Swift compiler leaves in .comment, of another release.
+            let source = try String(contentsOfFile: ForkliftServer.packageRoot + "/docs/examples/hello_c.c", encoding: .utf8)
+            let record = #"__asm__(".section .comment,\"MS\",@progbits,1\n.asciz \"clang version 1.0.0 (https://github.com/swiftlang/llvm-project.git 0123456789)\"\n.previous");"#
+            try server.install(try buildCPlugin([source, record], in: server.directory), as: "versioned.so")
+            expectedCause = "was built with a different Swift toolchain (clang version 1.0.0"
         case .preloadThrows:
             try server.writeConfig(reloadConfig(behaviorSettings: "fail_preload = true"))
             expectedCause = "preload failed on purpose"
+        case .preloadCrashes:
+            try server.writeConfig(reloadConfig(behaviorSettings: "crash_in_preload = true"))
+            expectedCause = "was killed by SIGABRT"
         case .workerInitFails:
             try server.writeConfig(reloadConfig(behaviorSettings: "fail_worker_init = true"))
             expectedCause = "worker init failed on purpose"

@@ -30,12 +30,13 @@ final class Behaviors: ForkliftHandler {
         warmedUpIn = getpid()
     }
 
-    /// Settings that make a hook fail or take time: `fail_preload`, `preload_sleep_ms`,
+    /// Settings that make a hook fail or take time: `fail_preload`, `crash_in_preload` (abort), `preload_sleep_ms`,
     /// `fail_worker_init`, `crash_in_worker_init` (abort), `worker_init_sleep_ms`,
     /// `start_thread` (in preload), `worker_thread` (a thread started in worker init).
     init(context: PluginContext) throws {
         settings = context.settings
         if settings["fail_preload"] == "true" { throw PluginError("preload failed on purpose (fail_preload = true)") }
+        if settings["crash_in_preload"] == "true" { abort() }
         if let ms = try settings.int("preload_sleep_ms") { usleep(UInt32(ms) * 1000) }
         let arena = try SharedArena(capacity: 1 << 16, label: "behaviors")
         preloaded = try arena.append(contentsOf: [UInt64](repeating: 42, count: 512))
