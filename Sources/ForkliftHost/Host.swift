@@ -47,9 +47,13 @@ public enum Host {
         }
         let loaded = MonotonicInstant.now()
         // The master may have lowered this host to idle CPU priority while it loaded
-        // (background_loading): the preload is done, fork and start the workers at full speed.
-        // Should the master lower it again meanwhile, its workers raise themselves anyway.
-        if launch.loadsInBackground { try? CPUPriority.set(.normal, ofAllThreadsOf: getpid()) }
+        // (background_loading): the preload is done, fork and start the workers at full speed,
+        // and tell the master, which lowers it no more (and raises it again should its timer
+        // have raced this). Workers forked at idle meanwhile raise themselves.
+        if launch.loadsInBackground {
+            try? CPUPriority.set(.normal, ofAllThreadsOf: getpid())
+            report(.loaded)
+        }
 
         var workers: WorkerPool
         do {

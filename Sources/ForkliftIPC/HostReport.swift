@@ -1,5 +1,8 @@
 /// What a host tells the master, one line each over the host's report pipe.
 public enum HostReport: Equatable, Sendable {
+    /// Plugins loaded and preloaded; the workers are forked next. Sent by a host the master
+    /// may lower while it loads (`HostLaunch.loadsInBackground`): it has raised itself.
+    case loaded
     /// Every plugin loaded and preloaded, every initial worker passed worker init.
     case ready(summary: String)
     /// The generation cannot serve; the reason names the plugin and the step.
@@ -7,13 +10,16 @@ public enum HostReport: Equatable, Sendable {
 
     public var line: String {
         switch self {
+        case .loaded: "loaded\n"
         case .ready(let summary): "ready \(Self.oneLine(summary))\n"
         case .failed(let reason): "failed \(Self.oneLine(reason))\n"
         }
     }
 
     public init?(line: String) {
-        if line.hasPrefix("ready ") {
+        if line == "loaded" {
+            self = .loaded
+        } else if line.hasPrefix("ready ") {
             self = .ready(summary: String(line.dropFirst(6)))
         } else if line.hasPrefix("failed ") {
             self = .failed(reason: String(line.dropFirst(7)))

@@ -14,11 +14,13 @@ struct BackgroundLoading: Equatable {
     enum Action: Equatable {
         /// Lower the host to idle priority.
         case lower
-        /// Raise the host and any worker it forked back to normal priority.
+        /// Raise the host back to normal priority (its workers raise themselves).
         case raise(Reason)
     }
 
     enum Reason: Equatable {
+        /// The host's preload is done (it raised itself; this covers a lowering that raced it).
+        case loaded
         /// The generation is ready: it is about to serve.
         case ready
         /// It has loaded at idle priority for `limit` and is not done.
@@ -29,7 +31,9 @@ struct BackgroundLoading: Equatable {
 
     enum State: Equatable {
         case normal(lowerAt: MonotonicInstant)
-        case idle(raiseAt: MonotonicInstant)
+        /// `raiseAt` nil: the raise at the limit failed; it is tried again when the host is
+        /// loaded or ready, and then a failure rolls the reload back.
+        case idle(raiseAt: MonotonicInstant?)
         case done
     }
 
@@ -54,7 +58,8 @@ struct BackgroundLoading: Equatable {
     /// When `tick` has something to do next.
     var nextDeadline: MonotonicInstant? {
         switch state {
-        case .normal(let at), .idle(let at): at
+        case .normal(let at): at
+        case .idle(let at): at
         case .done: nil
         }
     }
@@ -64,7 +69,7 @@ struct BackgroundLoading: Equatable {
         case .normal(let lowerAt) where now >= lowerAt:
             state = .idle(raiseAt: now.advanced(bySeconds: limit))
             return .lower
-        case .idle(let raiseAt) where now >= raiseAt:
+        case .idle(let raiseAt?) where now >= raiseAt:
             state = .done
             return .raise(.limitReached)
         default:
@@ -77,7 +82,12 @@ struct BackgroundLoading: Equatable {
         state = .done
     }
 
-    /// The host reported ready (`.ready`) or is told to stop (`.stopping`): nothing more to lower.
+    /// Raising it at the limit failed: it is still idle.
+    mutating func raisingFailed() {
+        state = .idle(raiseAt: nil)
+    }
+
+    /// The host is loaded (`.loaded`), ready (`.ready`) or told to stop (`.stopping`): nothing more to lower.
     mutating func finished(_ reason: Reason) -> Action? {
         defer { state = .done }
         return isIdle ? .raise(reason) : nil

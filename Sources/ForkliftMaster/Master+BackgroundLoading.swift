@@ -21,11 +21,11 @@ extension Master {
         for (pid, host) in hosts {
             guard var policy = host.backgroundLoading, let action = policy.tick(now: now) else { continue }
             hosts[pid]?.backgroundLoading = policy
-            apply(action, to: pid)
+            if !apply(action, to: pid) { hosts[pid]?.backgroundLoading?.raisingFailed() }
         }
     }
 
-    /// The host is ready or told to stop: back to normal priority if it was lowered.
+    /// The host is loaded, ready or told to stop: back to normal priority if it was lowered.
     /// False if it could not be raised (it stays at idle priority: do not let it serve).
     @discardableResult
     func endBackgroundLoading(_ pid: pid_t, because reason: BackgroundLoading.Reason) -> Bool {
@@ -64,7 +64,7 @@ extension Master {
                 return false
             }
             switch reason {
-            case .ready:
+            case .loaded, .ready:
                 log.info("\(host.label) loaded at idle CPU priority and is back to normal priority")
             case .stopping:
                 log.debug("\(host.label) is told to stop while loading: back to normal CPU priority")

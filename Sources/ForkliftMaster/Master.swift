@@ -65,8 +65,9 @@ public final class Master {
         do {
             if handoff == nil { try pidFile.write() } // else at the first commit
             scoreboard = try Scoreboard()
-            // Before the signal pipe: the probe forks and reaps a child of its own.
-            mayLoadInBackground = configuration.global.backgroundLoading > 0 && CPUPriority.probeLeavingIdle()
+            // Before the signal pipe: the probe forks and reaps a child of its own. Even with
+            // background_loading = 0: a reload may turn it on.
+            mayLoadInBackground = CPUPriority.probeLeavingIdle()
             signals = try SignalPipe(catching: [.term, .int, .quit, .hup, .usr1, .usr2, .chld])
             ignoreBrokenPipe()
             if let handoff {
@@ -182,15 +183,18 @@ public final class Master {
     private func handleReport(_ report: HostReport?, from pid: pid_t) {
         guard var host = hosts[pid] else { return }
         switch report {
-        case .ready(let summary):
-            host.summary = summary
-            hosts[pid] = host
-            log.info("\(host.label) is ready: \(summary)")
-            guard endBackgroundLoading(pid, because: .ready) else {
-                // At idle priority it would serve only on CPU time nobody else wants.
+        case .loaded, .ready:
+            if case .ready(let summary) = report {
+                host.summary = summary
+                hosts[pid] = host
+                log.info("\(host.label) is ready: \(summary)")
+            }
+            // At idle priority it would serve only on CPU time nobody else wants.
+            guard endBackgroundLoading(pid, because: report == .loaded ? .loaded : .ready) else {
                 rollback(because: "\(host.label) could not be raised back from idle CPU priority (set background_loading = 0)")
                 return
             }
+            guard host.isReady else { return }
             if host.role == .replacement { goLive(pid) }
             if host.role == .candidate { commitIfReady() }
         case .failed(let reason):

@@ -21,10 +21,11 @@ public enum CPUPriority: Equatable, Sendable {
         }
     }
 
-    /// Sets the priority of every thread of a process. A thread that exits meanwhile is no
-    /// error; nor is the process itself being gone (`ESRCH` is not thrown).
+    /// Sets the priority of every thread of a process: its main thread (whose failure, even
+    /// `ESRCH`, is thrown), then the others (one that exits meanwhile is no error).
     public static func set(_ priority: CPUPriority, ofAllThreadsOf pid: pid_t) throws(SystemError) {
-        for thread in threads(of: pid) {
+        try set(priority, of: pid)
+        for thread in threads(of: pid) where thread != pid {
             do {
                 try set(priority, of: thread)
             } catch where error.errno == ESRCH {
@@ -48,10 +49,15 @@ public enum CPUPriority: Equatable, Sendable {
     /// takes `CAP_SYS_NICE` in the initial user namespace or a high enough `RLIMIT_NICE`: a
     /// root without it (a container, a user namespace) cannot. Rather than re-derive those
     /// rules, this tries: it forks a child that only waits, lowers it, raises it, and kills
-    /// it. Call it before any thread or SIGCHLD handling exists (the master's start).
+    /// it. The child calls nothing but `prctl`, `getppid` and `pause`, so a multi-threaded process may
+    /// probe too; it waits for that child's pid alone.
     public static func probeLeavingIdle() -> Bool {
+        let parent = getpid()
         let child = fork()
         if child == 0 {
+            // Should the caller die before it kills us.
+            ChildProcess.setParentDeathSignal(.kill)
+            if getppid() != parent { _exit(0) }
             while true { pause() }
         }
         guard child > 0 else { return false }

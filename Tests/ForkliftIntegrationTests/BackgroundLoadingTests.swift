@@ -49,7 +49,7 @@ struct BackgroundLoadingTests {
         let old = family(server, generation: 1)
         #expect(old.count == 3 && policies(old).allSatisfy { $0 == Self.normal }, "the first generation loads and serves at normal priority")
 
-        // The workers are forked while the host is lowered; worker init starts a thread.
+        // Worker init starts a thread, and takes long enough to look at the host before ready.
         try server.writeConfig(reloadConfig(behaviorSettings: "preload_sleep_ms = 1500, worker_thread = true, worker_init_sleep_ms = 800"))
         let reload = InBackground { try server.reload() }
         var loading: pid_t?
@@ -63,6 +63,10 @@ struct BackgroundLoadingTests {
         #expect(try FastCGIClient.get(address, "/v").status == 200, "and serves meanwhile")
         #expect(ForkliftServer.eventually(timeout: 3) { ProcessTable.schedulingPolicy(of: candidate) == Self.normal })
         #expect(!server.log.contains("(host pid \(candidate)) is ready"), "the preload done, the host raised itself for the forks and worker init")
+        try server.waitForLog("(host pid \(candidate)) loaded at idle CPU priority and is back to normal priority")
+        let statusAfter = try Command.run(ForkliftServer.binary, ["status", "--conf", server.configurationDirectory])
+        #expect(statusAfter.output.contains("pool www gen 2 candidate pid"), "the master knows it is loaded: \(statusAfter.output)")
+        #expect(!server.log.contains("(host pid \(candidate)) is ready"), "still in worker init")
 
         let result = try #require(try reload.wait()?.get())
         #expect(result.status == 0, "\(result.output)")
@@ -77,18 +81,18 @@ struct BackgroundLoadingTests {
     }
 
     @Test func afterTheLimitLoadingContinuesAtNormalPriority() throws {
-        let server = try startServer(global: #"background_loading = "300ms""#)
+        let server = try startServer(global: #"background_loading = "1s""#)
         defer { server.shutdown() }
-        try server.writeConfig(reloadConfig(behaviorSettings: "preload_sleep_ms = 2000", global: #"background_loading = "300ms""#))
+        try server.writeConfig(reloadConfig(behaviorSettings: "preload_sleep_ms = 3000", global: #"background_loading = "1s""#))
         let reload = InBackground { try server.reload() }
         var loading: pid_t?
         #expect(ForkliftServer.eventually(timeout: 5) { loading = host(server, generation: 2); return loading != nil })
         let candidate = try #require(loading)
-        #expect(ForkliftServer.eventually(timeout: 1) { ProcessTable.schedulingPolicy(of: candidate) == Self.idle })
-        #expect(ForkliftServer.eventually(timeout: 1) { ProcessTable.schedulingPolicy(of: candidate) == Self.normal },
+        #expect(ForkliftServer.eventually(timeout: 1.5) { ProcessTable.schedulingPolicy(of: candidate) == Self.idle })
+        #expect(ForkliftServer.eventually(timeout: 2) { ProcessTable.schedulingPolicy(of: candidate) == Self.normal },
                 "raised at the limit, while the preload still sleeps")
         #expect(!server.log.contains("pool www gen 2 (host pid \(candidate)) is ready"), "raised before it was ready")
-        try server.waitForLog("is still loading after 0.3 s at idle CPU priority (background_loading): it continues at normal priority")
+        try server.waitForLog("is still loading after 1.0 s at idle CPU priority (background_loading): it continues at normal priority")
         #expect(try #require(try reload.wait()?.get()).status == 0)
     }
 
@@ -115,7 +119,7 @@ struct BackgroundLoadingTests {
     }
 
     @Test func anUpgradedMasterLoadsInTheBackgroundWhileTheOldOneServes() throws {
-        let server = try ForkliftServer(config: reloadConfig(behaviorSettings: "preload_sleep_ms = 1000")) {
+        let server = try ForkliftServer(config: reloadConfig(behaviorSettings: "preload_sleep_ms = 2000")) {
             try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so")
         }
         defer { server.shutdown() }
@@ -124,7 +128,7 @@ struct BackgroundLoadingTests {
         var loading: pid_t?
         #expect(ForkliftServer.eventually(timeout: 5) { loading = host(server, generation: 2); return loading != nil })
         let candidate = try #require(loading)
-        #expect(ForkliftServer.eventually(timeout: 0.9) { ProcessTable.schedulingPolicy(of: candidate) == Self.idle })
+        #expect(ForkliftServer.eventually(timeout: 1.8) { ProcessTable.schedulingPolicy(of: candidate) == Self.idle })
         let result = try #require(try upgrade.wait()?.get())
         #expect(result.status == 0, "\(result.output)")
         #expect(ProcessTable.schedulingPolicy(of: candidate) == Self.normal, "raised before it went live")

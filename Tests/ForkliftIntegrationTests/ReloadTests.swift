@@ -39,7 +39,7 @@ func buildCPlugin(_ sources: [String], in directory: String) throws -> String {
     }
     let output = directory + "/libbuilt.so"
     let build = try Command.run(cc, ["-shared", "-fPIC", "-I", ForkliftServer.packageRoot + "/Sources/CForkliftABI/include"] + files + ["-o", output])
-    #expect(build.status == 0, "\(build.output)")
+    try #require(build.status == 0, "\(build.output)")
     return output
 }
 
@@ -168,7 +168,8 @@ final class LoadGenerator: @unchecked Sendable {
             // The C example, with the record a Swift compiler leaves in .comment, of another release.
             let source = try String(contentsOfFile: ForkliftServer.packageRoot + "/docs/examples/hello_c.c", encoding: .utf8)
             let record = #"__asm__(".section .comment,\"MS\",@progbits,1\n.asciz \"clang version 1.0.0 (https://github.com/swiftlang/llvm-project.git 0123456789)\"\n.previous");"#
-            try server.install(try buildCPlugin([source, record], in: server.directory), as: "versioned.so")
+            // First on the command line: its record comes first in .comment, even if cc is a clang.
+            try server.install(try buildCPlugin([record, source], in: server.directory), as: "versioned.so")
             expectedCause = "was built with a different Swift toolchain (clang version 1.0.0"
         case .preloadThrows:
             try server.writeConfig(reloadConfig(behaviorSettings: "fail_preload = true"))

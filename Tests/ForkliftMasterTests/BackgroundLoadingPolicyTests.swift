@@ -38,6 +38,16 @@ import Testing
         #expect(stopped.finished(.stopping) == .raise(.stopping))
     }
 
+    @Test func aFailedRaiseAtTheLimitIsTriedAgainWhenLoaded() {
+        var policy = BackgroundLoading(started: t0, limit: 1)
+        #expect(policy.tick(now: t0.advanced(bySeconds: 0.1)) == .lower)
+        #expect(policy.tick(now: t0.advanced(bySeconds: 1.1)) == .raise(.limitReached))
+        policy.raisingFailed()
+        #expect(policy.isIdle && policy.nextDeadline == nil, "still idle, no timer left")
+        #expect(policy.tick(now: t0.advanced(bySeconds: 5)) == nil)
+        #expect(policy.finished(.loaded) == .raise(.loaded))
+    }
+
     @Test func aFailedLoweringIsNotRaisedLater() {
         var policy = BackgroundLoading(started: t0, limit: 30)
         #expect(policy.tick(now: t0.advanced(bySeconds: 0.1)) == .lower)
@@ -50,6 +60,7 @@ import Testing
         // The master's own moves on a real process: lower a child, read it back, raise it.
         let child = fork()
         if child == 0 { pause(); _exit(0) }
+        try #require(child > 0, "fork failed")
         defer { kill(child, SIGKILL); var status: Int32 = 0; waitpid(child, &status, 0) }
         #expect(CPUPriority.of(child) == .normal)
         try CPUPriority.set(.idle, of: child)

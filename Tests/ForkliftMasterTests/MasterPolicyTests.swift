@@ -67,6 +67,7 @@ import Testing
         #expect(HostReport.failed(reason: "line one\r\nline two").line == "failed line one line two\n")
         #expect(HostReport(line: "ready pool=www") == .ready(summary: "pool=www"))
         #expect(HostReport(line: "nonsense") == nil)
+        #expect(HostReport(line: String(HostReport.loaded.line.dropLast())) == .loaded)
     }
 
     @Test func theLineBufferKeepsPartialLines() {
