@@ -8,7 +8,7 @@ import ForkliftSystem
 /// rose to 2.4x while a 512 MiB preload ran at normal priority, and stayed at 1.4x at idle
 /// priority. So a new generation still loading after `grace` continues at idle priority —
 /// on CPU time the serving workers leave unused — for at most `limit`, then at normal
-/// priority again so that a saturated machine still reloads. A light plugin is ready within
+/// priority again so that a saturated machine still reloads. A light plugin is loaded within
 /// the grace and never leaves normal priority: its reload is not delayed at all.
 struct BackgroundLoading: Equatable {
     enum Action: Equatable {
@@ -20,9 +20,8 @@ struct BackgroundLoading: Equatable {
 
     enum Reason: Equatable {
         /// The host's preload is done (it raised itself; this covers a lowering that raced it).
+        /// It reports that before its workers are forked, so before it is ready.
         case loaded
-        /// The generation is ready: it is about to serve.
-        case ready
         /// It has loaded at idle priority for `limit` and is not done.
         case limitReached
         /// It is told to stop: a host still loading finishes its preload before it can.
@@ -32,13 +31,13 @@ struct BackgroundLoading: Equatable {
     enum State: Equatable {
         case normal(lowerAt: MonotonicInstant)
         /// `raiseAt` nil: the raise at the limit failed; it is tried again when the host is
-        /// loaded or ready, and then a failure rolls the reload back.
+        /// loaded, and then a failure rolls the reload back.
         case idle(raiseAt: MonotonicInstant?)
         case done
     }
 
-    /// How long a new generation loads at normal priority first. Loading Hello, from exec to
-    /// ready, takes about 15 ms; a 512 MiB preload takes seconds.
+    /// How long a new generation loads at normal priority first. Loading Hello takes under
+    /// 10 ms (under load as well); a 512 MiB preload takes seconds.
     static let grace = 0.05
 
     private(set) var state: State
@@ -87,7 +86,7 @@ struct BackgroundLoading: Equatable {
         state = .idle(raiseAt: nil)
     }
 
-    /// The host is loaded (`.loaded`), ready (`.ready`) or told to stop (`.stopping`): nothing more to lower.
+    /// The host is loaded (`.loaded`) or told to stop (`.stopping`): nothing more to lower.
     mutating func finished(_ reason: Reason) -> Action? {
         defer { state = .done }
         return isIdle ? .raise(reason) : nil

@@ -25,7 +25,7 @@ extension Master {
         }
     }
 
-    /// The host is loaded, ready or told to stop: back to normal priority if it was lowered.
+    /// The host is loaded or told to stop: back to normal priority if it was lowered.
     /// False if it could not be raised (it stays at idle priority: do not let it serve).
     @discardableResult
     func endBackgroundLoading(_ pid: pid_t, because reason: BackgroundLoading.Reason) -> Bool {
@@ -64,7 +64,7 @@ extension Master {
                 return false
             }
             switch reason {
-            case .loaded, .ready:
+            case .loaded:
                 log.info("\(host.label) loaded at idle CPU priority and is back to normal priority")
             case .stopping:
                 log.debug("\(host.label) is told to stop while loading: back to normal CPU priority")

@@ -183,18 +183,16 @@ public final class Master {
     private func handleReport(_ report: HostReport?, from pid: pid_t) {
         guard var host = hosts[pid] else { return }
         switch report {
-        case .loaded, .ready:
-            if case .ready(let summary) = report {
-                host.summary = summary
-                hosts[pid] = host
-                log.info("\(host.label) is ready: \(summary)")
-            }
+        case .loaded:
             // At idle priority it would serve only on CPU time nobody else wants.
-            guard endBackgroundLoading(pid, because: report == .loaded ? .loaded : .ready) else {
+            guard endBackgroundLoading(pid, because: .loaded) else {
                 rollback(because: "\(host.label) could not be raised back from idle CPU priority (set background_loading = 0)")
                 return
             }
-            guard host.isReady else { return }
+        case .ready(let summary):
+            host.summary = summary
+            hosts[pid] = host
+            log.info("\(host.label) is ready: \(summary)")
             if host.role == .replacement { goLive(pid) }
             if host.role == .candidate { commitIfReady() }
         case .failed(let reason):

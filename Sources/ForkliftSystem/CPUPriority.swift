@@ -25,7 +25,7 @@ public enum CPUPriority: Equatable, Sendable {
     /// `ESRCH`, is thrown), then the others (one that exits meanwhile is no error).
     public static func set(_ priority: CPUPriority, ofAllThreadsOf pid: pid_t) throws(SystemError) {
         try set(priority, of: pid)
-        for thread in threads(of: pid) where thread != pid {
+        for thread in ProcessTree.threads(of: pid) where thread != pid {
             do {
                 try set(priority, of: thread)
             } catch where error.errno == ESRCH {
@@ -49,8 +49,8 @@ public enum CPUPriority: Equatable, Sendable {
     /// takes `CAP_SYS_NICE` in the initial user namespace or a high enough `RLIMIT_NICE`: a
     /// root without it (a container, a user namespace) cannot. Rather than re-derive those
     /// rules, this tries: it forks a child that only waits, lowers it, raises it, and kills
-    /// it. The child calls nothing but `prctl`, `getppid` and `pause`, so a multi-threaded process may
-    /// probe too; it waits for that child's pid alone.
+    /// it. The child calls nothing but `prctl`, `getppid` and `pause`, so a multi-threaded
+    /// process may probe too; it waits for that child's pid alone.
     public static func probeLeavingIdle() -> Bool {
         let parent = getpid()
         let child = fork()
@@ -77,16 +77,4 @@ public enum CPUPriority: Equatable, Sendable {
 
     /// `SCHED_IDLE` (5), which Glibc declares only under `_GNU_SOURCE`.
     static let idlePolicy: Int32 = 5
-
-    /// The thread ids in /proc/PID/task.
-    static func threads(of pid: pid_t) -> [pid_t] {
-        guard let directory = opendir("/proc/\(pid)/task") else { return [] }
-        defer { closedir(directory) }
-        var result: [pid_t] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if let thread = pid_t(name) { result.append(thread) }
-        }
-        return result
-    }
 }

@@ -7,14 +7,7 @@ public enum SelfInspection {
     /// must not fork: the child gets only the forking thread, and any lock another thread
     /// held stays locked forever.
     public static func threadCount() -> Int {
-        guard let directory = opendir("/proc/self/task") else { return 1 }
-        defer { closedir(directory) }
-        var count = 0
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { count += 1 }
-        }
-        return count
+        max(1, ProcessTree.threads(of: getpid()).count)
     }
 
     /// The descriptors open in this process, from /proc/self/fd.
@@ -50,13 +43,22 @@ public enum SelfInspection {
 public enum ProcessTree {
     /// The live children of `parent`.
     public static func children(of parent: pid_t) -> [pid_t] {
-        guard let directory = opendir("/proc") else { return [] }
+        numericEntries(of: "/proc").filter { parentOf($0) == parent }
+    }
+
+    /// The thread ids of `pid` (its main thread's is `pid`), from /proc/PID/task.
+    public static func threads(of pid: pid_t) -> [pid_t] {
+        numericEntries(of: "/proc/\(pid)/task")
+    }
+
+    /// The entries of a /proc directory that are numbers: pids, thread ids.
+    static func numericEntries(of path: String) -> [pid_t] {
+        guard let directory = opendir(path) else { return [] }
         defer { closedir(directory) }
         var result: [pid_t] = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let pid = pid_t(name), let ppid = parentOf(pid), ppid == parent else { continue }
-            result.append(pid)
+            if let number = pid_t(name) { result.append(number) }
         }
         return result
     }

@@ -29,6 +29,11 @@ func reloadConfig(children: Int = 2, behaviorSettings: String = "", reloadTimeou
     """
 }
 
+/// docs/examples/hello_c.c, the plugin ABI's C example.
+func cExampleSource() throws -> String {
+    try String(contentsOfFile: ForkliftServer.packageRoot + "/docs/examples/hello_c.c", encoding: .utf8)
+}
+
 /// Builds a plugin from C sources with the system compiler, into `directory`; returns its path.
 func buildCPlugin(_ sources: [String], in directory: String) throws -> String {
     let cc = try #require(Command.find("cc"), "a C compiler is needed")
@@ -38,7 +43,7 @@ func buildCPlugin(_ sources: [String], in directory: String) throws -> String {
         return path
     }
     let output = directory + "/libbuilt.so"
-    let build = try Command.run(cc, ["-shared", "-fPIC", "-I", ForkliftServer.packageRoot + "/Sources/CForkliftABI/include"] + files + ["-o", output])
+    let build = try Command.run(cc, ["-shared", "-fPIC", "-Wall", "-Werror", "-I", ForkliftServer.packageRoot + "/Sources/CForkliftABI/include"] + files + ["-o", output])
     try #require(build.status == 0, "\(build.output)")
     return output
 }
@@ -160,16 +165,14 @@ final class LoadGenerator: @unchecked Sendable {
             expectedCause = "does not export forklift_plugin_entry"
         case .wrongABIVersion:
             // The C example, claiming a plugin ABI this forklift does not speak.
-            let source = try String(contentsOfFile: ForkliftServer.packageRoot + "/docs/examples/hello_c.c", encoding: .utf8)
-                .replacingOccurrences(of: ".abi_version = FORKLIFT_ABI_VERSION,", with: ".abi_version = 99,")
+            let source = try cExampleSource().replacingOccurrences(of: ".abi_version = FORKLIFT_ABI_VERSION,", with: ".abi_version = 99,")
             try server.install(try buildCPlugin([source], in: server.directory), as: "versioned.so")
             expectedCause = "was built for plugin ABI version 99, but this forklift speaks version 1"
         case .otherSwiftToolchain:
             // The C example, with the record a Swift compiler leaves in .comment, of another release.
-            let source = try String(contentsOfFile: ForkliftServer.packageRoot + "/docs/examples/hello_c.c", encoding: .utf8)
             let record = #"__asm__(".section .comment,\"MS\",@progbits,1\n.asciz \"clang version 1.0.0 (https://github.com/swiftlang/llvm-project.git 0123456789)\"\n.previous");"#
             // First on the command line: its record comes first in .comment, even if cc is a clang.
-            try server.install(try buildCPlugin([record, source], in: server.directory), as: "versioned.so")
+            try server.install(try buildCPlugin([record, try cExampleSource()], in: server.directory), as: "versioned.so")
             expectedCause = "was built with a different Swift toolchain (clang version 1.0.0"
         case .preloadThrows:
             try server.writeConfig(reloadConfig(behaviorSettings: "fail_preload = true"))

@@ -88,18 +88,14 @@ enum Transport: String, CaseIterable, CustomTestStringConvertible {
 
     /// docs/examples/hello_c.c, built with the system C compiler: the ABI is usable from C alone.
     @Test func theCExampleFromTheABIDocsServes() throws {
-        let cc = try #require(Command.find("cc"), "a C compiler is needed")
         let directory = try TemporaryDirectory.make()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let root = ForkliftServer.packageRoot
-        let build = try Command.run(cc, ["-shared", "-fPIC", "-Wall", "-Werror", "-I", root + "/Sources/CForkliftABI/include",
-                                         root + "/docs/examples/hello_c.c", "-o", directory + "/libhello_c.so"])
-        #expect(build.status == 0, "\(build.output)")
+        let plugin = try buildCPlugin([try cExampleSource()], in: directory)
 
         let config = poolConfig(listen: "{dir}/www.sock", children: 1) + """
 
             [pool.www.plugin.c]
-            path = "\(directory)/libhello_c.so"
+            path = "\(plugin)"
             route = "/c"
             settings = { greeting = "Bonjour" }
             """

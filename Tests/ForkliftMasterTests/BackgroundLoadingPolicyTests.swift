@@ -17,20 +17,20 @@ import Testing
         #expect(policy.tick(now: t0.advanced(bySeconds: 30.05)) == .raise(.limitReached))
         #expect(!policy.isIdle && policy.nextDeadline == nil)
         #expect(policy.tick(now: t0.advanced(bySeconds: 100)) == nil, "never lowered again")
-        #expect(policy.finished(.ready) == nil, "already back to normal")
+        #expect(policy.finished(.loaded) == nil, "already back to normal")
     }
 
-    @Test func aHostReadyWithinTheGraceIsNeverLowered() {
+    @Test func aHostLoadedWithinTheGraceIsNeverLowered() {
         var policy = BackgroundLoading(started: t0, limit: 30)
-        #expect(policy.finished(.ready) == nil)
+        #expect(policy.finished(.loaded) == nil)
         #expect(policy.nextDeadline == nil)
-        #expect(policy.tick(now: t0.advanced(bySeconds: 1)) == nil, "a late timer does not lower a ready host")
+        #expect(policy.tick(now: t0.advanced(bySeconds: 1)) == nil, "a late timer does not lower a loaded host")
     }
 
-    @Test func readinessOrAStopRaisesALoweredHost() {
+    @Test func loadingDoneOrAStopRaisesALoweredHost() {
         var ready = BackgroundLoading(started: t0, limit: 30)
         _ = ready.tick(now: t0.advanced(bySeconds: 0.1))
-        #expect(ready.finished(.ready) == .raise(.ready))
+        #expect(ready.finished(.loaded) == .raise(.loaded))
         #expect(ready.tick(now: t0.advanced(bySeconds: 60)) == nil)
 
         var stopped = BackgroundLoading(started: t0, limit: 30)
@@ -53,7 +53,7 @@ import Testing
         #expect(policy.tick(now: t0.advanced(bySeconds: 0.1)) == .lower)
         policy.loweringFailed()
         #expect(!policy.isIdle && policy.nextDeadline == nil)
-        #expect(policy.finished(.ready) == nil)
+        #expect(policy.finished(.loaded) == nil)
     }
 
     @Test func thisProcessMayLowerAndRaiseAChild() throws {
