@@ -40,6 +40,10 @@ public struct GlobalSettings: Equatable, Sendable {
     /// The master's control socket (`forklift reload`, `forklift stop`). Default: the pid
     /// file's path with `.sock` in place of `.pid`.
     public var controlSocket: String
+    /// PHP-FPM's emergency restart: this many workers of one pool dying of a signal within
+    /// `emergencyRestartInterval` restart that pool's host (a fresh generation). 0: off.
+    public var emergencyRestartThreshold: Int = 0
+    public var emergencyRestartInterval: Double = 0
 
     public init(prefix: String, pidFile: String, errorLog: String? = nil, logLevel: LogLevel = .notice,
                 dieTimeout: Double = 60, reloadTimeout: Double = 60, backgroundLoading: Double = 30,
@@ -72,9 +76,15 @@ public enum ListenAddress: Equatable, Hashable, CustomStringConvertible, Sendabl
     }
 }
 
-public enum ProcessManager: String, Equatable, Sendable {
+/// How a pool sizes itself, with PHP-FPM's names and meanings.
+public enum ProcessManager: String, CaseIterable, Equatable, Sendable {
     /// A fixed number of workers, `max_children`.
     case `static`
+    /// Between `min_spare_servers` and `max_spare_servers` idle workers, at most `max_children`
+    /// in all; `start_servers` at first.
+    case dynamic
+    /// No worker until a connection waits; a worker idle for `process_idle_timeout` leaves.
+    case ondemand
 }
 
 /// A `[pool.NAME]` table.
@@ -83,7 +93,31 @@ public struct PoolSettings: Equatable, Sendable {
     public var listen: ListenAddress
     public var listenBacklog: Int32 = 511
     public var processManager: ProcessManager = .static
+    /// The most workers alive at once (static: the number of workers).
     public var maxChildren: Int
+    /// dynamic: workers forked at start (default: min + (max - min) / 2 spare servers).
+    public var startServers: Int = 0
+    /// dynamic: fewer idle workers than this, and more are forked; more than the maximum,
+    /// and one is stopped per second.
+    public var minSpareServers: Int = 0
+    public var maxSpareServers: Int = 0
+    /// dynamic: at most this many forks per second (the number doubles each second while
+    /// more idle workers are needed, from 1).
+    public var maxSpawnRate: Int = 32
+    /// ondemand: a worker idle this long leaves.
+    public var processIdleTimeout: Double = 10
+    /// The path of the status page (PHP-FPM's `pm.status_path`); nil: none.
+    public var statusPath: String?
+    /// A path that answers `pingResponse` (a health check); nil: none.
+    public var pingPath: String?
+    public var pingResponse: String = "pong"
+    /// A socket where the status page and ping are answered by a process of their own, so
+    /// they answer even while every worker is busy (PHP-FPM's `pm.status_listen`).
+    public var statusListen: ListenAddress?
+    /// A request running longer is counted as slow and logged once; 0: off.
+    public var requestSlowlogTimeout: Double = 0
+    /// A pool whose every worker has been busy this long is reported (log and status); 0: off.
+    public var allBusyWarning: Double = 10
     /// Requests a worker serves before it is replaced; 0 = never.
     public var maxRequests: Int = 0
     /// Each worker's limit is `maxRequests` plus a random 0...jitter, so they do not all

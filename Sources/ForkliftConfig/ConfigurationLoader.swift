@@ -7,9 +7,10 @@ import TOMLKit
 /// `99-local.toml` can adjust `00-global.toml`). A pool is defined in exactly one file.
 public enum ConfigurationLoader {
     static let globalKeys = ["pid", "error_log", "log_level", "die_timeout", "reload_timeout", "background_loading",
-                             "control_socket", "prefix"]
+                             "control_socket", "prefix", "emergency_restart_threshold", "emergency_restart_interval"]
     static let poolKeys = ["listen", "listen_backlog", "pm", "max_children", "max_requests", "max_requests_jitter",
-                           "max_private_memory", "memory_log_interval", "plugin"]
+                           "max_private_memory", "memory_log_interval"] + PoolSizingReader.keys + PoolStatusReader.keys
+        + ["request_slowlog_timeout", "all_busy_warning", "plugin"]
     static let pluginKeys = ["path", "route", "settings"]
 
     /// Loads every `*.toml` file of `directory`.
@@ -83,6 +84,10 @@ public enum ConfigurationLoader {
         }
         if let limit = try table.duration("background_loading") { draft.backgroundLoading = limit }
         if let socket = try table.string("control_socket") { draft.controlSocket = socket }
+        if let threshold = try table.integer("emergency_restart_threshold", atLeast: 0, atMost: 100_000) {
+            draft.emergencyRestartThreshold = threshold
+        }
+        if let interval = try table.duration("emergency_restart_interval") { draft.emergencyRestartInterval = interval }
         try table.rejectUnknownKeys(allowed: globalKeys)
     }
 
@@ -91,17 +96,16 @@ public enum ConfigurationLoader {
             throw table.error(nil, "a pool name may hold letters, digits, '-' and '_' only")
         }
         let listen = try table.requiredString("listen")
-        var pool = Draft.Pool(name: name, file: table.file, listen: listen, listenKey: table.keyPath("listen"))
+        var pool = Draft.Pool(name: name, file: table.file, listen: listen)
         if let backlog = try table.integer("listen_backlog", atLeast: 1, atMost: 65535) { pool.backlog = Int32(backlog) }
-        _ = try table.oneOf("pm", ProcessManager.self, choices: [.static])
-        guard let children = try table.integer("max_children", atLeast: 1, atMost: 10_000) else {
-            throw table.error("max_children", "is required (the number of workers, 1 or more)")
-        }
-        pool.maxChildren = children
-        pool.maxRequests = try table.integer("max_requests", atLeast: 0) ?? 0
-        pool.maxRequestsJitter = try table.integer("max_requests_jitter", atLeast: 0) ?? 0
+        pool.sizing = try PoolSizingReader.read(table)
+        pool.maxRequests = try table.integer("max_requests", atLeast: 0, atMost: 1_000_000_000) ?? 0
+        pool.maxRequestsJitter = try table.integer("max_requests_jitter", atLeast: 0, atMost: 1_000_000_000) ?? 0
         pool.maxPrivateMemory = try table.size("max_private_memory") ?? 0
         pool.memoryLogInterval = try table.duration("memory_log_interval") ?? 0
+        pool.status = try PoolStatusReader.read(table)
+        pool.requestSlowlogTimeout = try table.duration("request_slowlog_timeout") ?? 0
+        pool.allBusyWarning = try table.duration("all_busy_warning") ?? 10
         for (pluginName, plugin) in try table.tables(in: "plugin") {
             pool.plugins.append(try readPlugin(name: pluginName, plugin))
         }

@@ -11,15 +11,19 @@ struct Draft {
     var reloadTimeout: Double = 60
     var backgroundLoading: Double = 30
     var controlSocket: String?
+    var emergencyRestartThreshold = 0
+    var emergencyRestartInterval = 0.0
     var pools: [Pool] = []
 
     struct Pool {
         var name: String
         var file: String
         var listen: String
-        var listenKey: String
         var backlog: Int32 = 511
-        var maxChildren = 1
+        var sizing = PoolSizingReader.Sizing()
+        var status = PoolStatusReader.Status()
+        var requestSlowlogTimeout = 0.0
+        var allBusyWarning = 10.0
         var maxRequests = 0
         var maxRequestsJitter = 0
         var maxPrivateMemory = 0
@@ -38,7 +42,7 @@ struct Draft {
     func resolve(configurationDirectory: String, lastFile: String) throws(ConfigurationError) -> Configuration {
         let parent = URL(fileURLWithPath: configurationDirectory).deletingLastPathComponent().path
         let prefixPath = prefix.map { Paths.resolve($0, against: configurationDirectory) } ?? parent
-        let global = GlobalSettings(
+        var global = GlobalSettings(
             prefix: prefixPath,
             pidFile: Paths.resolve(pid ?? "forklift.pid", against: prefixPath),
             errorLog: errorLog.map { Paths.resolve($0, against: prefixPath) },
@@ -51,24 +55,54 @@ struct Draft {
         guard !pools.isEmpty else {
             throw ConfigurationError(file: lastFile, key: nil, "no [pool.NAME] table in any file: there is nothing to serve")
         }
-        var listeners: [ListenAddress: String] = [:]
-        var resolved: [PoolSettings] = []
-        for pool in pools {
+        if (emergencyRestartThreshold > 0) != (emergencyRestartInterval > 0) {
+            throw ConfigurationError(file: lastFile, key: emergencyRestartThreshold > 0 ? "global.emergency_restart_interval" : "global.emergency_restart_threshold",
+                                     "emergency_restart_threshold and emergency_restart_interval work together: set both above 0, or neither")
+        }
+        global.emergencyRestartThreshold = emergencyRestartThreshold
+        global.emergencyRestartInterval = emergencyRestartInterval
+        // Every address a socket is bound to, and who binds it: two of them on one address would
+        // steal each other's connections, or fail with a misleading "already listening there".
+        var taken: [ListenAddress: String] = [.unix(path: global.controlSocket): "the control socket (global.control_socket)"]
+        var files: [String: String] = [global.pidFile: "the pid file (global.pid)"]
+        func claim(_ text: String, pool: Pool, key: String, what: String) throws(ConfigurationError) -> ListenAddress {
             let address: ListenAddress
             do {
-                address = try ListenParser.parse(pool.listen, prefix: prefixPath)
+                address = try ListenParser.parse(text, prefix: prefixPath)
             } catch {
-                throw ConfigurationError(file: pool.file, key: pool.listenKey, error.message)
+                throw ConfigurationError(file: pool.file, key: "pool.\(pool.name).\(key)", error.message)
             }
-            if let other = listeners[address] {
-                throw ConfigurationError(file: pool.file, key: pool.listenKey, "\(address) is already the listen address of pool \"\(other)\"")
+            if let other = taken[address] {
+                throw ConfigurationError(file: pool.file, key: "pool.\(pool.name).\(key)", "\(address) is already \(other)")
             }
-            listeners[address] = pool.name
-            var settings = PoolSettings(name: pool.name, listen: address, maxChildren: pool.maxChildren, plugins: pool.plugins.map {
+            if case .unix(let path) = address, let other = files[path] {
+                throw ConfigurationError(file: pool.file, key: "pool.\(pool.name).\(key)", "\(path) is \(other)")
+            }
+            taken[address] = what
+            return address
+        }
+        var resolved: [PoolSettings] = []
+        for pool in pools {
+            let address = try claim(pool.listen, pool: pool, key: "listen", what: "the listen address of pool \"\(pool.name)\"")
+            var settings = PoolSettings(name: pool.name, listen: address, maxChildren: pool.sizing.maxChildren, plugins: pool.plugins.map {
                 PluginSettings(name: $0.name, path: Paths.resolve($0.path, against: prefixPath), route: $0.route,
                                settings: $0.settings, settingsJSON: $0.settingsJSON)
             })
+            if let statusListen = pool.status.statusListen {
+                settings.statusListen = try claim(statusListen, pool: pool, key: "status_listen", what: "the status_listen address of pool \"\(pool.name)\"")
+            }
             settings.listenBacklog = pool.backlog
+            settings.processManager = pool.sizing.processManager
+            settings.startServers = pool.sizing.startServers
+            settings.minSpareServers = pool.sizing.minSpareServers
+            settings.maxSpareServers = pool.sizing.maxSpareServers
+            settings.maxSpawnRate = pool.sizing.maxSpawnRate
+            settings.processIdleTimeout = pool.sizing.processIdleTimeout
+            settings.statusPath = pool.status.statusPath
+            settings.pingPath = pool.status.pingPath
+            settings.pingResponse = pool.status.pingResponse
+            settings.requestSlowlogTimeout = pool.requestSlowlogTimeout
+            settings.allBusyWarning = pool.allBusyWarning
             settings.maxRequests = pool.maxRequests
             settings.maxRequestsJitter = pool.maxRequestsJitter
             settings.maxPrivateMemory = pool.maxPrivateMemory

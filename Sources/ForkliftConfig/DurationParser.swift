@@ -5,7 +5,7 @@ public enum DurationParser {
         let units: [(suffix: String, seconds: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
         var rest = Substring(text.filter { !$0.isWhitespace })
         guard !rest.isEmpty else { return nil }
-        if let plain = Double(rest), plain >= 0 { return plain }
+        if let plain = Double(rest) { return plain >= 0 && plain.isFinite ? plain : nil }
         var total = 0.0
         while !rest.isEmpty {
             let number = rest.prefix { $0.isNumber || $0 == "." }
@@ -16,7 +16,7 @@ public enum DurationParser {
             rest = rest.dropFirst(unit.suffix.count)
             total += value * unit.seconds
         }
-        return total
+        return total.isFinite ? total : nil
     }
 
 }
@@ -33,7 +33,9 @@ public enum SizeParser {
             multiplier = factor
             rest = rest.dropLast()
         }
-        guard let number = Double(rest), number >= 0 else { return nil }
+        // A petabyte is more than any limit means; beyond it (or inf, nan) is a mistake, and
+        // Int() of it would trap.
+        guard let number = Double(rest), number >= 0, number * multiplier <= Double(1 << 50) else { return nil }
         return Int(number * multiplier)
     }
 }

@@ -51,16 +51,27 @@ final class TableReader {
         return number
     }
 
+    /// The longest duration any key takes: a year. Anything longer is a mistake, and an
+    /// infinite one would overflow every deadline computed from it.
+    static let longestDuration = 366.0 * 86400
+
     func duration(_ key: String) throws(ConfigurationError) -> Double? {
         guard let value = value(key) else { return nil }
         let expected = "a duration: seconds (30, 0.5) or a string with units (\"500ms\", \"10s\", \"2m\", \"1h\")"
-        if let seconds = value.int.map(Double.init) ?? value.double {
-            guard seconds >= 0 else { throw error(key, "expected \(expected), got a negative number") }
-            return seconds
+        let seconds: Double
+        if let number = value.int.map(Double.init) ?? value.double {
+            guard !number.isNaN else { throw error(key, "expected \(expected), got nan") }
+            guard number >= 0 else { throw error(key, "expected \(expected), got a negative number") }
+            seconds = number
+        } else {
+            guard let text = value.string else { throw wrongType(key, value, expected: expected) }
+            guard let parsed = DurationParser.seconds(fromString: text) else {
+                throw error(key, "expected \(expected), got \"\(text)\"")
+            }
+            seconds = parsed
         }
-        guard let text = value.string else { throw wrongType(key, value, expected: expected) }
-        guard let seconds = DurationParser.seconds(fromString: text) else {
-            throw error(key, "expected \(expected), got \"\(text)\"")
+        guard seconds <= Self.longestDuration else {
+            throw error(key, "expected a duration of at most a year (\(Int(Self.longestDuration)) s), got \(ValueText.toml(value))")
         }
         return seconds
     }
@@ -73,6 +84,7 @@ final class TableReader {
             guard bytes >= 0 else { throw error(key, "expected \(expected), got a negative number") }
             return bytes
         }
+        if value.double != nil { throw error(key, "expected \(expected), got \(ValueText.toml(value))") }
         guard let text = value.string else { throw wrongType(key, value, expected: expected) }
         guard let bytes = SizeParser.bytes(fromString: text) else { throw error(key, "expected \(expected), got \"\(text)\"") }
         return bytes

@@ -148,9 +148,9 @@ let minimalPool = """
 
     @Test(arguments: [
         ("max_children = 4", "max_children = 0", "pool.www.max_children", "expected an integer between 1 and 10000, got 0"),
-        ("max_children = 4", "max_children = 4\nmax_requests = -1", "pool.www.max_requests", "expected an integer 0 or more, got -1"),
+        ("max_children = 4", "max_children = 4\nmax_requests = -1", "pool.www.max_requests", "expected an integer between 0 and 1000000000, got -1"),
         ("max_children = 4", "max_children = 4\nlisten_backlog = 0", "pool.www.listen_backlog", "expected an integer between 1 and 65535, got 0"),
-        ("max_children = 4", "max_children = 4\npm = \"dynamic\"", "pool.www.pm", "expected one of \"static\", got \"dynamic\""),
+        ("max_children = 4", "max_children = 4\npm = \"adaptive\"", "pool.www.pm", "expected one of \"static\", \"dynamic\", \"ondemand\", got \"adaptive\""),
         ("listen = \"127.0.0.1:9000\"", "listen = \"127.0.0.1:99999\"", "pool.www.listen", "expected a unix socket path or host:port with a port from 0 to 65535, got \"127.0.0.1:99999\""),
         ("route = \"/hello\"", "route = \"hello\"", "pool.www.plugin.hello.route", "expected a path prefix starting with \"/\", got \"hello\""),
         ("path = \"plugins/libHello.so\"", "path = \"\"", "pool.www.plugin.hello.path", "must not be empty"),
