@@ -6,7 +6,8 @@
 //   CFastCGI, CForkliftABI, CForkliftSys        C: libfcgi, the plugin ABI header, signal/fork/proctitle shims
 //   ForkliftSystem                              Swift wrappers over the syscalls (one place each)
 //   ForkliftConfig, ForkliftLogging             pure configuration values; log line format
-//   ForkliftIPC                                 what master and host tell each other (launch, reports)
+//   ForkliftIPC                                 what master and host tell each other (launch, reports, the scoreboard)
+//   ForkliftStatus                              the status page's formats (PHP-FPM's text, JSON, OpenMetrics, HTML)
 //   ForkliftWorker                              libfcgi accept loop, routing, the ABI's request/response
 //   ForkliftHost                                dlopen + preload, forks and supervises workers
 //   ForkliftMaster                              plugin-free supervisor of hosts; receives the host body
@@ -54,9 +55,10 @@ let package = Package(
             name: "ForkliftLogging",
             dependencies: ["ForkliftSystem", "ForkliftConfig", .product(name: "Logging", package: "swift-log")]
         ),
+        .target(name: "ForkliftStatus", dependencies: ["ForkliftSystem", "ForkliftIPC"]),
         .target(
             name: "ForkliftWorker",
-            dependencies: ["CFastCGI", "CForkliftABI", "CForkliftSys", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC"]
+            dependencies: ["CFastCGI", "CForkliftABI", "CForkliftSys", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC", "ForkliftStatus"]
         ),
         .target(
             name: "ForkliftHost",
@@ -64,7 +66,7 @@ let package = Package(
         ),
         .target(
             name: "ForkliftMaster",
-            dependencies: ["ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC"]
+            dependencies: ["ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC", "ForkliftStatus"]
         ),
         .executableTarget(
             name: "forklift",

@@ -15,7 +15,13 @@ import Glibc
 /// It leads its own process group (the master's spawn sets it), so the master can signal or
 /// KILL it with all its workers at once.
 public enum Host {
+    /// The host's body, for the master to run in the processes it forks; its workers run
+    /// `workerBody`.
     public static func run(_ launch: HostLaunch) -> Never {
+        run(launch, workerBody: Worker.run)
+    }
+
+    static func run(_ launch: HostLaunch, workerBody: @escaping WorkerPool.WorkerBody) -> Never {
         let pool = launch.pool
         ProcessIdentity.current = ProcessIdentity(role: .host, pool: pool.name, generation: launch.generation)
         ProcessTitle.set("forklift: host pool=\(pool.name) gen=\(launch.generation)")
@@ -27,7 +33,7 @@ public enum Host {
         let report = { (message: HostReport) in try? writeAll(launch.reportFD, message.line) }
         let signals: SignalPipe
         do {
-            signals = try SignalPipe(catching: [.term, .int, .quit, .chld, .usr1, .usr2])
+            signals = try SignalPipe(catching: [.term, .int, .quit, .chld, .usr1, .usr2, .dump])
             _ = signal(SIGHUP, SIG_IGN)
             ignoreBrokenPipe()
             unblockAllSignals()
@@ -55,29 +61,17 @@ public enum Host {
             report(.loaded)
         }
 
+        let summary = {
+            "pool=\(pool.name) gen=\(launch.generation) pm=\(pool.processManager.rawValue) plugins=\(plugins.map(\.label).joined(separator: ","))"
+                + " load_ms=\(Formatting.milliseconds(from: loadStarted, to: loaded)) ready_ms=\(Formatting.milliseconds(from: loadStarted))"
+        }
         var workers: WorkerPool
         do {
-            workers = try WorkerPool(launch: launch, plugins: plugins, signals: signals)
+            workers = try WorkerPool(launch: launch, plugins: plugins, signals: signals, workerBody: workerBody, summary: summary)
         } catch {
             report(.failed(reason: "host setup failed: \(error)"))
             ChildProcess.exitImmediately(1)
         }
-        switch workers.start() {
-        case .failed(let reason):
-            log.error("\(reason)")
-            report(.failed(reason: reason))
-            workers.stopAll()
-            ChildProcess.exitImmediately(1)
-        case .stopRequested:
-            workers.stopAll()
-            ChildProcess.exitImmediately(0)
-        case .ready:
-            let summary = "pool=\(pool.name) gen=\(launch.generation) workers=\(pool.maxChildren) plugins=\(plugins.map(\.label).joined(separator: ","))"
-                + " load_ms=\(Formatting.milliseconds(from: loadStarted, to: loaded)) ready_ms=\(Formatting.milliseconds(from: loadStarted))"
-            report(.ready(summary: summary))
-        }
-        workers.closeReport()
-        workers.supervise()
-        ChildProcess.exitImmediately(0)
+        workers.run()
     }
 }

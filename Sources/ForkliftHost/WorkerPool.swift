@@ -6,233 +6,220 @@ import ForkliftWorker
 import Glibc
 import Logging
 
-/// The host's workers: forks them, waits for their worker init, replaces any that exit or
-/// die, and stops them all on TERM.
+/// The host's shell around `PoolCore`: it waits (signals, the workers' ready pipe, the
+/// listener for ondemand pools, the core's next deadline), turns what it sees into events,
+/// and carries out the actions the core returns. It decides nothing itself.
+///
+/// The worker body is handed in, as the master is handed the host body: the pool forks
+/// processes that run it, and never runs it itself.
 struct WorkerPool {
-    enum StartOutcome: Equatable { case ready, failed(String), stopRequested }
+    typealias WorkerBody = (WorkerLaunch) -> Never
 
     let launch: HostLaunch
     let plugins: [PluginInstance]
     let signals: SignalPipe
+    let workerBody: WorkerBody
+    /// Workers write "ready PID" or "failed PID reason" here after their worker init.
     private let readyPipe: Pipe
     /// Workers wait on the read end until the generation goes live; closing the write end
     /// (at the master's USR2) lets all of them, and every later one, serve.
     private let gate: Pipe
     private var gateOpen = false
-    /// The pipe to the master, until the host has said whether this generation is ready.
-    private(set) var reportFD: Int32
     private var readyLines = LineBuffer()
-    /// Live workers and when each was forked (the fork started: spawn latency is measured
-    /// from it to the worker's "ready").
-    private var workers: [pid_t: MonotonicInstant] = [:]
-    private var stopping = false
-    /// Respawn back-off after workers that die right after starting (a crash loop).
-    private var backoff = RespawnBackoff()
-    private var respawnAt: MonotonicInstant?
-    private var memory: MemoryWatch
+    private var core: PoolCore
+    /// Events that actions produced (a fork's pid, a measurement), handled before waiting again.
+    private var pending: [PoolCore.Event] = []
+    /// Builds the ready report's summary, once the first workers passed worker init.
+    private let summary: () -> String
 
-    init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe) throws {
-        memory = MemoryWatch(pool: launch.pool, generation: launch.generation)
+    init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe, workerBody: @escaping WorkerBody,
+         summary: @escaping () -> String) throws {
         self.launch = launch
         self.plugins = plugins
         self.signals = signals
-        // Workers write "ready PID" or "failed PID reason" here after their worker init.
+        self.workerBody = workerBody
+        self.summary = summary
         readyPipe = try Pipe(nonBlocking: true)
         gate = try Pipe(nonBlocking: false)
-        reportFD = launch.reportFD
-    }
-
-    /// The host has reported: close the pipe, so workers forked later do not hold it.
-    mutating func closeReport() {
-        closeDescriptor(reportFD)
-        reportFD = -1
-    }
-
-    /// The master made this generation live: let the workers accept connections.
-    mutating func openGate() {
-        guard !gateOpen else { return }
-        gateOpen = true
-        closeDescriptor(gate.writeEnd)
-        log.info("pool \(pool.name) gen \(launch.generation) is live: workers accept connections")
+        let settings = PoolCore.Settings(pool: launch.pool, global: launch.global, generation: launch.generation, capacity: launch.board.capacity)
+        core = PoolCore(settings: settings, hostPID: getpid(), now: .now())
     }
 
     private var log: Logger { ForkliftLogging.logger }
-    private var pool: PoolSettings { launch.pool }
 
-    /// Forks `max_children` workers and waits until each passed worker init.
-    mutating func start() -> StartOutcome {
-        var waiting: Set<pid_t> = []
-        for _ in 0..<pool.maxChildren {
-            guard let pid = spawn() else { return .failed("pool \(pool.name): cannot fork a worker: \(SystemError("fork"))") }
-            waiting.insert(pid)
-        }
-        while !waiting.isEmpty {
-            _ = try? waitReadable([signals.fileDescriptor, readyPipe.readEnd], timeoutSeconds: nil)
-            let arrived = signals.drain()
+    /// Forks the first workers, then serves until stopped; exits with the core's status.
+    mutating func run() -> Never {
+        pending.append(.start)
+        while true {
+            drainPending()
+            let now = MonotonicInstant.now()
+            var fds = [signals.fileDescriptor, readyPipe.readEnd]
+            let watchListener = core.watchesListener(now: now)
+            if watchListener { fds.append(launch.listenFD) }
+            let timeout = core.nextDeadline.map { now.seconds(until: $0) }
+            let ready = (try? waitReadable(fds, timeoutSeconds: timeout)) ?? []
             // Lines first: a worker whose init failed wrote its reason before exiting, and
             // that reason is worth more than "exited with status 3".
-            for line in readLines() {
+            if ready.contains(readyPipe.readEnd) { readWorkerLines() }
+            handleSignals()
+            if watchListener && ready.contains(launch.listenFD) {
+                pending.append(.connectionWaiting(observe()))
+            }
+            if let deadline = core.nextDeadline, MonotonicInstant.now() >= deadline {
+                pending.append(.tick(observe()))
+            }
+        }
+    }
+
+    private mutating func drainPending() {
+        while !pending.isEmpty {
+            let event = pending.removeFirst()
+            for action in core.handle(event, now: .now()) { perform(action) }
+        }
+    }
+
+    private mutating func readWorkerLines() {
+        while let bytes = try? readAvailable(readyPipe.readEnd), !bytes.isEmpty {
+            for line in readyLines.append(bytes) {
                 let fields = line.split(separator: " ", maxSplits: 2).map(String.init)
                 guard fields.count >= 2, let pid = pid_t(fields[1]) else { continue }
-                if fields[0] == "ready" {
-                    waiting.remove(pid)
-                    logReady(pid)
-                }
-                if fields[0] == "failed" { return .failed(fields.count > 2 ? fields[2] : "worker \(pid): worker init failed") }
-            }
-            for signal in arrived {
-                switch signal {
-                case .term, .int, .quit: return .stopRequested
-                case .chld:
-                    // Forget every reaped worker before deciding anything: stopAll waits for
-                    // the ones still in `workers`.
-                    let reaped = ChildProcess.reap().filter { workers.removeValue(forKey: $0.pid) != nil }
-                    if let dead = reaped.first(where: { waiting.contains($0.pid) }) {
-                        return .failed(initFailure(pid: dead.pid, status: dead.status))
-                    }
-                    for (pid, status) in reaped { log.warning("worker \(pid) \(status) right after it started") }
+                switch fields[0] {
+                case "ready": pending.append(.workerReady(pid: pid))
+                case "failed": pending.append(.workerInitFailed(pid: pid, reason: fields.count > 2 ? fields[2] : "worker \(pid): worker init failed"))
                 default: break
                 }
             }
         }
-        return .ready
     }
 
-    /// Serves until stopped: replace workers that leave, forward USR1, stop on TERM.
-    mutating func supervise() {
-        while !(stopping && workers.isEmpty) {
-            // No timers once stopping: a past respawn time would be a zero timeout, a busy loop.
-            let deadline = stopping ? nil : [respawnAt, memory.nextDeadline].compactMap { $0 }.min()
-            let timeout = deadline.map { MonotonicInstant.now().seconds(until: $0) }
-            let ready = (try? waitReadable([signals.fileDescriptor, readyPipe.readEnd], timeoutSeconds: timeout)) ?? []
-            if ready.contains(readyPipe.readEnd) {
-                for line in readLines() {
-                    let fields = line.split(separator: " ", maxSplits: 2)
-                    if fields.first == "failed" { log.error("\(fields.last ?? "")") }
-                    if fields.first == "ready", fields.count > 1, let pid = pid_t(fields[1]) { logReady(pid) }
-                }
-            }
-            for signal in signals.drain() {
-                switch signal {
-                case .term, .int, .quit:
-                    if !stopping { beginStop() }
-                case .chld:
-                    reapWorkers()
-                case .usr2:
-                    openGate()
-                case .usr1:
-                    try? LogDestination.reopen()
-                    for pid in workers.keys { ChildProcess.send(.usr1, to: pid) }
-                default: break
-                }
-            }
-            if !stopping {
-                for pid in memory.tick(workers: Array(workers.keys)) { ChildProcess.send(.term, to: pid) }
-                fillPool()
+    private mutating func handleSignals() {
+        for signal in signals.drain() {
+            switch signal {
+            case .term, .int, .quit:
+                pending.append(.stop)
+            case .chld:
+                reapWorkers()
+            case .usr2:
+                pending.append(.goLive)
+            case .usr1:
+                try? LogDestination.reopen()
+                for pid in core.workers.keys { ChildProcess.send(.usr1, to: pid) }
+            case .dump:
+                dumpState()
+            default:
+                break
             }
         }
-        log.info("all workers of pool \(pool.name) gen \(launch.generation) have exited")
     }
 
-    /// Stop at once (a failed start): TERM everyone and wait for them.
-    mutating func stopAll() {
-        beginStop()
-        while !workers.isEmpty {
-            _ = try? waitReadable([signals.fileDescriptor], timeoutSeconds: 1)
-            _ = signals.drain()
-            for (pid, _) in ChildProcess.reap() { workers.removeValue(forKey: pid) }
-            if waitpid(-1, nil, WNOHANG) == -1 && errno == ECHILD { workers.removeAll() } // none left at all
+    /// The scoreboard now, and (for the live host) the listen queue.
+    private func observe() -> Observation {
+        let snapshot = BoardReader.read(launch.board)
+        var observation = Observation(scaleTarget: launch.board.target)
+        for record in snapshot.workers { observation.records[record.slot] = record }
+        if core.isLive, !core.isStopping, let queue = ListenQueue.measure(launch.listenFD) {
+            launch.counters.storeListenQueue(length: queue.waiting, backlog: queue.backlog)
+            observation.listenQueue = queue.waiting
         }
-    }
-
-    private mutating func beginStop() {
-        stopping = true
-        log.info("stopping \(workers.count) workers of pool \(pool.name) gen \(launch.generation)")
-        for pid in workers.keys { ChildProcess.send(.term, to: pid) }
+        return observation
     }
 
     private mutating func reapWorkers() {
         for (pid, status) in ChildProcess.reap() {
-            guard let started = workers.removeValue(forKey: pid) else { continue }
-            let recycledForMemory = memory.recycled.contains(pid)
-            memory.forget(pid)
-            if stopping { continue }
-            let lived = started.seconds(until: .now())
-            switch status {
-            case .exited(WorkerExitCode.normal) where recycledForMemory:
-                log.info("worker \(pid) left after exceeding max_private_memory; replacing it")
-            case .exited(WorkerExitCode.normal):
-                log.info("worker \(pid) retired after serving its requests; replacing it")
-                backoff.reset()
-            case .exited(WorkerExitCode.initFailed):
-                log.error("worker \(pid) failed its worker init; replacing it")
-                respawnAt = MonotonicInstant.now().advanced(bySeconds: backoff.next())
-            default:
-                log.error("worker \(pid) \(status) after \(Formatting.oneDecimal(lived)) s; replacing it")
-                if lived < 1 { respawnAt = MonotonicInstant.now().advanced(bySeconds: backoff.next()) }
-            }
+            guard let worker = core.workers[pid] else { continue }
+            // Its last words: did it serve, did it die in the middle of a request?
+            let last = BoardReader.read(slot: worker.slot, of: launch.board)
+            let mine = last?.pid == pid ? last : nil
+            let active = mine?.state == .running || mine?.state == .finishing
+            if active { launch.counters.correctActive(by: -1) } // it never said it finished
+            launch.board.slot(worker.slot).release()
+            pending.append(.workerExited(pid: pid, status: status, served: (mine?.requests ?? 0) > 0 || mine?.state.isActive == true, active: active))
         }
     }
 
-    private mutating func fillPool() {
-        if let at = respawnAt, MonotonicInstant.now() < at { return }
-        respawnAt = nil
-        while workers.count < pool.maxChildren {
-            guard spawn() != nil else {
-                log.error("cannot fork a worker: \(SystemError("fork")); retrying")
-                respawnAt = MonotonicInstant.now().advanced(bySeconds: backoff.next())
-                return
+    private mutating func perform(_ action: PoolCore.Action) {
+        switch action {
+        case .fork(let slot):
+            switch spawn(slot: slot) {
+            case .success(let pid): pending.append(.forked(pid: pid, slot: slot))
+            case .failure(let error): pending.append(.forkFailed(slot: slot, reason: "\(error)"))
             }
+        case .signal(let pid, let signal):
+            ChildProcess.send(signal, to: pid)
+        case .openGate:
+            guard !gateOpen else { return }
+            gateOpen = true
+            closeDescriptor(gate.writeEnd)
+        case .reportReady:
+            report(.ready(summary: summary()))
+        case .report(let message):
+            report(message)
+        case .log(let level, let message):
+            log.log(level, message)
+        case .publish(let state):
+            launch.board.publish(state)
+        case .measureMemory(let pids):
+            var usages: [pid_t: MemoryUsage] = [:]
+            for pid in pids { usages[pid] = MemoryUsage.of(pid) }
+            pending.append(.memoryMeasured(host: MemoryUsage.of(getpid()), workers: usages, at: .now()))
+        case .storeMemory(let slot, let pid, let usage):
+            launch.board.storeMemory(slot: slot, pid: pid, pssKB: usage.pss / 1024, privateDirtyKB: usage.privateDirty / 1024,
+                                     sharedKB: (usage.sharedClean + usage.sharedDirty) / 1024)
+        case .storeHostMemory(let usage):
+            launch.board.storeHostMemory(pssKB: usage.pss / 1024, privateDirtyKB: usage.privateDirty / 1024)
+        case .countMaxChildrenReached:
+            launch.counters.countMaxChildrenReached()
+        case .countSlowRequest:
+            launch.counters.countSlowRequest()
+        case .exit(let status):
+            ChildProcess.exitImmediately(status)
         }
     }
 
-    private mutating func spawn() -> pid_t? {
-        let limit = pool.maxRequests > 0 ? pool.maxRequests + Int.random(in: 0...pool.maxRequestsJitter) : 0
-        let workerLaunch = WorkerLaunch(pool: pool, generation: launch.generation, listenFD: launch.listenFD, plugins: plugins,
+    private func report(_ message: HostReport) {
+        try? writeAll(launch.reportFD, message.line)
+    }
+
+    private func spawn(slot: Int) -> Result<pid_t, SystemError> {
+        let limit = launch.pool.maxRequests > 0 ? launch.pool.maxRequests + Int.random(in: 0...launch.pool.maxRequestsJitter) : 0
+        let workerSlot = launch.board.slot(slot)
+        workerSlot.prepare()
+        let workerLaunch = WorkerLaunch(pool: launch.pool, generation: launch.generation, listenFD: launch.listenFD, plugins: plugins,
                                         requestLimit: limit, readyFD: readyPipe.writeEnd, hostPID: getpid(), gateFD: gate.readEnd,
-                                        slot: launch.slot, leavesIdlePriority: launch.loadsInBackground)
+                                        board: launch.board, slot: workerSlot, counters: launch.counters,
+                                        leavesIdlePriority: launch.loadsInBackground)
         let signals = self.signals
         let readEnd = readyPipe.readEnd
         let gateWriteEnd = gateOpen ? -1 : gate.writeEnd
-        let forkStarted = MonotonicInstant.now()
-        let reportFD = self.reportFD
-        guard let pid = try? ChildProcess.spawn(prepareChild: {
-            signals.reset()
-            closeDescriptor(readEnd)
-            closeDescriptor(reportFD) // the master's EOF on it must mean "the host is done reporting"
-            closeDescriptor(gateWriteEnd) // a worker holding it would keep its own gate shut
-        }, { Worker.run(workerLaunch) }) else { return nil }
-        workers[pid] = forkStarted
-        return pid
-    }
-
-    private mutating func readLines() -> [String] {
-        var lines: [String] = []
-        while let bytes = try? readAvailable(readyPipe.readEnd), !bytes.isEmpty {
-            lines += readyLines.append(bytes)
+        let reportFD = launch.reportFD
+        let statusListenFD = launch.statusListenFD ?? -1
+        let body = workerBody
+        do {
+            let pid = try ChildProcess.spawn(prepareChild: {
+                signals.reset()
+                closeDescriptor(readEnd)
+                closeDescriptor(reportFD) // the master's EOF on it must mean "the host is gone"
+                closeDescriptor(gateWriteEnd) // a worker holding it would keep its own gate shut
+                closeDescriptor(statusListenFD) // answered by the host's status responder only
+            }, { body(workerLaunch) })
+            return .success(pid)
+        } catch let error as SystemError {
+            workerSlot.release()
+            return .failure(error)
+        } catch {
+            workerSlot.release()
+            return .failure(SystemError("fork"))
         }
-        return lines
     }
 
-    private func logReady(_ pid: pid_t) {
-        guard let forked = workers[pid] else { return }
-        log.debug("worker \(pid) ready \(Formatting.milliseconds(from: forked)) ms after fork")
+    /// A state dump (SIGPWR, or `forklift status --dump`): the core's view, then the board's.
+    private func dumpState() {
+        let now = MonotonicInstant.now()
+        for line in core.dumpLines(now: now) { log.notice("dump: \(line)") }
+        let snapshot = BoardReader.read(launch.board, now: now)
+        for worker in snapshot.workers {
+            log.notice("dump:   slot \(worker.slot) pid \(worker.pid) \(worker.state) for \(Formatting.oneDecimal(worker.stateSince.seconds(until: now))) s, \(worker.requests) requests, last \(worker.method) \(worker.uri) \(worker.lastStatus)")
+        }
+        if snapshot.unreadable > 0 { log.notice("dump:   \(snapshot.unreadable) slots could not be read") }
     }
-
-    private func initFailure(pid: pid_t, status: ExitStatus) -> String {
-        "pool \(pool.name): worker \(pid) \(status) during worker init"
-    }
-}
-
-/// Doubling delays, 0.1 s up to 30 s, so a plugin that crashes every worker at once does not
-/// turn the host into a fork bomb.
-struct RespawnBackoff {
-    private var delay = 0.0
-
-    mutating func next() -> Double {
-        delay = delay == 0 ? 0.1 : min(delay * 2, 30)
-        return delay
-    }
-
-    mutating func reset() { delay = 0 }
 }

@@ -8,24 +8,30 @@ public struct HostLaunch {
     public let generation: Int
     /// The pool's listening socket, owned by the master, inherited across every fork.
     public let listenFD: Int32
-    /// The host reports `HostReport`s here, one per line.
+    /// The `status_listen` socket, if the pool has one.
+    public let statusListenFD: Int32?
+    /// The host reports `HostReport`s here, one per line, for as long as it lives.
     public let reportFD: Int32
     public let masterPID: pid_t
-    /// This generation's slot in the master's scoreboard.
-    public let slot: HostSlot
+    /// This generation's scoreboard, and the pool's counters; the only shared memory the
+    /// host keeps mapped.
+    public let board: GenerationBoard
+    public let counters: PoolCounters
     /// The master may lower this host to idle CPU priority while it loads (background_loading):
     /// a worker forked meanwhile inherits it, and must raise itself before it does anything else.
     public let loadsInBackground: Bool
 
-    public init(global: GlobalSettings, pool: PoolSettings, generation: Int, listenFD: Int32, reportFD: Int32, masterPID: pid_t,
-                slot: HostSlot, loadsInBackground: Bool = false) {
+    public init(global: GlobalSettings, pool: PoolSettings, generation: Int, listenFD: Int32, statusListenFD: Int32? = nil,
+                reportFD: Int32, masterPID: pid_t, board: GenerationBoard, counters: PoolCounters, loadsInBackground: Bool = false) {
         self.global = global
         self.pool = pool
         self.generation = generation
         self.listenFD = listenFD
+        self.statusListenFD = statusListenFD
         self.reportFD = reportFD
         self.masterPID = masterPID
-        self.slot = slot
+        self.board = board
+        self.counters = counters
         self.loadsInBackground = loadsInBackground
     }
 }

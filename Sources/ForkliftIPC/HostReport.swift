@@ -7,12 +7,16 @@ public enum HostReport: Equatable, Sendable {
     case ready(summary: String)
     /// The generation cannot serve; the reason names the plugin and the step.
     case failed(reason: String)
+    /// Serving, but too many workers died of a signal lately (emergency_restart_threshold):
+    /// the master should replace this host with a fresh one.
+    case emergencyRestart(reason: String)
 
     public var line: String {
         switch self {
         case .loaded: "loaded\n"
         case .ready(let summary): "ready \(Self.oneLine(summary))\n"
         case .failed(let reason): "failed \(Self.oneLine(reason))\n"
+        case .emergencyRestart(let reason): "emergency \(Self.oneLine(reason))\n"
         }
     }
 
@@ -23,6 +27,8 @@ public enum HostReport: Equatable, Sendable {
             self = .ready(summary: String(line.dropFirst(6)))
         } else if line.hasPrefix("failed ") {
             self = .failed(reason: String(line.dropFirst(7)))
+        } else if line.hasPrefix("emergency ") {
+            self = .emergencyRestart(reason: String(line.dropFirst(10)))
         } else {
             return nil
         }

@@ -44,7 +44,7 @@ public struct ForkliftLogHandler: LogHandler {
         }
     }
 
-    static func swiftLogLevel(_ filter: LogLevel) -> Logger.Level {
+    public static func swiftLogLevel(_ filter: LogLevel) -> Logger.Level {
         switch filter {
         case .debug: .debug
         case .info: .info
@@ -77,4 +77,11 @@ public enum ForkliftLogging {
 
     /// The logger everything in Forklift uses.
     public static let logger = Logger(label: "forklift")
+}
+
+extension Logger {
+    /// Logs at one of forklift's levels (what the process-control cores return).
+    public func log(_ level: LogLevel, _ message: String) {
+        log(level: ForkliftLogHandler.swiftLogLevel(level), "\(message)")
+    }
 }

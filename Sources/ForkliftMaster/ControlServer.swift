@@ -1,17 +1,42 @@
 import ForkliftSystem
 import Glibc
 
-/// The master's control socket: `forklift reload` and `forklift stop` connect, send one
-/// command line, and wait for one answer line (`ok ...` or `error ...`).
+/// The master's control socket: `forklift reload`, `stop`, `status` ... connect, send one
+/// command line, and read the answer (`ok ...` or `error ...`) until the master closes.
+///
+/// Nothing here blocks: the listener and every client are non-blocking, served from the
+/// master's one poll. A client has `commandTimeout` to send its line and `writeTimeout` to
+/// read its answer; at most `maxSilent` clients may be connected without having sent a
+/// command — one more, and the oldest of them is dropped — so idle connections can never
+/// keep `forklift status` waiting (200 of them once delayed it 15 s).
 struct ControlServer {
-    enum Command: String { case reload, stop, status, upgrade }
+    typealias ClientID = MasterCore.ClientID
+
+    static let commandTimeout = 1.0
+    static let writeTimeout = 5.0
+    static let maxSilent = 64
+    static let maxClients = 1024
+    static let maxCommand = 512
+
+    struct Client {
+        enum Stage { case reading, waiting, writing }
+        let id: ClientID
+        let fd: Int32
+        var stage = Stage.reading
+        var input: [UInt8] = []
+        var output: [UInt8] = []
+        var deadline: MonotonicInstant?
+        let connected: MonotonicInstant
+    }
 
     let path: String
-    let fd: Int32
+    private(set) var fd: Int32
+    private var clients: [ClientID: Client] = [:]
+    private var nextID = 1
 
     init(path: String) throws {
         self.path = path
-        fd = try Listener.unix(path: path, backlog: 16, mode: 0o600)
+        fd = try Listener.unix(path: path, backlog: 128, mode: 0o600)
     }
 
     /// The control socket an upgrading master handed over.
@@ -19,38 +44,144 @@ struct ControlServer {
         self.path = path
         self.fd = fd
         try? setCloseOnExec(fd)
+        try? setNonBlocking(fd)
     }
 
-    /// Accepts a waiting client and reads its command. The client sends the command right
-    /// after connecting, so a short timeout is enough to keep a stalled client from holding
-    /// up the master.
-    func accept() -> (client: Int32, command: Command?, text: String)? {
-        let client = Glibc.accept(fd, nil, nil)
-        guard client >= 0 else { return nil }
-        try? setCloseOnExec(client)
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 256)
-        while !bytes.contains(UInt8(ascii: "\n")) && bytes.count < 256 {
-            let count = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, 256, 0) }
-            if count > 0 { bytes += buffer[0..<count] } else if count < 0 && errno == EINTR { continue } else { break }
+    /// What to poll: the listener (while there is room) and every client that has something to do.
+    func pollRequests(listening: Bool) -> [PollRequest] {
+        var requests: [PollRequest] = []
+        if listening && fd >= 0 && clients.count < Self.maxClients { requests.append(PollRequest(fd: fd, readable: true)) }
+        for client in clients.values {
+            switch client.stage {
+            case .reading: requests.append(PollRequest(fd: client.fd, readable: true))
+            case .writing: requests.append(PollRequest(fd: client.fd, writable: true))
+            case .waiting: break
+            }
         }
-        let text = String(decoding: bytes.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
-        return (client, Command(rawValue: text), text)
+        return requests
     }
 
-    /// Sends the answer and closes the connection.
-    static func answer(_ client: Int32, ok: Bool, _ message: String) {
-        let line = (ok ? "ok " : "error ") + message.map { $0.isNewline ? " " : $0 } + "\n"
-        var copy = line
-        copy.withUTF8 { _ = send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        closeDescriptor(client)
+    var nextDeadline: MonotonicInstant? { clients.values.compactMap(\.deadline).min() }
+
+    /// Accepts, reads and writes what poll reported; returns the commands that arrived complete.
+    mutating func service(_ ready: [Int32: PollResult], now: MonotonicInstant) -> [(ClientID, String)] {
+        var commands: [(ClientID, String)] = []
+        if ready[fd] != nil { acceptWaiting(now: now) }
+        for id in clients.keys.sorted() {
+            guard let client = clients[id], let result = ready[client.fd] else { continue }
+            switch client.stage {
+            case .reading where result.readable || result.closed:
+                if let line = read(id) { commands.append((id, line)) }
+            case .writing where result.writable || result.closed:
+                flush(id)
+            default:
+                break
+            }
+        }
+        expire(now: now)
+        return commands
     }
 
-    func close() {
+    private mutating func acceptWaiting(now: MonotonicInstant) {
+        while clients.count < Self.maxClients {
+            let client = Glibc.accept(fd, nil, nil)
+            guard client >= 0 else { return } // EAGAIN: none left; anything else: try at the next wake
+            try? setNonBlocking(client)
+            try? setCloseOnExec(client)
+            let silent = clients.values.filter { $0.stage == .reading }
+            if silent.count >= Self.maxSilent, let oldest = silent.min(by: { $0.connected < $1.connected }) {
+                drop(oldest.id)
+            }
+            let id = nextID
+            nextID += 1
+            clients[id] = Client(id: id, fd: client, deadline: now.advanced(bySeconds: Self.commandTimeout), connected: now)
+        }
+    }
+
+    /// Reads what arrived; the command once its line is complete.
+    private mutating func read(_ id: ClientID) -> String? {
+        guard var client = clients[id] else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(client.fd, $0.baseAddress, $0.count, 0) }
+            if count > 0 {
+                client.input += buffer[0..<count]
+                if client.input.count > Self.maxCommand || client.input.contains(UInt8(ascii: "\n")) { break }
+                continue
+            }
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                clients[id] = client
+                return nil
+            }
+            break // end of file or an error: whatever arrived is the command, if anything did
+        }
+        guard !client.input.isEmpty else {
+            drop(id)
+            return nil
+        }
+        let line = String(decoding: client.input.prefix { $0 != UInt8(ascii: "\n") }.prefix(Self.maxCommand), as: UTF8.self)
+        client.stage = .waiting
+        client.deadline = nil // reload and stop answer when they are done; status at once
+        clients[id] = client
+        return line
+    }
+
+    /// Queues the answer; the connection closes once it is written.
+    mutating func answer(_ id: ClientID, ok: Bool, _ message: String, now: MonotonicInstant = .now()) {
+        guard var client = clients[id] else { return }
+        client.output = Array(((ok ? "ok " : "error ") + message + (message.hasSuffix("\n") ? "" : "\n")).utf8)
+        client.stage = .writing
+        client.deadline = now.advanced(bySeconds: Self.writeTimeout)
+        clients[id] = client
+        flush(id)
+    }
+
+    private mutating func flush(_ id: ClientID) {
+        guard var client = clients[id] else { return }
+        while !client.output.isEmpty {
+            let count = client.output.withUnsafeBytes { send(client.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if count > 0 {
+                client.output.removeFirst(count)
+                continue
+            }
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                clients[id] = client
+                return
+            }
+            break // the client went away
+        }
+        drop(id)
+    }
+
+    private mutating func expire(now: MonotonicInstant) {
+        for client in clients.values {
+            if let deadline = client.deadline, now >= deadline { drop(client.id) }
+        }
+    }
+
+    private mutating func drop(_ id: ClientID) {
+        guard let client = clients.removeValue(forKey: id) else { return }
+        closeDescriptor(client.fd)
+    }
+
+    /// Stops listening, leaving the socket file (it belongs to the new master of an upgrade).
+    mutating func closeListener() {
         closeDescriptor(fd)
-        unlink(path)
+        fd = -1
     }
+
+    /// Closes everything and removes the socket file.
+    mutating func close() {
+        for id in Array(clients.keys) { drop(id) }
+        if fd >= 0 {
+            closeDescriptor(fd)
+            unlink(path)
+        }
+        fd = -1
+    }
+
+    /// Every client descriptor (a forked child must not hold them: a client must see EOF).
+    var clientDescriptors: [Int32] { clients.values.map(\.fd) }
 }

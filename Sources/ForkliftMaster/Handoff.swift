@@ -3,15 +3,16 @@ import Foundation
 import Glibc
 
 /// What an upgrading master hands the new binary it starts, through the environment: the
-/// listening sockets (still open, by address), the control socket, where to say "ready",
-/// and the generation numbers to continue from.
+/// listening sockets (still open, by address), the control socket, a channel to the old
+/// master (a socket pair: the new one says "ready" or "failed ...", the old one "go" or
+/// "abort"), and the generation numbers to continue from.
 ///
 /// nginx and unicorn upgrade the same way: the old master execs the new binary with its
 /// listening sockets inherited, and leaves once the new one serves.
 public struct Handoff {
     public var listeners: [String: Int32]   // ListenAddress.description -> fd
     public var controlFD: Int32
-    public var readyFD: Int32
+    public var channelFD: Int32
     public var previousMaster: pid_t
     public var generations: [String: Int]
 
@@ -22,14 +23,14 @@ public struct Handoff {
     public static func fromEnvironment() -> Handoff? {
         guard let text = getenv(variable).map({ String(cString: $0) }) else { return nil }
         unsetenv(variable)
-        var handoff = Handoff(listeners: [:], controlFD: -1, readyFD: -1, previousMaster: 0, generations: [:])
+        var handoff = Handoff(listeners: [:], controlFD: -1, channelFD: -1, previousMaster: 0, generations: [:])
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: "\t", maxSplits: 2).map(String.init)
             guard parts.count >= 2 else { continue }
             switch parts[0] {
             case "listen" where parts.count == 3: handoff.listeners[parts[1]] = Int32(parts[2])
             case "control": handoff.controlFD = Int32(parts[1]) ?? -1
-            case "ready": handoff.readyFD = Int32(parts[1]) ?? -1
+            case "channel": handoff.channelFD = Int32(parts[1]) ?? -1
             case "from": handoff.previousMaster = pid_t(parts[1]) ?? 0
             case "generation" where parts.count == 3: handoff.generations[parts[1]] = Int(parts[2])
             default: break
@@ -38,19 +39,20 @@ public struct Handoff {
         return handoff
     }
 
-    /// Tells the upgrading master why this one cannot start.
+    /// Tells the upgrading master why this one cannot start (before a master runs at all:
+    /// the configuration did not load).
     public func reportFailure(_ reason: String) {
         let line = "failed " + String(reason.map { $0.isNewline ? " " : $0 }) + "\n"
-        _ = line.withCString { write(readyFD, $0, strlen($0)) }
+        _ = line.withCString { write(channelFD, $0, strlen($0)) }
     }
 
     var environmentValue: String {
         var lines = listeners.map { "listen\t\($0.key)\t\($0.value)" }
-        lines += ["control\t\(controlFD)", "ready\t\(readyFD)", "from\t\(previousMaster)"]
+        lines += ["control\t\(controlFD)", "channel\t\(channelFD)", "from\t\(previousMaster)"]
         lines += generations.map { "generation\t\($0.key)\t\($0.value)" }
         return lines.joined(separator: "\n")
     }
 
     /// Every descriptor the new binary must find open.
-    var descriptors: [Int32] { Array(listeners.values) + [controlFD, readyFD] }
+    var descriptors: [Int32] { Array(listeners.values) + [controlFD, channelFD] }
 }

@@ -11,16 +11,16 @@ struct Listeners {
 
     /// The descriptor for `address`, opening it if no socket is open there yet.
     /// Returns whether it was opened now.
-    mutating func acquire(_ pool: PoolSettings) throws -> (fd: Int32, opened: Bool) {
-        if let fd = byAddress[pool.listen] { return (fd, false) }
+    mutating func acquire(_ address: ListenAddress, backlog: Int32) throws -> (fd: Int32, opened: Bool) {
+        if let fd = byAddress[address] { return (fd, false) }
         let fd: Int32
-        switch pool.listen {
+        switch address {
         case .unix(let path):
-            fd = try Listener.unix(path: path, backlog: pool.listenBacklog)
+            fd = try Listener.unix(path: path, backlog: backlog)
         case .tcp(let host, let port):
-            fd = try Listener.tcp(host: host == "*" ? "0.0.0.0" : host, port: port, backlog: pool.listenBacklog)
+            fd = try Listener.tcp(host: host == "*" ? "0.0.0.0" : host, port: port, backlog: backlog)
         }
-        byAddress[pool.listen] = fd
+        byAddress[address] = fd
         return (fd, true)
     }
 

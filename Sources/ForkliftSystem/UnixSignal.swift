@@ -14,6 +14,12 @@ public struct UnixSignal: Hashable, CustomStringConvertible, Sendable {
     public static let usr2 = UnixSignal(SIGUSR2)
     public static let chld = UnixSignal(SIGCHLD)
     public static let pipe = UnixSignal(SIGPIPE)
+    /// Raise (TTIN) or lower (TTOU) a pool's worker count by one, as gunicorn does.
+    public static let ttin = UnixSignal(SIGTTIN)
+    public static let ttou = UnixSignal(SIGTTOU)
+    /// Write a full state dump to the log. SIGPWR is Linux's synonym for SIGINFO, the BSD
+    /// "status request" signal (`^T`), and is free in every peer (USR1 and USR2 are taken).
+    public static let dump = UnixSignal(SIGPWR)
 
     public var description: String {
         switch rawValue {
@@ -33,6 +39,9 @@ public struct UnixSignal: Hashable, CustomStringConvertible, Sendable {
         case SIGFPE: "SIGFPE"
         case SIGTRAP: "SIGTRAP"
         case SIGALRM: "SIGALRM"
+        case SIGTTIN: "SIGTTIN"
+        case SIGTTOU: "SIGTTOU"
+        case SIGPWR: "SIGPWR"
         default: "signal \(rawValue)"
         }
     }

@@ -1,33 +1,53 @@
 import CFastCGI
+import ForkliftConfig
+import ForkliftIPC
 import ForkliftLogging
 import ForkliftSystem
 import Glibc
 import Logging
 
-/// Routes one request to its plugin and turns the plugin's failure into a 500.
+/// Routes one request to its plugin, turns the plugin's failure into a 500, and keeps the
+/// worker's scoreboard slot up to date: running (with the request line), finishing, done.
 struct Dispatcher {
     let plugins: [PluginInstance]
     let router: Router
-    let poolName: String
+    let pool: PoolSettings
+    let slot: WorkerSlot
+    let counters: PoolCounters
+    /// The plugins' names as bytes, for the slot (no String per request).
+    private let pluginNames: [[UInt8]]
+    private var lastStatus = 0
+    /// CPU time used by this process at the end of the last request.
+    private var cpuBefore: UInt64 = ProcessCPU.used().nanoseconds
 
-    init(plugins: [PluginInstance], poolName: String) {
+    init(plugins: [PluginInstance], pool: PoolSettings, slot: WorkerSlot, counters: PoolCounters) {
         self.plugins = plugins
-        self.poolName = poolName
+        self.pool = pool
+        self.slot = slot
+        self.counters = counters
         router = Router(routes: plugins.map(\.settings.route))
+        pluginNames = plugins.map { Array($0.settings.name.utf8) }
     }
 
-    func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>) {
+    /// Serves the request; the slot says "finishing" when this returns (libfcgi still has to
+    /// flush and close).
+    mutating func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>) {
         let request = RequestBridge(fcgiRequest)
         let response = ResponseBridge(out: fcgiRequest.pointee.out)
         let path = request.routedPath
         let started = MonotonicInstant.now()
+        counters.requestStarted()
         defer {
+            lastStatus = response.status
+            slot.set(.finishing)
             // The message is built only when debug logging is on: nothing extra per request otherwise.
             ForkliftLogging.logger.debug("\(request.param("REQUEST_METHOD") ?? "-") \(path) \(response.status) \(Formatting.milliseconds(from: started)) ms")
         }
 
-        guard let index = router.match(path: path) else {
-            response.respond(status: 404, body: "404 Not Found: no plugin of pool \(poolName) is routed for \(path)\n")
+        let index = router.match(path: path)
+        markRunning(request, plugin: index.map { pluginNames[$0] } ?? [], now: started)
+        guard let index else {
+            response.respond(status: 404, body: "404 Not Found: no plugin of pool \(pool.name) is routed for \(path)\n")
             return
         }
         let plugin = plugins[index]
@@ -42,5 +62,29 @@ struct Dispatcher {
             return
         }
         response.sendHeadersIfNeeded()
+    }
+
+    /// libfcgi closed the connection (or kept it): the request is done.
+    mutating func finished() {
+        let cpu = ProcessCPU.used()
+        slot.markDone(status: lastStatus, cpuNanoseconds: cpu.nanoseconds &- cpuBefore, maxRSSKB: cpu.maxRSSKB, now: .now())
+        cpuBefore = cpu.nanoseconds
+        counters.requestFinished()
+    }
+
+    /// The request line into the slot, straight from libfcgi's params: no copies but the slot's.
+    private func markRunning(_ request: RequestBridge, plugin: [UInt8], now: MonotonicInstant) {
+        let envp = request.envp
+        let method = FCGX_GetParam("REQUEST_METHOD", envp)
+        let uri = FCGX_GetParam("REQUEST_URI", envp) ?? FCGX_GetParam("SCRIPT_NAME", envp)
+        let length = FCGX_GetParam("CONTENT_LENGTH", envp).map { strtoull($0, nil, 10) } ?? 0
+        plugin.withUnsafeBytes { pluginBytes in
+            slot.markRunning(method: Self.bytes(method), uri: Self.bytes(uri), plugin: pluginBytes, contentLength: length, now: now)
+        }
+    }
+
+    private static func bytes(_ text: UnsafeMutablePointer<CChar>?) -> UnsafeRawBufferPointer {
+        guard let text else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: text, count: strlen(text))
     }
 }

@@ -14,6 +14,7 @@ import Logging
 public enum Worker {
     public static func run(_ launch: WorkerLaunch) -> Never {
         ProcessIdentity.current = ProcessIdentity(role: .worker, pool: launch.pool.name, generation: launch.generation)
+        launch.slot.claim(pid: getpid())
         ProcessTitle.set("forklift: worker pool=\(launch.pool.name) gen=\(launch.generation)")
         // If the host dies, we get TERM and finish like any stopped worker.
         ChildProcess.setParentDeathSignal(.term)
@@ -76,6 +77,7 @@ public enum Worker {
         let reason = loop.run()
 
         log.debug("worker leaving: \(reason)", metadata: ["served": "\(loop.served)"])
+        launch.slot.set(.exiting)
         for plugin in launch.plugins { plugin.workerExit() }
         ChildProcess.exitImmediately(loop.acceptFailed ? WorkerExitCode.setupFailed : WorkerExitCode.normal)
     }
@@ -95,7 +97,7 @@ struct AcceptLoop {
     let launch: WorkerLaunch
     let signals: SignalPipe
     let waiter: ConnectionWaiter
-    let dispatcher: Dispatcher
+    var dispatcher: Dispatcher
     let request: UnsafeMutablePointer<FCGX_Request>
     private(set) var served = 0
     private var stopping = false
@@ -105,7 +107,7 @@ struct AcceptLoop {
         self.launch = launch
         self.signals = signals
         self.waiter = waiter
-        dispatcher = Dispatcher(plugins: launch.plugins, poolName: launch.pool.name)
+        dispatcher = Dispatcher(plugins: launch.plugins, pool: launch.pool, slot: launch.slot, counters: launch.counters)
         request = .allocate(capacity: 1)
         request.initialize(to: FCGX_Request())
         // FCGI_FAIL_ACCEPT_ON_INTR: never sit inside accept() across a signal.
@@ -114,29 +116,30 @@ struct AcceptLoop {
 
     /// Serves until told to stop, retired, or orphaned; returns why it stopped.
     mutating func run() -> String {
-        let slot = launch.slot
+        let board = launch.board
+        launch.slot.set(.idle)
         while !stopping {
             // Counted as waiting from here until accept() returns; see Scoreboard.
-            guard slot.enterWaiting() else { return "its generation was retired" }
+            guard board.enterWaiting() else { return "its generation was retired" }
             let kept = request.pointee.ipcFd >= 0 ? request.pointee.ipcFd : nil
             let events: Set<ConnectionWaiter.Event>
             do {
                 events = try waiter.wait(keptConnection: kept)
             } catch {
-                slot.leaveWaiting()
+                board.leaveWaiting()
                 ForkliftLogging.logger.error("worker wait failed: \(error)")
                 return "wait failed"
             }
             if events.contains(.signal) { handleSignals() }
             guard events.contains(.listenerReadable) || events.contains(.connectionReadable) else {
-                slot.leaveWaiting()
+                board.leaveWaiting()
                 continue
             }
             // Retired: a newer generation takes this connection once its gate opens (it
             // finds it still queued). Otherwise take it even when a stop just arrived: the
             // kernel woke this worker alone (EPOLLEXCLUSIVE), nobody else would.
-            if slot.isRetired {
-                slot.leaveWaiting()
+            if board.isRetired {
+                board.leaveWaiting()
                 return "its generation was retired"
             }
             guard serveOne() else {
@@ -159,10 +162,12 @@ struct AcceptLoop {
         defer { try? SignalPipe.mask(Self.requestSignals, blocked: false) }
         // Non-blocking listener: a worker that lost the race for this connection gets
         // EAGAIN here and goes back to waiting.
+        launch.slot.markReading(now: .now())
         let status = FCGX_Accept_r(request)
         let acceptErrno = errno
-        launch.slot.leaveWaiting()
+        launch.board.leaveWaiting()
         guard status >= 0 else {
+            launch.slot.set(.idle)
             if acceptErrno == EAGAIN || acceptErrno == EWOULDBLOCK || acceptErrno == EINTR { return false }
             if acceptErrno == EINVAL {
                 // The master shut the listener down: forklift is stopping.
@@ -175,8 +180,9 @@ struct AcceptLoop {
             acceptFailed = true
             return false
         }
-        dispatcher.serve(request)
+        dispatcher.serve(request) // through to .finishing
         FCGX_Finish_r(request)
+        dispatcher.finished()
         served += 1
         return true
     }
@@ -213,7 +219,7 @@ struct Gate {
             if ready.contains(gate) {
                 closeDescriptor(gate)
                 // EOF also comes when the host dies: only the master's mark means "serve".
-                return launch.slot.isLive
+                return launch.board.isLive
             }
         }
     }

@@ -18,14 +18,19 @@ public struct WorkerLaunch {
     /// Read end of the host's gate pipe: the worker accepts no connection until the host
     /// closes the write end, which it does when the master makes the generation live.
     public let gateFD: Int32
-    /// The generation's scoreboard slot: tells the worker when it was retired.
-    public let slot: HostSlot
+    /// The generation's scoreboard: tells the worker when it was retired or made live.
+    public let board: GenerationBoard
+    /// This worker's own slot in it, which it keeps up to date.
+    public let slot: WorkerSlot
+    /// The pool's counters (requests accepted, workers active).
+    public let counters: PoolCounters
     /// The host may have been at idle CPU priority when it forked this worker (see
     /// `HostLaunch.loadsInBackground`): the worker then raises itself to normal priority.
     public let leavesIdlePriority: Bool
 
     public init(pool: PoolSettings, generation: Int, listenFD: Int32, plugins: [PluginInstance],
-                requestLimit: Int, readyFD: Int32, hostPID: pid_t, gateFD: Int32, slot: HostSlot, leavesIdlePriority: Bool = false) {
+                requestLimit: Int, readyFD: Int32, hostPID: pid_t, gateFD: Int32, board: GenerationBoard, slot: WorkerSlot,
+                counters: PoolCounters, leavesIdlePriority: Bool = false) {
         self.pool = pool
         self.generation = generation
         self.listenFD = listenFD
@@ -34,7 +39,9 @@ public struct WorkerLaunch {
         self.readyFD = readyFD
         self.hostPID = hostPID
         self.gateFD = gateFD
+        self.board = board
         self.slot = slot
+        self.counters = counters
         self.leavesIdlePriority = leavesIdlePriority
     }
 }

@@ -47,13 +47,6 @@ struct UpgradeCommand: ControlCommand {
     @OptionGroup var options: ControlOptions
 }
 
-/// `forklift status`: one line per host process of the running server.
-struct StatusCommand: ControlCommand {
-    static let verb = "status"
-    static let configuration = CommandConfiguration(commandName: verb, abstract: "Show the generations of the running server.")
-    @OptionGroup var options: ControlOptions
-}
-
 struct ControlOptions: ParsableArguments {
     @OptionGroup var configurationOptions: ConfigurationOptions
 
@@ -65,6 +58,11 @@ struct ControlOptions: ParsableArguments {
 
     /// Sends `command`, prints the answer, and fails unless it starts with "ok".
     func send(_ command: String) throws {
+        print(try ask(command))
+    }
+
+    /// Sends `command` and returns the answer's text; throws unless it starts with "ok".
+    func ask(_ command: String) throws -> String {
         let path = control ?? ControlSocketLocator.locate(directory: configurationOptions.directory)
         let answer: String
         do {
@@ -72,12 +70,9 @@ struct ControlOptions: ParsableArguments {
         } catch {
             throw ForkliftExit(message: "\(command): \(error)")
         }
-        if answer.hasPrefix("ok ") {
-            print(String(answer.dropFirst(3)))
-        } else {
-            let message = answer.hasPrefix("error ") ? String(answer.dropFirst(6)) : answer
-            throw ForkliftExit(message: "\(command) failed: \(message)")
-        }
+        if answer.hasPrefix("ok ") { return String(answer.dropFirst(3)) }
+        let message = answer.hasPrefix("error ") ? String(answer.dropFirst(6)) : answer
+        throw ForkliftExit(message: "\(command) failed: \(message)")
     }
 }
 
@@ -102,12 +97,12 @@ enum ControlClient {
         let line = command + "\n"
         _ = line.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
         var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
+        var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 4096, 0) }
+            // The answer ends where the master closes the connection.
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count > 0 {
                 bytes += buffer[0..<count]
-                if bytes.contains(UInt8(ascii: "\n")) { break } // the answer is one line
                 continue
             }
             if count < 0 && errno == EINTR { continue }

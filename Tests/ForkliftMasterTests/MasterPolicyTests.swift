@@ -43,13 +43,13 @@ import Testing
 
 @Suite struct HandoffTests {
     @Test func theEnvironmentRoundTrips() {
-        let handoff = Handoff(listeners: ["/run/www.sock": 5, "127.0.0.1:9000": 6], controlFD: 7, readyFD: 8,
+        let handoff = Handoff(listeners: ["/run/www.sock": 5, "127.0.0.1:9000": 6], controlFD: 7, channelFD: 8,
                               previousMaster: 1234, generations: ["www": 3, "api": 9])
         setenv("FORKLIFT_HANDOFF", handoff.environmentValue, 1)
         let read = Handoff.fromEnvironment()
         #expect(read?.listeners == handoff.listeners)
         #expect(read?.controlFD == 7)
-        #expect(read?.readyFD == 8)
+        #expect(read?.channelFD == 8)
         #expect(read?.previousMaster == 1234)
         #expect(read?.generations == ["www": 3, "api": 9])
         #expect(getenv("FORKLIFT_HANDOFF") == nil, "consumed, so that nothing started later inherits it")

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "forklift_scoreboard.h"
+
 /* Signals ------------------------------------------------------------------------------ */
 
 /* Route caught signals to `write_fd` (non-blocking), one byte per signal: the number. */
@@ -65,6 +67,12 @@ int forklift_fault_region_add(const void *start, size_t length, const char *labe
 /* In a worker: on SIGSEGV/SIGBUS inside a recorded region, write one line naming the region to
  * `log_fd`, then die of the signal as usual (the handler is reset after one use). */
 int forklift_fault_reporter_install(int log_fd);
+
+/* Listening sockets ------------------------------------------------------------------- */
+
+/* Connections waiting to be accepted, and the queue's capacity: TCP_INFO for TCP, sock_diag
+ * netlink for unix sockets. 0 on success. */
+int forklift_listen_queue(int fd, uint32_t *waiting, uint32_t *backlog);
 
 /* Process title ------------------------------------------------------------------------ */
 

@@ -1,0 +1,47 @@
+import ForkliftConfig
+import ForkliftSystem
+
+extension PoolCore {
+    /// What the core needs of the configuration, flattened.
+    struct Settings: Equatable {
+        var pool: String
+        var generation: Int
+        var processManager: ProcessManager
+        var maxChildren: Int
+        var startServers: Int
+        var minSpareServers: Int
+        var maxSpareServers: Int
+        var maxSpawnRate: Int
+        var processIdleTimeout: Double
+        /// Slots in the board: the ceiling for scaling up.
+        var capacity: Int
+        var emergencyThreshold: Int
+        var emergencyInterval: Double
+        var allBusyWarning: Double
+        var slowlogTimeout: Double
+        var maxPrivateMemory: Int
+        var memoryLogInterval: Double
+
+        init(pool: PoolSettings, global: GlobalSettings, generation: Int, capacity: Int) {
+            self.pool = pool.name
+            self.generation = generation
+            processManager = pool.processManager
+            maxChildren = pool.maxChildren
+            startServers = pool.startServers
+            minSpareServers = pool.minSpareServers
+            maxSpareServers = pool.maxSpareServers
+            maxSpawnRate = pool.maxSpawnRate
+            processIdleTimeout = pool.processIdleTimeout
+            self.capacity = capacity
+            emergencyThreshold = global.emergencyRestartThreshold
+            emergencyInterval = global.emergencyRestartInterval
+            allBusyWarning = pool.allBusyWarning
+            slowlogTimeout = pool.requestSlowlogTimeout
+            maxPrivateMemory = pool.maxPrivateMemory
+            memoryLogInterval = pool.memoryLogInterval
+        }
+    }
+
+    /// Slots a generation's board has: room for scaling up to twice `max_children`.
+    static func capacity(for pool: PoolSettings) -> Int { pool.maxChildren * 2 }
+}

@@ -1,0 +1,334 @@
+import ForkliftConfig
+import ForkliftIPC
+import ForkliftSystem
+import Glibc
+
+/// What a host decides about its workers, apart from doing it: a plain value that takes
+/// events (a worker forked, ready, exited; a signal; the clock with a look at the
+/// scoreboard) and returns actions (fork into this slot, signal that pid, report, log).
+/// `WorkerPool` is the shell that waits, reads and acts; tests drive this with a mock clock.
+///
+/// Its timers are derived from its state (`nextDeadline`), so a deadline can never be
+/// enforced without being waited for, or the other way round.
+struct PoolCore {
+    enum Phase: Equatable {
+        /// Forking the first workers; ready once they all passed worker init.
+        case starting
+        case serving
+        /// TERM sent to every worker; done when none is left.
+        case stopping
+    }
+
+    /// Why the host signalled a worker, so that its exit is read right.
+    enum Dismissal: Equatable {
+        case idle, scaledDown, memory, probe, stop
+    }
+
+    struct Worker: Equatable {
+        let pid: pid_t
+        let slot: Int
+        let forked: MonotonicInstant
+        /// When it passed worker init.
+        var ready: MonotonicInstant?
+        /// It served a request, or stayed up a while after init: its death is not a failed start.
+        var proven = false
+        var dismissed: Dismissal?
+        /// An ondemand probe: proves worker init at start, then leaves.
+        var isProbe = false
+    }
+
+    enum Event: Equatable {
+        /// Plugins are loaded: fork the first workers.
+        case start
+        case forked(pid: pid_t, slot: Int)
+        case forkFailed(slot: Int, reason: String)
+        case workerReady(pid: pid_t)
+        case workerInitFailed(pid: pid_t, reason: String)
+        /// `served`: it accepted at least one request; `active`: it died in the middle of one.
+        case workerExited(pid: pid_t, status: ExitStatus, served: Bool, active: Bool)
+        /// The master made the generation live.
+        case goLive
+        case stop
+        /// Time passed; `Observation` is what the scoreboard says now.
+        case tick(Observation)
+        /// ondemand: the listener has a connection waiting.
+        case connectionWaiting(Observation)
+        case memoryMeasured(host: MemoryUsage?, workers: [pid_t: MemoryUsage], at: MonotonicInstant)
+    }
+
+    enum Action: Equatable {
+        case fork(slot: Int)
+        case signal(pid_t, UnixSignal)
+        case openGate
+        /// Every first worker passed worker init: tell the master (the shell adds the summary).
+        case reportReady
+        case report(HostReport)
+        case log(LogLevel, String)
+        case publish(HostState)
+        case measureMemory([pid_t])
+        case storeMemory(slot: Int, pid: pid_t, MemoryUsage)
+        case storeHostMemory(MemoryUsage)
+        case countMaxChildrenReached
+        case countSlowRequest
+        /// Every worker is gone and the host may leave with this status.
+        case exit(Int32)
+    }
+
+    let settings: Settings
+    let hostPID: pid_t
+    private(set) var phase = Phase.starting
+    private(set) var isLive = false
+    private(set) var workers: [pid_t: Worker] = [:]
+    private var freeSlots: [Int]
+    private(set) var highWater = 0
+    /// static: the workers to keep; dynamic and ondemand: the ceiling. Scaling moves it.
+    private(set) var target: Int
+    private var lastScaleTarget = 0
+    var failures = StartFailures()
+    var emergency: EmergencyWindow
+    var watch = BusyWatch()
+    var memory: MemorySchedule
+    /// dynamic: forks per tick, doubling while idle workers are short (PHP-FPM's idle_spawn_rate).
+    private(set) var spawnRate = 1
+    private(set) var nextTick: MonotonicInstant
+    /// ondemand: an idle or starting worker will take the waiting connection; look again then.
+    private(set) var listenerQuietUntil: MonotonicInstant?
+    /// dynamic and ondemand: workers that left (retired, died) and are replaced at once.
+    var replacementsOwed = 0
+    /// The scoreboard as last observed (for idle counts between ticks).
+    private(set) var lastObservation: Observation?
+    private var startFailure: String?
+    private var exitStatus: Int32 = 0
+
+    static let tickInterval = 1.0
+    /// A worker up this long after its worker init is healthy: its death is not a failed start.
+    static let provenAfter = 1.0
+
+    init(settings: Settings, hostPID: pid_t, now: MonotonicInstant) {
+        self.settings = settings
+        self.hostPID = hostPID
+        freeSlots = Array((0..<settings.capacity).reversed())
+        target = settings.maxChildren
+        emergency = EmergencyWindow(threshold: settings.emergencyThreshold, interval: settings.emergencyInterval)
+        memory = MemorySchedule(settings: settings, now: now)
+        nextTick = now.advanced(bySeconds: Self.tickInterval)
+    }
+
+    // MARK: - Events
+
+    mutating func handle(_ event: Event, now: MonotonicInstant) -> [Action] {
+        var actions: [Action] = []
+        switch event {
+        case .start:
+            actions += forkInitialWorkers(now: now)
+        case .forked(let pid, let slot):
+            workers[pid] = Worker(pid: pid, slot: slot, forked: now)
+        case .forkFailed(let slot, let reason):
+            freeSlots.append(slot)
+            actions += forkFailed(reason, now: now)
+        case .workerReady(let pid):
+            actions += workerReady(pid, now: now)
+        case .workerInitFailed(let pid, let reason):
+            actions += workerInitFailed(pid, reason: reason, now: now)
+        case .workerExited(let pid, let status, let served, let active):
+            actions += workerExited(pid, status: status, served: served, active: active, now: now)
+        case .goLive:
+            guard !isLive else { break }
+            isLive = true
+            actions.append(.openGate)
+            actions.append(.log(.info, "pool \(settings.pool) gen \(settings.generation) is live: workers accept connections"))
+        case .stop:
+            actions += beginStop()
+        case .tick(let observation):
+            lastObservation = observation
+            actions += tick(observation, now: now)
+        case .connectionWaiting(let observation):
+            lastObservation = observation
+            actions += connectionWaiting(observation, now: now)
+        case .memoryMeasured(let host, let usages, let at):
+            actions += memoryMeasured(host: host, workers: usages, at: at)
+        }
+        actions += finishIfDone()
+        actions.append(.publish(publishedState(now: now)))
+        return actions
+    }
+
+    /// When the shell must call `tick` next, whatever else happens.
+    var nextDeadline: MonotonicInstant? {
+        guard phase != .stopping else { return nil } // nothing is timed while stopping: the master's die_timeout is
+        return [nextTick, failures.backoffUntil, memory.nextDue, listenerQuietUntil].compactMap { $0 }.min()
+    }
+
+    /// ondemand: whether the shell should wake when the listener has a connection.
+    func watchesListener(now: MonotonicInstant) -> Bool {
+        guard settings.processManager == .ondemand, isLive, phase == .serving, workers.count < target else { return false }
+        if let quiet = listenerQuietUntil, now < quiet { return false }
+        return failures.backoffUntil.map { now >= $0 } ?? true
+    }
+
+    var isStopping: Bool { phase == .stopping }
+
+    // MARK: - Forking
+
+    /// Reserves a slot and asks for a fork; nil when no slot is left.
+    mutating func fork(now: MonotonicInstant) -> Action? {
+        guard let slot = freeSlots.popLast() else { return nil }
+        highWater = max(highWater, slot + 1)
+        return .fork(slot: slot)
+    }
+
+    /// A slot whose fork just failed or whose worker was reaped.
+    mutating func release(slot: Int) {
+        freeSlots.append(slot)
+    }
+
+    private mutating func forkInitialWorkers(now: MonotonicInstant) -> [Action] {
+        let count: Int
+        switch settings.processManager {
+        case .static: count = target
+        case .dynamic: count = settings.startServers
+        case .ondemand: count = 1 // a probe: worker init is proven before the generation goes live
+        }
+        var actions: [Action] = []
+        for _ in 0..<count {
+            guard let action = fork(now: now) else { break }
+            actions.append(action)
+        }
+        return actions
+    }
+
+    private mutating func forkFailed(_ reason: String, now: MonotonicInstant) -> [Action] {
+        if phase == .starting {
+            return failStart("pool \(settings.pool): cannot fork a worker: \(reason)")
+        }
+        failures.forkFailed(now: now)
+        return [.log(.error, "pool \(settings.pool): cannot fork a worker: \(reason); trying again in \(Formatting.oneDecimal(failures.delay)) s")]
+    }
+
+    private mutating func workerReady(_ pid: pid_t, now: MonotonicInstant) -> [Action] {
+        guard var worker = workers[pid], worker.ready == nil else { return [] }
+        worker.ready = now
+        var actions: [Action] = [.log(.debug, "worker \(pid) ready \(Formatting.milliseconds(from: worker.forked, to: now)) ms after fork")]
+        if phase == .starting && settings.processManager == .ondemand && workers.count == 1 {
+            worker.isProbe = true
+            worker.dismissed = .probe
+            actions.append(.signal(pid, .term))
+        }
+        workers[pid] = worker
+        if phase == .starting && workers.values.allSatisfy({ $0.ready != nil }) {
+            phase = .serving
+            actions.append(.reportReady)
+        }
+        return actions
+    }
+
+    private mutating func workerInitFailed(_ pid: pid_t, reason: String, now: MonotonicInstant) -> [Action] {
+        if phase == .starting { return failStart(reason) }
+        failures.lastReason = reason
+        return []
+    }
+
+    /// A failure before the generation was ready: report it, stop the others, leave with 1.
+    private mutating func failStart(_ reason: String) -> [Action] {
+        guard phase == .starting else { return [] }
+        startFailure = reason
+        exitStatus = 1
+        return [.log(.error, reason), .report(.failed(reason: reason))] + beginStop()
+    }
+
+    private mutating func beginStop() -> [Action] {
+        guard phase != .stopping else { return [] }
+        phase = .stopping
+        var actions: [Action] = [.log(.info, "stopping \(workers.count) workers of pool \(settings.pool) gen \(settings.generation)")]
+        for pid in workers.keys.sorted() {
+            if workers[pid]?.dismissed == nil { workers[pid]?.dismissed = .stop }
+            actions.append(.signal(pid, .term))
+        }
+        return actions
+    }
+
+    private func finishIfDone() -> [Action] {
+        guard phase == .stopping, workers.isEmpty else { return [] }
+        return [.log(.info, "all workers of pool \(settings.pool) gen \(settings.generation) have exited"), .exit(exitStatus)]
+    }
+
+    // MARK: - Exits
+
+    private mutating func workerExited(_ pid: pid_t, status: ExitStatus, served: Bool, active: Bool, now: MonotonicInstant) -> [Action] {
+        guard let worker = workers.removeValue(forKey: pid) else { return [] }
+        release(slot: worker.slot)
+        memory.forget(pid)
+        if phase == .stopping { return [] }
+        if phase == .starting && !worker.isProbe {
+            // Lines first: a worker whose init failed wrote its reason before exiting.
+            return failStart(startFailure ?? "pool \(settings.pool): worker \(pid) \(status) during worker init")
+        }
+        var actions: [Action] = []
+        let lived = worker.forked.seconds(until: now)
+        switch (status, worker.dismissed) {
+        case (.exited(0), .probe?):
+            actions.append(.log(.debug, "worker \(pid) proved worker init and left: ondemand forks workers as connections come"))
+        case (.exited(0), .memory?):
+            actions.append(.log(.info, "worker \(pid) left after exceeding max_private_memory; replacing it"))
+        case (.exited(0), .idle?):
+            actions.append(.log(.info, "worker \(pid) left after being idle (pm = \(settings.processManager.rawValue))"))
+        case (.exited(0), .scaledDown?):
+            actions.append(.log(.info, "worker \(pid) left: the pool was scaled down to \(target)"))
+        case (.exited(0), _):
+            actions.append(.log(.info, "worker \(pid) retired after serving its requests; replacing it"))
+        default:
+            let died = served || worker.proven
+                ? "worker \(pid) \(status) after \(Formatting.oneDecimal(lived)) s\(active ? " in the middle of a request" : "")"
+                : "worker \(pid) \(status == .exited(3) ? "failed its worker init" : "\(status)") right after it started"
+            if served || worker.proven {
+                // It worked, then died: replace it at once (a request that kills workers must
+                // not keep the pool down).
+                actions.append(.log(.error, "\(died); replacing it"))
+            } else {
+                actions += failures.failedStart(pool: settings.pool, description: died, now: now)
+            }
+            if case .signaled = status, let reason = emergency.record(now: now) {
+                actions.append(.log(.error, "pool \(settings.pool): \(reason): asking the master for a fresh host (emergency_restart_threshold)"))
+                actions.append(.report(.emergencyRestart(reason: reason)))
+            }
+        }
+        if phase == .serving {
+            if worker.dismissed != .idle && worker.dismissed != .scaledDown && worker.dismissed != .probe { replacementsOwed += 1 }
+            actions += maintain(now: now, observation: lastObservation)
+        }
+        return actions
+    }
+
+    // MARK: - Published state
+
+    func publishedState(now: MonotonicInstant) -> HostState {
+        let condition: HostState.Condition = phase == .stopping ? .stopping : failures.isBackingOff ? .backingOff : .normal
+        return HostState(hostPID: hostPID, condition: condition, consecutiveFailures: failures.consecutive,
+                         backoffUntil: failures.backoffUntil, allBusySince: watch.allBusySince, workerTarget: target,
+                         highWater: highWater)
+    }
+
+    /// What a state dump says about this host.
+    func dumpLines(now: MonotonicInstant) -> [String] {
+        var lines = ["pool \(settings.pool) gen \(settings.generation) host \(hostPID): phase \(phase), \(isLive ? "live" : "gated"), pm \(settings.processManager.rawValue), target \(target), \(workers.count) workers, spawn rate \(spawnRate), \(failures.summary(now: now))"]
+        for worker in workers.values.sorted(by: { $0.slot < $1.slot }) {
+            let ready = worker.ready.map { "ready \(Formatting.oneDecimal($0.seconds(until: now))) s ago" } ?? "in worker init"
+            lines.append("  worker \(worker.pid) slot \(worker.slot): forked \(Formatting.oneDecimal(worker.forked.seconds(until: now))) s ago, \(ready)\(worker.dismissed.map { ", dismissed (\($0))" } ?? "")")
+        }
+        return lines
+    }
+
+    // MARK: - For the sizing and watch extensions
+
+    mutating func setTarget(_ value: Int) { target = value }
+    mutating func noteScaleTarget(_ value: Int) -> Bool {
+        guard value != lastScaleTarget else { return false }
+        lastScaleTarget = value
+        return true
+    }
+    mutating func setSpawnRate(_ value: Int) { spawnRate = value }
+    mutating func scheduleNextTick(after now: MonotonicInstant) { nextTick = now.advanced(bySeconds: Self.tickInterval) }
+    mutating func quietListener(until instant: MonotonicInstant?) { listenerQuietUntil = instant }
+    mutating func dismiss(_ pid: pid_t, as reason: Dismissal) { workers[pid]?.dismissed = reason }
+    mutating func prove(_ pid: pid_t) { workers[pid]?.proven = true }
+}

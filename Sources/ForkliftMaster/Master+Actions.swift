@@ -1,0 +1,199 @@
+import ForkliftConfig
+import ForkliftIPC
+import ForkliftLogging
+import ForkliftSystem
+import Glibc
+
+/// Carrying out the core's actions: each is one system call or a few, and any answer goes
+/// back to the core as an event.
+extension Master {
+    func perform(_ action: MasterCore.Action) {
+        switch action {
+        case .readConfiguration:
+            do {
+                pending.append(.configurationRead(.success(try ConfigurationLoader.load(directory: core.configurationDirectory))))
+            } catch {
+                pending.append(.configurationRead(.failure(error)))
+            }
+        case .acquireListeners(let pools):
+            acquireListeners(pools)
+        case .closeListeners(let keeping):
+            listeners.close(allBut: keeping)
+        case .closeOpenedListeners(let addresses):
+            listeners.close(addresses)
+        case .refuseNewConnections:
+            listeners.refuseNewConnections()
+        case .forkHost(let spec):
+            forkHost(spec)
+        case .signal(let pid, let signal):
+            ChildProcess.send(signal, to: pid)
+        case .signalGroup(let pid, let signal):
+            ChildProcess.send(signal, toGroup: pid)
+        case .setPriority(let pid, let change):
+            pending.append(.priorityChanged(pid, change, error: setPriority(pid, change)))
+        case .markLive(let pid):
+            boards[pid]?.markLive()
+        case .retire(let pid):
+            boards[pid]?.retire()
+        case .setScaleTarget(let pid, let workers):
+            boards[pid]?.setTarget(workers)
+        case .countWaiting(let pids):
+            // Workers can write the counter: never below 0, never more than the board holds.
+            let waiting = pids.compactMap { boards[$0] }.map { max(0, min(Int($0.waitingWorkers), $0.capacity)) }.reduce(0, +)
+            pending.append(.waitingWorkers(waiting))
+        case .answer(let client, let ok, let message):
+            control?.answer(client, ok: ok, message)
+        case .answerStatus(let client, let query):
+            control?.answer(client, ok: true, statusAnswer(query))
+        case .log(let level, let message):
+            log.log(level, message)
+        case .dump(let lines):
+            for line in lines { log.notice("dump: \(line)") }
+            for pid in core.hosts.keys.sorted() { ChildProcess.send(.dump, to: pid) }
+        case .reopenLogs:
+            try? LogDestination.reopen()
+        case .applyGlobalSettings(let old, let new):
+            applyGlobalSettings(old: old, new: new)
+        case .forgetPool(let pool):
+            counters.removeValue(forKey: pool)?.mapping.unmap()
+        case .forkUpgrade:
+            forkUpgrade()
+        case .tellUpgrade(let message):
+            guard let channel = upgradeChannel else { return }
+            try? writeAll(channel.fd, message.line)
+            closeDescriptor(channel.fd) // go and abort are the last words
+            upgradeChannel = nil
+        case .tellPreviousMaster(let message):
+            guard let channel = handoffChannel else { return }
+            try? writeAll(channel.fd, message.line)
+            if case .failed = message {
+                closeDescriptor(channel.fd)
+                handoffChannel = nil
+            }
+        case .takeOverFiles:
+            if let handoff {
+                do {
+                    try PidFile(path: configuration.global.pidFile).write(replacing: handoff.previousMaster)
+                } catch {
+                    log.error("cannot write the pid file: \(error)")
+                }
+            }
+            if let channel = handoffChannel {
+                closeDescriptor(channel.fd)
+                handoffChannel = nil
+            }
+        case .giveUpFiles:
+            // The control socket is the new master's now: stop taking commands on it.
+            control?.closeListener()
+        case .exit(let status, let waiters):
+            finish(status: status, answering: waiters)
+        }
+    }
+
+    private func acquireListeners(_ pools: [PoolSettings]) {
+        var opened: [ListenAddress] = []
+        for pool in pools {
+            for address in [pool.listen] + (pool.statusListen.map { [$0] } ?? []) {
+                do {
+                    let (_, isNew) = try listeners.acquire(address, backlog: pool.listenBacklog)
+                    if isNew {
+                        opened.append(address)
+                        log.notice("pool \(pool.name) listening on \(listeners.describe(address))\(address == pool.statusListen ? " (status_listen)" : "")")
+                    }
+                } catch {
+                    listeners.close(opened)
+                    pending.append(.listenersFailed(reason: "pool \(pool.name): cannot listen on \(address): \(error)"))
+                    return
+                }
+            }
+        }
+        pending.append(.listenersAcquired(opened: opened))
+    }
+
+    private func forkHost(_ spec: HostSpec) {
+        let pool = spec.pool
+        guard let listenFD = listeners.fd(for: pool.listen) else {
+            pending.append(.hostForkFailed(spec, reason: "its socket \(pool.listen) is not open"))
+            return
+        }
+        let statusListenFD = pool.statusListen.flatMap { listeners.fd(for: $0) }
+        var reportPipe: Pipe?
+        do {
+            let poolCounters = try counters[pool.name] ?? PoolCounters()
+            counters[pool.name] = poolCounters
+            let board = try GenerationBoard(capacity: MasterCore.scaleLimit(pool))
+            if spec.scaleTarget > 0 { board.setTarget(spec.scaleTarget) }
+            let pipe = try Pipe(nonBlocking: false)
+            reportPipe = pipe
+            try setNonBlocking(pipe.readEnd)
+            let launch = HostLaunch(global: spec.global, pool: pool, generation: spec.generation, listenFD: listenFD,
+                                    statusListenFD: statusListenFD, reportFD: pipe.writeEnd, masterPID: getpid(),
+                                    board: board, counters: poolCounters, loadsInBackground: spec.loadsInBackground)
+            let signals = self.signals!
+            let body = hostBody
+            // Everything shared the host must not keep: other pools' counters, other hosts' boards.
+            let foreign = boards.values.map(\.mapping) + counters.filter { $0.key != pool.name }.map(\.value.mapping)
+            let keep: Set<Int32> = [listenFD, statusListenFD ?? -1, pipe.writeEnd, LogDestination.fileDescriptor]
+            let pid = try ChildProcess.spawn(newProcessGroup: true, prepareChild: {
+                signals.reset()
+                // A pool's workers can write nothing of another pool's (or generation's) scoreboard.
+                for mapping in foreign { mapping.unmap() }
+                // Only this pool's sockets, the report pipe and the log: other pools' sockets
+                // must close when the master closes them, and a control client must see EOF.
+                SelfInspection.closeDescriptors(except: keep)
+            }, { body(launch) })
+            closeDescriptor(pipe.writeEnd)
+            reports[pid] = (pipe.readEnd, LineBuffer())
+            boards[pid] = board
+            pending.append(.hostForked(spec, pid: pid))
+        } catch {
+            reportPipe?.close()
+            pending.append(.hostForkFailed(spec, reason: "\(error)"))
+        }
+    }
+
+    /// nil when done, else why not.
+    private func setPriority(_ pid: pid_t, _ change: BackgroundLoading.Action) -> String? {
+        do {
+            switch change {
+            case .lower:
+                do {
+                    // Every thread: a preload may load in parallel.
+                    try CPUPriority.set(.idle, ofAllThreadsOf: pid)
+                } catch {
+                    try? CPUPriority.set(.normal, ofAllThreadsOf: pid) // in case some threads were lowered
+                    throw error
+                }
+            case .raise:
+                try CPUPriority.set(.normal, ofAllThreadsOf: pid)
+            }
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// Settings that change without a restart: the log level and file.
+    private func applyGlobalSettings(old: GlobalSettings, new: GlobalSettings) {
+        LogDestination.level = new.logLevel
+        if new.errorLog != old.errorLog {
+            do { try LogDestination.open(path: new.errorLog) } catch { log.error("cannot open error_log: \(error)") }
+        }
+        if new.pidFile != old.pidFile || new.controlSocket != old.controlSocket {
+            log.warning("pid and control_socket changes take effect at the next restart")
+        }
+    }
+
+    /// The loop is over: remove what is ours, then tell `forklift stop` it is done.
+    private func finish(status: Int32, answering waiters: [MasterCore.ClientID]) {
+        if core.ownsFiles {
+            listeners.close(allBut: [])
+            PidFile(path: configuration.global.pidFile).remove()
+        } else {
+            listeners.closeDescriptors() // the files belong to the other master
+        }
+        for waiter in waiters { control?.answer(waiter, ok: status == 0, "stopped, exit status \(status)") }
+        if core.ownsFiles { control?.close() } else { control?.closeListener() }
+        exitStatus = status
+    }
+}

@@ -1,0 +1,85 @@
+import ForkliftConfig
+import ForkliftIPC
+import ForkliftStatus
+import ForkliftSystem
+import Glibc
+
+/// `forklift status`: what the core knows of every host, and what each pool's scoreboard
+/// says. Nothing here reads /proc: memory figures are the hosts' last samples.
+extension Master {
+    func statusAnswer(_ query: StatusQuery) -> String {
+        let now = MonotonicInstant.now()
+        let hosts = core.hosts.values.sorted { ($0.pool.name, $0.generation) < ($1.pool.name, $1.generation) }
+        let pools = poolStatuses(now: now)
+        if query.json {
+            let generations = hosts.map { host in
+                "{\"pool\":\(jsonString(host.pool.name)),\"generation\":\(host.generation),\"role\":\(jsonString(roleName(host))),\"pid\":\(host.pid),\"summary\":\(jsonString(host.summary ?? ""))}"
+            }
+            let poolObjects = pools.map { StatusPage.render($0, format: .json, full: query.full) }
+            return "{\"master\":{\"pid\":\(getpid()),\"phase\":\(jsonString("\(core.phase)"))},\"generations\":[\(generations.joined(separator: ","))],\"pools\":[\(poolObjects.joined(separator: ","))]}"
+        }
+        var lines = hosts.map { host in
+            "pool \(host.pool.name) gen \(host.generation) \(roleName(host)) pid \(host.pid)" + (host.summary.map { " \($0)" } ?? "")
+                + " " + memorySummary(host.pid)
+        }
+        if lines.isEmpty { lines = ["no hosts"] }
+        for pool in pools {
+            lines.append("")
+            lines.append(StatusPage.render(pool, format: .text, full: query.full).trimmingSuffix("\n"))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The status of every pool, from its live host's board (or the newest one serving).
+    func poolStatuses(now: MonotonicInstant) -> [PoolStatus] {
+        configuration.pools.compactMap { pool in
+            let serving = core.hosts.values.filter { $0.pool.name == pool.name && $0.covers }.max { $0.generation < $1.generation }
+            guard let host = serving, let board = boards[host.pid], let poolCounters = counters[pool.name] else { return nil }
+            let snapshot = BoardReader.read(board, now: now)
+            return PoolStatus(pool: pool.name, processManager: pool.processManager.rawValue, generation: host.generation,
+                              role: roleName(host), counters: poolCounters.read(), board: snapshot,
+                              maxChildren: snapshot.hostState?.workerTarget ?? pool.maxChildren,
+                              slowlogTimeout: pool.requestSlowlogTimeout, now: now)
+        }
+    }
+
+    func roleName(_ host: HostProcess) -> String {
+        switch host.role {
+        case .candidate: host.backgroundLoading?.isIdle == true ? "candidate (loading at idle CPU priority)" : "candidate"
+        case .replacement: "starting"
+        case .live: "live"
+        case .draining: "draining"
+        }
+    }
+
+    /// "memory: Pss 93.1 MiB in all, Private_Dirty at most 0.4 MiB per worker (4 workers)",
+    /// from the host's last sample in its board.
+    func memorySummary(_ pid: pid_t) -> String {
+        guard let board = boards[pid] else { return "memory: not measured" }
+        let snapshot = BoardReader.read(board)
+        let samples = snapshot.workers.compactMap(\.memory)
+        guard let host = snapshot.hostMemory else { return "memory: not measured yet (\(snapshot.workers.count) workers)" }
+        let total = samples.reduce(host.pssKB) { $0 + $1.pssKB } * 1024
+        let mostPrivate = (samples.map(\.privateDirtyKB).max() ?? 0) * 1024
+        return "memory: Pss \(Formatting.mebibytes(total)) in all, Private_Dirty at most \(Formatting.mebibytes(mostPrivate)) per worker (\(samples.count) workers)"
+    }
+
+    private func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            default:
+                if scalar.value < 0x20 { out += " " } else { out.unicodeScalars.append(scalar) }
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+    }
+}

@@ -1,0 +1,16 @@
+import Glibc
+
+/// This process's CPU time and peak memory, from one getrusage(2): cheap enough per request.
+public struct ProcessCPU: Sendable {
+    /// User plus system time.
+    public let nanoseconds: UInt64
+    public let maxRSSKB: UInt64
+
+    public static func used() -> ProcessCPU {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let user = UInt64(usage.ru_utime.tv_sec) * 1_000_000_000 + UInt64(usage.ru_utime.tv_usec) * 1000
+        let system = UInt64(usage.ru_stime.tv_sec) * 1_000_000_000 + UInt64(usage.ru_stime.tv_usec) * 1000
+        return ProcessCPU(nanoseconds: user + system, maxRSSKB: UInt64(max(0, usage.ru_maxrss)))
+    }
+}
