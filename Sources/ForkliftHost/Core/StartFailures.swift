@@ -69,9 +69,13 @@ struct StartFailures: Equatable {
         return "\(consecutive) failed starts in a row\(next)"
     }
 
-    /// Two failures with different pids have the same kind if their text differs only there.
+    /// Two failures have the same kind if their texts differ only in numbers (pids, times).
     private func reasonKind(_ reason: String) -> String {
-        String(reason.map { $0.isNumber ? "#" : $0 })
+        var kind = ""
+        for character in reason where !(character.isNumber && kind.last == "#") {
+            kind.append(character.isNumber ? "#" : character)
+        }
+        return kind
     }
 }
 
