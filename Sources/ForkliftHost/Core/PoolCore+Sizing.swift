@@ -42,15 +42,20 @@ extension PoolCore {
         failures.deadlinePassed(now: now)
         if let quiet = listenerQuietUntil, now >= quiet { quietListener(until: nil) }
         guard phase != .stopping else { return [] }
-        actions += applyScaleTarget(observation, now: now)
+        if let restartAt = responder.restartAt, now >= restartAt { actions += responder.start(now: now) }
+        // Not while starting: the first workers must all report, or the start fails.
+        if phase == .serving { actions += applyScaleTarget(observation, now: now) }
         actions += proveWorkers(observation, now: now)
         if memory.isDue(now: now) {
             actions.append(.measureMemory(workers.keys.sorted()))
         }
-        if phase == .serving && now >= nextTick {
+        if now >= nextTick {
+            // Re-armed in every phase: a past deadline would be a zero timeout, a busy loop.
             scheduleNextTick(after: now)
-            actions += periodicMaintenance(observation, now: now)
-            actions += watchBusy(observation, now: now)
+            if phase == .serving {
+                actions += periodicMaintenance(observation, now: now)
+                actions += watchBusy(observation, now: now)
+            }
         }
         if phase == .serving { actions += maintain(now: now, observation: observation) }
         return actions
@@ -61,18 +66,15 @@ extension PoolCore {
     mutating func maintain(now: MonotonicInstant, observation: Observation?) -> [Action] {
         guard phase == .serving, failures.allowsFork(now: now) else { return [] }
         var actions: [Action] = []
-        let wanted: Int
-        switch settings.processManager {
-        case .static: wanted = target
-        case .dynamic: wanted = min(target, max(replacementsOwed, 0) + staying.count)
-        case .ondemand: wanted = min(target, max(replacementsOwed, 0) + staying.count)
-        }
-        while staying.count < wanted, let fork = fork(now: now) {
+        var planned = staying.count + forksInFlight
+        while planned < target, settings.processManager == .static || replacementsOwed > 0, let fork = fork(now: now) {
             actions.append(fork)
+            planned += 1
             replacementsOwed = max(0, replacementsOwed - 1)
             // A failed start waits for the back-off before the next one.
             if failures.consecutive > 0 { break }
         }
+        if planned >= target { replacementsOwed = 0 }
         return actions
     }
 
@@ -95,7 +97,8 @@ extension PoolCore {
     /// dynamic: between min_spare_servers and max_spare_servers idle workers.
     private mutating func balanceSpares(_ observation: Observation, now: MonotonicInstant) -> [Action] {
         let idle = idleWorkers(observation)
-        let available = staying.filter { isIdleOrStarting($0, observation) }.count
+        let available = staying.filter { isIdleOrStarting($0, observation) }.count + forksInFlight
+        let total = staying.count + forksInFlight
         if idle.count > settings.maxSpareServers {
             // One per second, the one idle longest, as PHP-FPM: no flapping after a burst.
             setSpawnRate(1)
@@ -106,12 +109,12 @@ extension PoolCore {
             setSpawnRate(1)
             return trimToTarget(observation)
         }
-        guard staying.count < target else {
+        guard total < target else {
             setSpawnRate(1)
             return maxChildrenReached(observation, wantedMore: true)
         }
         guard failures.allowsFork(now: now) else { return [] }
-        let count = min(spawnRate, settings.minSpareServers - available, target - staying.count)
+        let count = min(spawnRate, settings.minSpareServers - available, target - total)
         var actions: [Action] = []
         for _ in 0..<count {
             guard let fork = fork(now: now) else { break }
@@ -142,13 +145,13 @@ extension PoolCore {
     /// ondemand: a connection waits. PHP-FPM's `fpm_pctl_on_socket_accept`.
     mutating func connectionWaiting(_ observation: Observation, now: MonotonicInstant) -> [Action] {
         guard phase == .serving, settings.processManager == .ondemand else { return [] }
-        if staying.contains(where: { isIdleOrStarting($0, observation) }) {
+        if forksInFlight > 0 || staying.contains(where: { isIdleOrStarting($0, observation) }) {
             // A worker is about to take it. Look again shortly rather than spin on a listener
             // that stays readable until then.
             quietListener(until: now.advanced(bySeconds: Self.listenerQuietPeriod))
             return []
         }
-        guard staying.count < target else { return maxChildrenReached(observation, wantedMore: true) }
+        guard staying.count + forksInFlight < target else { return maxChildrenReached(observation, wantedMore: true) }
         guard failures.allowsFork(now: now), let fork = fork(now: now) else { return [] }
         quietListener(until: now.advanced(bySeconds: Self.listenerQuietPeriod))
         return [fork]
@@ -178,7 +181,7 @@ extension PoolCore {
             let record = observation.records[worker.slot].flatMap { $0.pid == worker.pid ? $0 : nil }
             guard ready.seconds(until: now) >= Self.provenAfter || (record?.requests ?? 0) > 0 || record?.state.isActive == true else { continue }
             prove(worker.pid)
-            if failures.consecutive > 0 { actions += failures.recovered(pool: settings.pool, pid: worker.pid) }
+            if failures.consecutive > 0 || failures.delay > 0 { actions += failures.recovered(pool: settings.pool, pid: worker.pid) }
         }
         return actions
     }

@@ -15,7 +15,8 @@ struct StartFailures: Equatable {
     private(set) var consecutive = 0
     private(set) var delay = 0.0
     private(set) var backoffUntil: MonotonicInstant?
-    var lastReason: String?
+    /// What each worker said when its init failed (it says so before it exits).
+    var reasons: [Int32: String] = [:]
     private var loggedReason: String?
 
     var isBackingOff: Bool { consecutive >= 2 }
@@ -24,10 +25,9 @@ struct StartFailures: Equatable {
     func allowsFork(now: MonotonicInstant) -> Bool { backoffUntil.map { now >= $0 } ?? true }
 
     /// A worker died before it proved itself. The first is replaced at once.
-    mutating func failedStart(pool: String, description: String, now: MonotonicInstant) -> [PoolCore.Action] {
+    mutating func failedStart(pool: String, pid: Int32 = 0, description: String, now: MonotonicInstant) -> [PoolCore.Action] {
         consecutive += 1
-        let reason = lastReason.map { "\(description): \($0)" } ?? description
-        lastReason = nil
+        let reason = reasons.removeValue(forKey: pid).map { "\(description): \($0)" } ?? description
         if consecutive == 1 {
             return [.log(.error, "\(reason); replacing it")]
         }

@@ -50,7 +50,8 @@ extension MasterCore {
         let what = pool.processManager == .static ? "workers" : "as max_children"
         let before = currentScale(pool)
         scaleTargets[poolName] = workers
-        let targets = hosts.values.filter { $0.pool.name == poolName && !$0.isDraining }.map(\.pid).sorted()
+        // Not a reload's candidates: the commit starts again from the configuration.
+        let targets = hosts.values.filter { $0.pool.name == poolName && $0.covers }.map(\.pid).sorted()
         let message = "pool \(poolName): \(before) -> \(workers) \(what) (\(cause)); until the next reload"
         return .success((message, [.log(.notice, message)] + targets.map { .setScaleTarget($0, workers) }))
     }

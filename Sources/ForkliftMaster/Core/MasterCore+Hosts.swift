@@ -17,14 +17,8 @@ extension MasterCore {
             var actions: [Action] = [.log(.info, "\(host.label) is ready: \(summary)")]
             switch host.role {
             case .replacement:
-                // It takes over from whatever still covers the pool (a host that asked to be
-                // replaced), with the same strict switch as a reload.
-                let retiring = hosts.values.filter { $0.pool.name == host.pool.name && $0.role == .live }.map(\.pid).sorted()
-                if switchInFlight == nil {
-                    actions += beginSwitch(retiring: retiring, promoting: [pid], purpose: .replacement, now: now)
-                } else {
-                    actions += goLive(pid) // a reload's switch is under way; it retires the old one
-                }
+                // One switch at a time: if another is under way, this one follows it.
+                if switchInFlight == nil { actions += beginReplacementSwitch(pid, now: now) }
             case .candidate:
                 actions += commitIfReady(now: now)
             default:
@@ -35,10 +29,14 @@ extension MasterCore {
             host.failure = reason
             hosts[pid] = host
             let actions: [Action] = [.log(.error, "\(host.label) failed: \(reason)")]
-            if host.role == .candidate { return actions + rollback(because: reason, now: now) }
+            // Once the commit's switch began the reload is decided: the host's exit is handled
+            // like any host's that dies.
+            if host.role == .candidate && !isCommitting { return actions + rollback(because: reason, now: now) }
             return actions
         case .emergencyRestart(let reason):
-            guard host.role == .live, phase == .running, !emergencyPools.contains(host.pool.name) else { return [] }
+            let replacing = hosts.values.contains { $0.pool.name == host.pool.name && $0.role == .replacement }
+                || forking.contains { $0.pool.name == host.pool.name }
+            guard host.role == .live, phase == .running, !emergencyPools.contains(host.pool.name), !replacing else { return [] }
             let delay = emergencies.record(pool: host.pool.name, now: now)
             restarts.schedule(pool: host.pool.name, at: now.advanced(bySeconds: delay))
             emergencyPools.insert(host.pool.name)
@@ -59,7 +57,11 @@ extension MasterCore {
         case .draining:
             actions.append(.log(.info, "\(host.label) \(status): drained"))
         case .candidate:
-            if transaction?.candidates.values.contains(pid) == true {
+            if isCommitting {
+                // The old generation is already retired: the new configuration's pool needs a host.
+                let delay = restarts.failed(pool: host.pool.name, now: now)
+                actions.append(.log(.error, "\(host.label) \(status) while its generation went live; a new host starts in \(Formatting.seconds(delay))"))
+            } else if transaction?.candidates.values.contains(pid) == true {
                 actions += rollback(because: host.failure ?? "the host of \(host.label) \(status) before it was ready", now: now)
             }
         case .replacement:

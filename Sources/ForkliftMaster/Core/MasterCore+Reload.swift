@@ -161,13 +161,39 @@ extension MasterCore {
         for pid in done.promoting where hosts[pid] != nil { actions += goLive(pid) }
         switch done.purpose {
         case .commit(let committing):
-            actions += finishCommit(committing, now: now)
+            return actions + finishCommit(committing, now: now)
         case .replacement:
-            break
+            for pid in done.promoting { if let pool = hosts[pid]?.pool.name { emergencyPools.remove(pool) } }
         case .handoff:
-            actions += handOver(now: now)
+            return actions + handOver(now: now)
         }
-        return actions
+        return actions + afterSwitch(now: now)
+    }
+
+    /// One switch at a time: what waited for this one runs now — a replacement that became
+    /// ready meanwhile, a reload whose candidates are ready, a reload asked for meanwhile.
+    mutating func afterSwitch(now: MonotonicInstant) -> [Action] {
+        guard switchInFlight == nil else { return [] }
+        if let ready = hosts.values.filter({ $0.role == .replacement && $0.isReady }).min(by: { $0.pid < $1.pid }) {
+            return beginReplacementSwitch(ready.pid, now: now)
+        }
+        if transaction != nil { return commitIfReady(now: now) }
+        return runPendingReload()
+    }
+
+    /// A replacement takes over from whatever still covers its pool (a host that asked to be
+    /// replaced), with the same strict switch as a reload.
+    mutating func beginReplacementSwitch(_ pid: pid_t, now: MonotonicInstant) -> [Action] {
+        guard let host = hosts[pid] else { return [] }
+        let retiring = hosts.values.filter { $0.pool.name == host.pool.name && $0.role == .live }.map(\.pid).sorted()
+        return beginSwitch(retiring: retiring, promoting: [pid], purpose: .replacement, now: now)
+    }
+
+    /// The commit's switch has begun: the old generations are retired, so the reload is
+    /// decided and can no longer be rolled back.
+    var isCommitting: Bool {
+        if case .commit = switchInFlight?.purpose { return true }
+        return false
     }
 
     private mutating func finishCommit(_ committing: ReloadTransaction, now: MonotonicInstant) -> [Action] {
@@ -189,7 +215,7 @@ extension MasterCore {
             actions.append(.log(.notice, "forklift is ready: \(configuration.pools.count) pool(s) serving"))
         }
         actions += forgetRemovedPools()
-        return actions + runPendingReload()
+        return actions + afterSwitch(now: now)
     }
 
     /// The reload asked for while the last one ran.
@@ -200,9 +226,8 @@ extension MasterCore {
 
     /// A step of the reload failed: tear the new generation down, keep the old one.
     mutating func rollback(because reason: String, now: MonotonicInstant) -> [Action] {
-        guard let failed = transaction else { return [] }
+        guard let failed = transaction, !isCommitting else { return [] }
         transaction = nil
-        if case .commit = switchInFlight?.purpose { switchInFlight = nil }
         var actions: [Action] = []
         for pid in failed.candidates.values.sorted() where hosts[pid] != nil {
             // Never live, so nothing in flight: KILL at once, even a host stuck in its preload
@@ -220,7 +245,7 @@ extension MasterCore {
         }
         let serving = hosts.values.filter { $0.role == .live }.sorted { $0.pool.name < $1.pool.name }.map { "pool \($0.pool.name) gen \($0.generation)" }
         actions.append(.log(.error, "reload failed and was rolled back; still serving \(serving.joined(separator: ", ")): \(reason)"))
-        return actions + runPendingReload()
+        return actions + afterSwitch(now: now)
     }
 
     /// Let a ready host's workers accept connections.

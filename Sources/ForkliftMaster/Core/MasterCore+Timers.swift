@@ -20,7 +20,9 @@ extension MasterCore {
 
     func timers() -> [(at: MonotonicInstant, timer: Timer)] {
         var list: [(MonotonicInstant, Timer)] = []
-        if let transaction, handoff?.awaitingGoSince == nil { list.append((transaction.deadline, .reloadTimeout)) }
+        // Not once the commit's switch began (it is decided), nor while the old master of an
+        // upgrade retires its generations.
+        if let transaction, handoff?.awaitingGoSince == nil, !isCommitting { list.append((transaction.deadline, .reloadTimeout)) }
         for host in hosts.values.sorted(by: { $0.pid < $1.pid }) {
             switch host.role {
             case .replacement where !host.isReady:

@@ -188,7 +188,7 @@ struct MasterCore {
         case .ttin, .ttou:
             return scaleEveryPool(by: signal == .ttin ? 1 : -1, cause: "\(signal)")
         case .dump:
-            return [.dump(dumpLines(now: now))]
+            return [.log(.notice, "\(signal) received: dumping the state of master, hosts and workers"), .dump(dumpLines(now: now))]
         default:
             return [] // CHLD: the shell reaps on every iteration anyway
         }
