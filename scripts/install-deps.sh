@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Forklift needs, only those missing.
 #   scripts/install-deps.sh            building and running: libfcgi, pkg-config
-#   scripts/install-deps.sh --tests    also what the tests talk to: cgi-fcgi, nginx, curl
+#   scripts/install-deps.sh --tests    also what the tests talk to: cgi-fcgi, nginx, curl, and
+#                                      prometheus_client (PyPI), whose parser checks the OpenMetrics page
 set -euo pipefail
 
 packages=(libfcgi-dev pkg-config)
 if [[ "${1:-}" == "--tests" ]]; then
     packages+=(libfcgi-bin nginx-light curl)
+fi
+
+if [[ "${1:-}" == "--tests" ]] && ! python3 -c "import prometheus_client" 2>/dev/null; then
+    echo "installing: prometheus_client (pip)" >&2
+    python3 -m pip install --quiet prometheus_client >&2
 fi
 
 missing=()

@@ -125,7 +125,15 @@ struct WorkerPool {
     }
 
     private mutating func reapWorkers() {
-        for (pid, status) in ChildProcess.reap() {
+        let reaped = ChildProcess.reap()
+        // A worker writes its failure's reason before it exits: read the lines again now that
+        // it is reaped, so that the reason is handled before the exit.
+        readWorkerLines()
+        for (pid, status) in reaped {
+            if pid == core.responder.pid {
+                pending.append(.responderExited(pid: pid, status: status))
+                continue
+            }
             guard let worker = core.workers[pid] else { continue }
             // Its last words: did it serve, did it die in the middle of a request?
             let last = BoardReader.read(slot: worker.slot, of: launch.board)
@@ -171,6 +179,11 @@ struct WorkerPool {
             launch.counters.countMaxChildrenReached()
         case .countSlowRequest:
             launch.counters.countSlowRequest()
+        case .forkResponder:
+            switch spawnResponder() {
+            case .success(let pid): pending.append(.responderForked(pid: pid))
+            case .failure(let error): pending.append(.responderForkFailed(reason: "\(error)"))
+            }
         case .exit(let status):
             ChildProcess.exitImmediately(status)
         }
@@ -208,6 +221,25 @@ struct WorkerPool {
             return .failure(error)
         } catch {
             workerSlot.release()
+            return .failure(SystemError("fork"))
+        }
+    }
+
+    /// The process that answers status_listen: it runs no plugin code, only reads the board.
+    private func spawnResponder() -> Result<pid_t, SystemError> {
+        guard let statusListenFD = launch.statusListenFD else { return .failure(SystemError("status_listen", errno: EBADF)) }
+        let responderLaunch = StatusResponderLaunch(pool: launch.pool, generation: launch.generation, listenFD: statusListenFD,
+                                                    board: launch.board, counters: launch.counters, hostPID: getpid())
+        let signals = self.signals
+        let keep: Set<Int32> = [statusListenFD, LogDestination.fileDescriptor]
+        do {
+            return .success(try ChildProcess.spawn(prepareChild: {
+                signals.reset()
+                SelfInspection.closeDescriptors(except: keep) // nothing of the workers', nothing of the master's
+            }, { StatusResponder.run(responderLaunch) }))
+        } catch let error as SystemError {
+            return .failure(error)
+        } catch {
             return .failure(SystemError("fork"))
         }
     }

@@ -4,7 +4,7 @@ import Synchronization
 /// Which process this is: every log line carries it, and `ps` shows it as the title.
 public struct ProcessIdentity: Sendable, Equatable, CustomStringConvertible {
     public enum Role: String, Sendable {
-        case master, host, worker, check
+        case master, host, worker, status, check
     }
 
     public var role: Role

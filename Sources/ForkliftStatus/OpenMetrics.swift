@@ -37,8 +37,9 @@ public enum OpenMetrics {
                     let labels = "pool=\(label(pool.pool)),pid=\(label(String(worker.pid)))"
                     requests.append((labels, String(worker.requests)))
                     duration.append((labels, String(worker.requestAge(at: pool.now) ?? worker.lastDuration)))
+                    // A stateset's state is a label named after the metric itself.
                     for state in WorkerState.allCases where state != .free {
-                        states.append((labels + ",state=\(label(state.description))", worker.state == state ? "1" : "0"))
+                        states.append((labels + ",forklift_process_state=\(label(state.description))", worker.state == state ? "1" : "0"))
                     }
                 }
             }

@@ -18,10 +18,10 @@ public struct PoolStatus: Sendable {
     public var slowlogTimeout: Double
     public var now: MonotonicInstant
     /// Seconds since the epoch at `now`.
-    public var nowRealtime: Int
+    public var nowRealtime: Double
 
     public init(pool: String, processManager: String, generation: Int, role: String, counters: PoolCountersRecord, board: BoardSnapshot,
-                maxChildren: Int, slowlogTimeout: Double, now: MonotonicInstant = .now(), nowRealtime: Int = Int(time(nil))) {
+                maxChildren: Int, slowlogTimeout: Double, now: MonotonicInstant = .now(), nowRealtime: Double = PoolStatus.realtimeNow()) {
         self.pool = pool
         self.processManager = processManager
         self.generation = generation
@@ -38,7 +38,13 @@ public struct PoolStatus: Sendable {
     public var startSince: Int { max(0, Int(counters.started.seconds(until: now))) }
 
     /// The epoch second when `instant` was.
-    public func realtime(_ instant: MonotonicInstant) -> Int { nowRealtime - max(0, Int(instant.seconds(until: now))) }
+    public func realtime(_ instant: MonotonicInstant) -> Int { Int((nowRealtime - max(0, instant.seconds(until: now))).rounded(.down)) }
+
+    public static func realtimeNow() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
 
     public var idle: Int { board.idle }
     public var active: Int { board.active }

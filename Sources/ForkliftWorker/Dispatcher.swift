@@ -17,14 +17,17 @@ struct Dispatcher {
     /// The plugins' names as bytes, for the slot (no String per request).
     private let pluginNames: [[UInt8]]
     private var lastStatus = 0
-    /// CPU time used by this process at the end of the last request.
-    private var cpuBefore: UInt64 = ProcessCPU.used().nanoseconds
+    /// CPU time used by this process when the request started.
+    private var cpuBefore: UInt64 = 0
 
-    init(plugins: [PluginInstance], pool: PoolSettings, slot: WorkerSlot, counters: PoolCounters) {
+    let pages: BuiltInPages
+
+    init(plugins: [PluginInstance], pool: PoolSettings, generation: Int, board: GenerationBoard, slot: WorkerSlot, counters: PoolCounters) {
         self.plugins = plugins
         self.pool = pool
         self.slot = slot
         self.counters = counters
+        pages = BuiltInPages(pool: pool, generation: generation, board: board, counters: counters)
         router = Router(routes: plugins.map(\.settings.route))
         pluginNames = plugins.map { Array($0.settings.name.utf8) }
     }
@@ -36,6 +39,7 @@ struct Dispatcher {
         let response = ResponseBridge(out: fcgiRequest.pointee.out)
         let path = request.routedPath
         let started = MonotonicInstant.now()
+        cpuBefore = ProcessCPU.used().nanoseconds
         counters.requestStarted()
         defer {
             lastStatus = response.status
@@ -44,6 +48,11 @@ struct Dispatcher {
             ForkliftLogging.logger.debug("\(request.param("REQUEST_METHOD") ?? "-") \(path) \(response.status) \(Formatting.milliseconds(from: started)) ms")
         }
 
+        if let page = pages.page(for: path) {
+            markRunning(request, plugin: BuiltInPages.label(page), now: started)
+            pages.respond(page, query: request.param("QUERY_STRING") ?? "", response: response)
+            return
+        }
         let index = router.match(path: path)
         markRunning(request, plugin: index.map { pluginNames[$0] } ?? [], now: started)
         guard let index else {
@@ -68,7 +77,6 @@ struct Dispatcher {
     mutating func finished() {
         let cpu = ProcessCPU.used()
         slot.markDone(status: lastStatus, cpuNanoseconds: cpu.nanoseconds &- cpuBefore, maxRSSKB: cpu.maxRSSKB, now: .now())
-        cpuBefore = cpu.nanoseconds
         counters.requestFinished()
     }
 

@@ -49,10 +49,10 @@ final class ResponseBridge {
         return !broken
     }
 
-    /// Replies with a complete plain-text response (used for 404 and 500).
-    func respond(status: Int, body: String) {
+    /// Replies with a complete response (404, 500, the status page).
+    func respond(status: Int, body: String, contentType: String = "text/plain; charset=utf-8", headers extra: [(String, String)] = []) {
         _ = setStatus(status)
-        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        headers = [("Content-Type", contentType)] + extra
         var text = body
         text.withUTF8 { _ = write(UnsafeRawBufferPointer($0)) }
     }

@@ -107,7 +107,8 @@ struct AcceptLoop {
         self.launch = launch
         self.signals = signals
         self.waiter = waiter
-        dispatcher = Dispatcher(plugins: launch.plugins, pool: launch.pool, slot: launch.slot, counters: launch.counters)
+        dispatcher = Dispatcher(plugins: launch.plugins, pool: launch.pool, generation: launch.generation, board: launch.board,
+                                slot: launch.slot, counters: launch.counters)
         request = .allocate(capacity: 1)
         request.initialize(to: FCGX_Request())
         // FCGI_FAIL_ACCEPT_ON_INTR: never sit inside accept() across a signal.

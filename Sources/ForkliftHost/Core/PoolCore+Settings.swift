@@ -21,6 +21,7 @@ extension PoolCore {
         var slowlogTimeout: Double
         var maxPrivateMemory: Int
         var memoryLogInterval: Double
+        var hasStatusListen: Bool
 
         init(pool: PoolSettings, global: GlobalSettings, generation: Int, capacity: Int) {
             self.pool = pool.name
@@ -39,6 +40,7 @@ extension PoolCore {
             slowlogTimeout = pool.requestSlowlogTimeout
             maxPrivateMemory = pool.maxPrivateMemory
             memoryLogInterval = pool.memoryLogInterval
+            hasStatusListen = pool.statusListen != nil
         }
     }
 

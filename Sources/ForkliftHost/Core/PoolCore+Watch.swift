@@ -22,8 +22,8 @@ extension PoolCore {
         var actions: [Action] = []
         let serving = staying.filter { state(of: $0, in: observation)?.isActive == true }
         let anyFree = staying.contains { isIdleOrStarting($0, observation) }
-        // Every worker busy.
-        if !staying.isEmpty && !anyFree && serving.count == staying.count {
+        // Every worker busy, and no more may be forked: clients wait.
+        if !staying.isEmpty && !anyFree && serving.count == staying.count && staying.count >= target {
             let since = watch.allBusySince ?? now
             watch.allBusySince = since
             let busyFor = since.seconds(until: now)

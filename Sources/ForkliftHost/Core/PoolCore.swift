@@ -54,6 +54,10 @@ struct PoolCore {
         /// ondemand: the listener has a connection waiting.
         case connectionWaiting(Observation)
         case memoryMeasured(host: MemoryUsage?, workers: [pid_t: MemoryUsage], at: MonotonicInstant)
+        /// The status_listen responder.
+        case responderForked(pid: pid_t)
+        case responderForkFailed(reason: String)
+        case responderExited(pid: pid_t, status: ExitStatus)
     }
 
     enum Action: Equatable {
@@ -70,6 +74,8 @@ struct PoolCore {
         case storeHostMemory(MemoryUsage)
         case countMaxChildrenReached
         case countSlowRequest
+        /// Fork the process that answers status_listen.
+        case forkResponder
         /// Every worker is gone and the host may leave with this status.
         case exit(Int32)
     }
@@ -81,6 +87,9 @@ struct PoolCore {
     private(set) var workers: [pid_t: Worker] = [:]
     private var freeSlots: [Int]
     private(set) var highWater = 0
+    /// Forks asked for whose pid has not come back yet: they count as workers, or two exits
+    /// reaped together would each fork a replacement for the same place.
+    private(set) var forksInFlight = 0
     /// static: the workers to keep; dynamic and ondemand: the ceiling. Scaling moves it.
     private(set) var target: Int
     private var lastScaleTarget = 0
@@ -97,6 +106,7 @@ struct PoolCore {
     var replacementsOwed = 0
     /// The scoreboard as last observed (for idle counts between ticks).
     private(set) var lastObservation: Observation?
+    var responder = ResponderLife()
     private var startFailure: String?
     private var exitStatus: Int32 = 0
 
@@ -122,8 +132,15 @@ struct PoolCore {
         case .start:
             actions += forkInitialWorkers(now: now)
         case .forked(let pid, let slot):
+            forksInFlight = max(0, forksInFlight - 1)
             workers[pid] = Worker(pid: pid, slot: slot, forked: now)
+            if phase == .stopping {
+                // Asked for just before the stop (a replacement): it leaves with the others.
+                workers[pid]?.dismissed = .stop
+                actions.append(.signal(pid, .term))
+            }
         case .forkFailed(let slot, let reason):
+            forksInFlight = max(0, forksInFlight - 1)
             freeSlots.append(slot)
             actions += forkFailed(reason, now: now)
         case .workerReady(let pid):
@@ -137,6 +154,15 @@ struct PoolCore {
             isLive = true
             actions.append(.openGate)
             actions.append(.log(.info, "pool \(settings.pool) gen \(settings.generation) is live: workers accept connections"))
+            // Only the live generation answers status_listen.
+            if settings.hasStatusListen && phase == .serving { actions += responder.start(now: now) }
+        case .responderForked(let pid):
+            responder.forked(pid)
+        case .responderForkFailed(let reason):
+            actions += responder.failed("cannot fork the status_listen responder: \(reason)", now: now)
+        case .responderExited(let pid, let status):
+            guard responder.pid == pid else { break }
+            actions += phase == .stopping ? responder.exitedWhileStopping() : responder.failed("the status_listen responder \(pid) \(status)", now: now)
         case .stop:
             actions += beginStop()
         case .tick(let observation):
@@ -156,7 +182,7 @@ struct PoolCore {
     /// When the shell must call `tick` next, whatever else happens.
     var nextDeadline: MonotonicInstant? {
         guard phase != .stopping else { return nil } // nothing is timed while stopping: the master's die_timeout is
-        return [nextTick, failures.backoffUntil, memory.nextDue, listenerQuietUntil].compactMap { $0 }.min()
+        return [nextTick, failures.backoffUntil, memory.nextDue, listenerQuietUntil, responder.restartAt].compactMap { $0 }.min()
     }
 
     /// ondemand: whether the shell should wake when the listener has a connection.
@@ -174,6 +200,7 @@ struct PoolCore {
     mutating func fork(now: MonotonicInstant) -> Action? {
         guard let slot = freeSlots.popLast() else { return nil }
         highWater = max(highWater, slot + 1)
+        forksInFlight += 1
         return .fork(slot: slot)
     }
 
@@ -224,7 +251,7 @@ struct PoolCore {
 
     private mutating func workerInitFailed(_ pid: pid_t, reason: String, now: MonotonicInstant) -> [Action] {
         if phase == .starting { return failStart(reason) }
-        failures.lastReason = reason
+        failures.reasons[pid] = reason
         return []
     }
 
@@ -244,11 +271,11 @@ struct PoolCore {
             if workers[pid]?.dismissed == nil { workers[pid]?.dismissed = .stop }
             actions.append(.signal(pid, .term))
         }
-        return actions
+        return actions + responder.stop()
     }
 
     private func finishIfDone() -> [Action] {
-        guard phase == .stopping, workers.isEmpty else { return [] }
+        guard phase == .stopping, workers.isEmpty, responder.pid == nil else { return [] }
         return [.log(.info, "all workers of pool \(settings.pool) gen \(settings.generation) have exited"), .exit(exitStatus)]
     }
 
@@ -256,10 +283,11 @@ struct PoolCore {
 
     private mutating func workerExited(_ pid: pid_t, status: ExitStatus, served: Bool, active: Bool, now: MonotonicInstant) -> [Action] {
         guard let worker = workers.removeValue(forKey: pid) else { return [] }
+        defer { failures.reasons[pid] = nil }
         release(slot: worker.slot)
         memory.forget(pid)
         if phase == .stopping { return [] }
-        if phase == .starting && !worker.isProbe {
+        if phase == .starting && !worker.isProbe && worker.dismissed == nil {
             // Lines first: a worker whose init failed wrote its reason before exiting.
             return failStart(startFailure ?? "pool \(settings.pool): worker \(pid) \(status) during worker init")
         }
@@ -285,7 +313,7 @@ struct PoolCore {
                 // not keep the pool down).
                 actions.append(.log(.error, "\(died); replacing it"))
             } else {
-                actions += failures.failedStart(pool: settings.pool, description: died, now: now)
+                actions += failures.failedStart(pool: settings.pool, pid: pid, description: died, now: now)
             }
             if case .signaled = status, let reason = emergency.record(now: now) {
                 actions.append(.log(.error, "pool \(settings.pool): \(reason): asking the master for a fresh host (emergency_restart_threshold)"))

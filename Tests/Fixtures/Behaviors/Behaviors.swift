@@ -13,6 +13,7 @@ import Glibc
 /// - `.../scribble`: writes into its sealed preloaded data (the worker must die of it);
 /// - `.../leak?mb=N`: keeps N more MiB of dirty memory (for max_private_memory);
 /// - `.../inject`: tries to add a header value with CR LF in it, says whether it was refused;
+/// - `.../exit`: the worker exits with status 1 in the middle of the request;
 /// - anything else: "behaviors <pid>".
 final class Behaviors: ForkliftHandler {
     static let name = "behaviors"
@@ -32,6 +33,8 @@ final class Behaviors: ForkliftHandler {
 
     /// Settings that make a hook fail or take time: `fail_preload`, `crash_in_preload` (abort), `preload_sleep_ms`,
     /// `fail_worker_init`, `crash_in_worker_init` (abort), `worker_init_sleep_ms`,
+    /// `fail_worker_init_while` (a path: worker init fails while that file exists),
+    /// `hang_worker_init_while` (a path: worker init waits while that file exists),
     /// `start_thread` (in preload), `worker_thread` (a thread started in worker init).
     init(context: PluginContext) throws {
         settings = context.settings
@@ -49,6 +52,12 @@ final class Behaviors: ForkliftHandler {
     func workerInit() throws {
         if settings["fail_worker_init"] == "true" { throw PluginError("worker init failed on purpose (fail_worker_init = true)") }
         if settings["crash_in_worker_init"] == "true" { abort() }
+        if let path = settings["fail_worker_init_while"], access(path, F_OK) == 0 {
+            throw PluginError("worker init failed on purpose: \(path) exists")
+        }
+        if let path = settings["hang_worker_init_while"] {
+            while access(path, F_OK) == 0 { usleep(20_000) }
+        }
         if let ms = try settings.int("worker_init_sleep_ms") { usleep(UInt32(ms) * 1000) }
         if settings["worker_thread"] == "true" {
             var thread = pthread_t()
@@ -80,6 +89,8 @@ final class Behaviors: ForkliftHandler {
             let mb = Int(request.query.split(separator: "=").last ?? "1") ?? 1
             leaked.append([UInt8](repeating: 1, count: mb << 20))
             try response.write("leaked \(mb) MiB\n")
+        case "exit":
+            exit(1)
         case "inject":
             // Header injection must be refused by the host, whatever Swift thinks a Character is.
             let refused = (try? response.addHeader("X-Test", "a\r\nSet-Cookie: evil=1")) == nil

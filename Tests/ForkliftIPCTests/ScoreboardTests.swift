@@ -1,0 +1,142 @@
+import CForkliftSys
+import Foundation
+@testable import ForkliftIPC
+import ForkliftSystem
+import Testing
+
+@Suite struct ScoreboardTests {
+    @Test func aWorkersSlotReadsBackWhatItWrote() throws {
+        let board = try GenerationBoard(capacity: 4)
+        let slot = board.slot(2)
+        let t0 = MonotonicInstant.now()
+        slot.prepare(now: t0)
+        slot.claim(pid: 4242, now: t0)
+        slot.set(.idle, now: t0)
+        board.publish(HostState(hostPID: 1, workerTarget: 4, highWater: 3))
+        let method = Array("POST".utf8), uri = Array("/a?b=c".utf8), plugin = Array("echo".utf8)
+        method.withUnsafeBytes { m in uri.withUnsafeBytes { u in plugin.withUnsafeBytes { p in
+            slot.markRunning(method: m, uri: u, plugin: p, contentLength: 12, now: t0)
+        } } }
+        var snapshot = BoardReader.read(board)
+        let running = try #require(snapshot.workers.first)
+        #expect(snapshot.workers.count == 1 && running.slot == 2 && running.pid == 4242)
+        #expect(running.state == .running && running.method == "POST" && running.uri == "/a?b=c" && running.plugin == "echo")
+        #expect(running.contentLength == 12)
+        #expect(snapshot.active == 1 && snapshot.idle == 0 && snapshot.total == 1)
+        slot.markDone(status: 201, cpuNanoseconds: 5_000_000, maxRSSKB: 1024, now: t0.advanced(bySeconds: 0.5))
+        snapshot = BoardReader.read(board, now: t0.advanced(bySeconds: 1))
+        let done = try #require(snapshot.workers.first)
+        #expect(done.state == .idle && done.requests == 1 && done.lastStatus == 201 && done.lastCPU == 0.005)
+        slot.release()
+        #expect(BoardReader.read(board).workers.isEmpty)
+    }
+
+    @Test func theSwitchCountersAndTheMastersWords() throws {
+        let board = try GenerationBoard(capacity: 2)
+        #expect(board.enterWaiting() && board.waitingWorkers == 1)
+        board.leaveWaiting()
+        board.retire()
+        #expect(!board.enterWaiting() && board.waitingWorkers == 0, "a retired generation's worker backs out")
+        #expect(!board.isLive)
+        board.markLive()
+        #expect(board.isLive)
+        board.setTarget(9)
+        #expect(board.target == 2, "clamped to the board's capacity")
+    }
+
+    @Test func poolCountersAccumulateAndNeverReadNegative() throws {
+        let counters = try PoolCounters()
+        for _ in 0..<3 { counters.requestStarted() }
+        counters.requestFinished()
+        counters.storeListenQueue(length: 5, backlog: 128)
+        counters.storeListenQueue(length: 2, backlog: 128)
+        var record = counters.read()
+        #expect(record.accepted == 3 && record.active == 2 && record.maxActive == 3)
+        #expect(record.listenQueue == 2 && record.maxListenQueue == 5 && record.listenQueueLength == 128)
+        counters.correctActive(by: -10)
+        record = counters.read()
+        #expect(record.active == 0, "a worker can write anything; the reader clamps")
+    }
+
+    /// Readers never see a torn slot: a writer thread hammers one slot with records whose
+    /// fields all carry the same number, and every consistent read must agree with itself.
+    @Test func readersNeverSeeATornSlot() throws {
+        let board = try GenerationBoard(capacity: 1)
+        let slot = board.slot(0)
+        slot.prepare()
+        board.publish(HostState(hostPID: 1, highWater: 1))
+        nonisolated(unsafe) let stop = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        stop.initialize(to: 0)
+        defer { stop.deallocate() }
+        let writer = Thread {
+            var n: UInt64 = 1
+            while forklift_atomic_load(stop) == 0 {
+                let text = Array(String(n).utf8)
+                text.withUnsafeBytes { bytes in
+                    slot.markRunning(method: bytes, uri: bytes, plugin: bytes, contentLength: n, now: MonotonicInstant(nanoseconds: n))
+                }
+                n += 1
+            }
+        }
+        writer.start()
+        var reads = 0
+        let until = Date().addingTimeInterval(0.5)
+        while Date() < until {
+            guard let record = BoardReader.read(board, now: MonotonicInstant(nanoseconds: .max)).workers.first, record.state == .running else { continue }
+            let n = String(record.contentLength)
+            #expect(record.method == String(n.prefix(16)) && record.uri == n && record.plugin == n && record.stateSince.nanoseconds == record.contentLength,
+                    "a torn read: \(record)")
+            reads += 1
+        }
+        forklift_atomic_store(stop, 1)
+        #expect(reads > 100)
+    }
+
+    /// A worker can write anything into its own slot (and into the header). Whatever it
+    /// writes, the reader neither crashes nor trusts it: sizes are clamped, texts bounded and
+    /// cleaned, states valid, and a slot that stays torn is counted as unreadable.
+    @Test(arguments: 0..<8)
+    func garbageInASlotCannotCrashOrMisleadTheReader(seed: UInt64) throws {
+        var generator = SplitMix(seed: seed)
+        let board = try GenerationBoard(capacity: 4)
+        for index in 0..<4 { board.slot(index).prepare() }
+        for _ in 0..<200 {
+            // Scribble over the header's host part and a random slot, as a hostile worker could.
+            let slotBytes = UnsafeMutableRawBufferPointer(start: board.slot(Int(generator.next() % 4)).pointer,
+                                                          count: MemoryLayout<forklift_worker_slot>.size)
+            for index in 0..<slotBytes.count where generator.next() % 3 == 0 { slotBytes[index] = UInt8(truncatingIfNeeded: generator.next()) }
+            if generator.next() % 4 == 0 {
+                let header = UnsafeMutableRawBufferPointer(start: board.header, count: MemoryLayout<forklift_board_header>.size)
+                for index in 128..<header.count { header[index] = UInt8(truncatingIfNeeded: generator.next()) }
+            }
+            let now = MonotonicInstant(nanoseconds: 1 << 40)
+            let snapshot = BoardReader.read(board, now: now)
+            #expect(snapshot.workers.count + snapshot.unreadable <= 4)
+            #expect(snapshot.idle + snapshot.active == snapshot.total)
+            for worker in snapshot.workers {
+                #expect(worker.slot >= 0 && worker.slot < 4)
+                #expect(worker.method.utf8.count <= 16 * 3 && worker.uri.utf8.count <= 256 * 3 && worker.plugin.utf8.count <= 64 * 3)
+                #expect(!worker.uri.unicodeScalars.contains { $0.value < 0x20 }, "no control characters reach a log or a terminal")
+                #expect(worker.spawned <= now && worker.requestStarted <= now && worker.heartbeat <= now)
+                #expect(worker.lastDuration >= 0 && worker.lastStatus <= 999 && worker.requests >= 0)
+                #expect(worker.state != .free)
+            }
+            if let host = snapshot.hostState {
+                #expect(host.highWater <= 4 && host.workerTarget <= 4)
+            }
+        }
+    }
+}
+
+/// A small deterministic generator, so that a failing seed can be replayed.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
