@@ -17,7 +17,22 @@ static int region_count = 0;
 static int fault_log_fd = 2;
 /* What was installed before us (the Swift runtime's backtracer, or the default): restored
  * before the fault re-runs, so it still gets its say. */
-static struct sigaction previous_segv, previous_bus;
+static struct sigaction previous_segv, previous_bus, previous_abrt, previous_ill, previous_fpe, previous_trap;
+
+/* The fatal signals the Swift runtime's backtracer catches. After backtracing it resets the
+ * signal to its default and *returns*, counting on the faulting instruction to fault again.
+ * For a signal sent with kill() nothing faults again: the process would print a backtrace and
+ * carry on (measured: a worker sent SIGSEGV or SIGABRT by another process kept serving). */
+static struct sigaction *previous_for(int signo) {
+    switch (signo) {
+    case SIGBUS: return &previous_bus;
+    case SIGABRT: return &previous_abrt;
+    case SIGILL: return &previous_ill;
+    case SIGFPE: return &previous_fpe;
+    case SIGTRAP: return &previous_trap;
+    default: return &previous_segv;
+    }
+}
 
 int forklift_fault_region_add(const void *start, size_t length, const char *label) {
     if (region_count >= MAX_REGIONS) return -1;
@@ -43,12 +58,20 @@ static size_t append_number(char *buffer, size_t used, size_t size, unsigned lon
 
 static void fault_handler(int signo, siginfo_t *info, void *context) {
     (void)context;
-    sigaction(signo, signo == SIGBUS ? &previous_bus : &previous_segv, NULL);
+    if (info != NULL && info->si_code <= 0 && info->si_pid != getpid()) {
+        /* Sent by another process: die of it, as its sender means (and as the host counts it). */
+        signal(signo, SIG_DFL);
+        raise(signo); /* pending until this handler returns, then the default action */
+        return;
+    }
+    sigaction(signo, previous_for(signo), NULL);
     if (info == NULL || info->si_code <= 0) {
-        /* Sent by kill(), not a fault: nothing re-runs, so deliver it again ourselves. */
+        /* Raised by this process (abort() included): the previous handler gets its say, then
+         * abort() or the re-delivered signal ends the process. */
         raise(signo);
         return;
     }
+    if (signo != SIGSEGV && signo != SIGBUS) return; /* a real fault: the previous handler runs when it recurs */
     const char *address = (const char *)info->si_addr;
     for (int i = 0; i < region_count; i++) {
         if (address >= regions[i].start && address < regions[i].end) {
@@ -91,5 +114,9 @@ int forklift_fault_reporter_install(int log_fd) {
     action.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&action.sa_mask);
     if (sigaction(SIGSEGV, &action, &previous_segv) != 0) return -1;
+    if (sigaction(SIGABRT, &action, &previous_abrt) != 0) return -1;
+    if (sigaction(SIGILL, &action, &previous_ill) != 0) return -1;
+    if (sigaction(SIGFPE, &action, &previous_fpe) != 0) return -1;
+    if (sigaction(SIGTRAP, &action, &previous_trap) != 0) return -1;
     return sigaction(SIGBUS, &action, &previous_bus);
 }

@@ -156,3 +156,81 @@ extension ForkliftServer {
         _ = try server.waitForStatus(server.statusSocket, "max_children again after a reload") { $0.int("total processes") == 2 && $0.int("generation") == 2 }
     }
 }
+
+@Suite(.serialized) struct PoolIsolationTests {
+    /// PHP-FPM's emergency restart: workers dying of a signal make the master start a fresh
+    /// host for the pool, which takes over once ready while the old one serves meanwhile.
+    @Test func workersDyingOfASignalTriggerAnEmergencyRestart() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 2",
+                                                          global: "emergency_restart_threshold = 2\nemergency_restart_interval = \"30s\""))
+        defer { server.shutdown() }
+        let first = server.workerPIDs()
+        #expect(first.count == 2)
+        for pid in first { kill(pid, SIGSEGV) }
+        try server.waitForLog("asks for an emergency restart (2 workers died of a signal within 30.0 s)")
+        try server.waitForLog("pool www gen 2 (host pid")
+        _ = try server.waitForStatus(server.statusSocket, "generation 2 serving") { $0.int("generation") == 2 && $0.int("total processes") == 2 }
+        try server.waitForLog("pool www gen 1 (host pid", timeout: 1)
+        #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
+        let status = try server.command(["status"])
+        #expect(status.output.contains("pool www gen 2 live"), "\(status.output)")
+    }
+
+    /// The bug this guards: the Swift runtime's backtracer returns from its handler, so a
+    /// worker sent SIGABRT or SIGSEGV by another process printed a backtrace and kept serving.
+    @Test(arguments: [SIGABRT, SIGSEGV, SIGILL])
+    func aWorkerSentAFatalSignalDiesOfIt(signal: Int32) throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1"))
+        defer { server.shutdown() }
+        let victim = try #require(server.workerPIDs().first)
+        kill(victim, signal)
+        try server.waitForLog("worker \(victim) was killed by")
+        #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200, "and is replaced")
+    }
+
+    /// A pool's workers can write nothing of another pool's scoreboard: each worker keeps only
+    /// its own generation's board and its pool's counters mapped.
+    @Test func aWorkerMapsOnlyItsOwnPoolsScoreboard() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1", extra: """
+            [pool.other]
+            listen = "{dir}/other.sock"
+            max_children = 1
+            [pool.other.plugin.behaviors]
+            path = "{build}/libForkliftTestBehaviors.so"
+            route = "/behaviors"
+            """))
+        defer { server.shutdown() }
+        for socket in ["www.sock", "other.sock"] {
+            let response = try FastCGIClient.get(.unix(server.directory + "/" + socket), "/behaviors/shared-maps")
+            #expect(response.bodyText == "2 shared mappings\n", "\(socket): its board and its pool's counters only")
+        }
+        // A reload: the new generation's workers see only the new board.
+        #expect(try server.reload().status == 0)
+        #expect(try FastCGIClient.get(server.www, "/behaviors/shared-maps").bodyText == "2 shared mappings\n")
+    }
+
+    /// A worker that fills its own scoreboard slot with garbage crashes nothing and misleads
+    /// nobody: the master and the host keep running, status still answers (and parses), the
+    /// pool keeps serving.
+    @Test func aWorkerScribblingItsOwnSlotHurtsNobody() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 2"))
+        defer { server.shutdown() }
+        let hosts = Set(server.descendants().filter { $0.value.hasPrefix("forklift: host") }.keys)
+        var scribbled = 0
+        for _ in 0..<10 {
+            // Once scribbled, a worker's slot no longer holds its pid: it cannot find it again.
+            let answer = try FastCGIClient.get(server.www, "/behaviors/scribble-slot").bodyText
+            #expect(answer == "scribbled my slot\n" || answer == "no slot found\n")
+            if answer == "scribbled my slot\n" { scribbled += 1 }
+            _ = try PoolStatusPage.fetch(server.statusSocket)
+            let json = try server.command(["status", "--json", "--full"])
+            #expect(json.status == 0)
+            #expect((try? JSONSerialization.jsonObject(with: Data(json.output.utf8))) != nil, "\(json.output)")
+        }
+        #expect(scribbled >= 1)
+        for _ in 0..<20 { #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200) }
+        #expect(server.process.isRunning)
+        #expect(Set(server.descendants().filter { $0.value.hasPrefix("forklift: host") }.keys) == hosts, "the host lives on")
+        #expect(!server.log.contains("Fatal error"), "\(server.log)")
+    }
+}

@@ -39,6 +39,13 @@ import Testing
 
         let status = try Command.run(dir + "/bin/forklift", ["status", "--conf", server.configurationDirectory])
         #expect(status.output.contains("pool www gen 2 live"), "generation numbers continue: \(status.output)")
+        // The strict switch: the old master retires its generation before the new one serves.
+        let lines = server.log.components(separatedBy: "\n")
+        let retiring = lines.firstIndex { $0.contains("retiring this master's generations") }
+        let serving = lines.firstIndex { $0.contains("the previous master retired its generations: serving") }
+        let live = lines.firstIndex { $0.contains("pool www gen 2 (host pid") && $0.hasSuffix("is live") }
+        #expect(retiring != nil && serving != nil && live != nil, "\(server.log)")
+        if let retiring, let serving, let live { #expect(retiring < serving && serving < live) }
         let stop = try Command.run(dir + "/bin/forklift", ["stop", "--conf", server.configurationDirectory])
         #expect(stop.status == 0, "\(stop.output)")
         #expect(ForkliftServer.eventually { !ProcessTable.isAlive(newMaster) })

@@ -65,7 +65,9 @@ int32_t forklift_atomic_add(int32_t *address, int32_t delta); /* returns the new
 /* Record a read-only region (preloaded data) and what to call it in a crash message. */
 int forklift_fault_region_add(const void *start, size_t length, const char *label);
 /* In a worker: on SIGSEGV/SIGBUS inside a recorded region, write one line naming the region to
- * `log_fd`, then die of the signal as usual (the handler is reset after one use). */
+ * `log_fd`, then die of the signal as usual (the handler is reset after one use). A fatal
+ * signal (SEGV, BUS, ABRT, ILL, FPE, TRAP) sent by another process kills the worker at once:
+ * the Swift runtime's backtracer, left to itself, would print a backtrace and carry on. */
 int forklift_fault_reporter_install(int log_fd);
 
 /* Listening sockets ------------------------------------------------------------------- */

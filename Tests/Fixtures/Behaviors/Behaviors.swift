@@ -14,6 +14,9 @@ import Glibc
 /// - `.../leak?mb=N`: keeps N more MiB of dirty memory (for max_private_memory);
 /// - `.../inject`: tries to add a header value with CR LF in it, says whether it was refused;
 /// - `.../exit`: the worker exits with status 1 in the middle of the request;
+/// - `.../shared-maps`: how many shared anonymous mappings this worker has (its scoreboard's);
+/// - `.../scribble-slot`: overwrites this worker's own scoreboard slot with random bytes, as a
+///   hostile worker could (the layout is Forklift's `forklift_scoreboard.h`);
 /// - anything else: "behaviors <pid>".
 final class Behaviors: ForkliftHandler {
     static let name = "behaviors"
@@ -91,6 +94,10 @@ final class Behaviors: ForkliftHandler {
             try response.write("leaked \(mb) MiB\n")
         case "exit":
             exit(1)
+        case "shared-maps":
+            try response.write("\(SharedMaps.all().count) shared mappings\n")
+        case "scribble-slot":
+            try response.write(SharedMaps.scribbleOwnSlot() ? "scribbled my slot\n" : "no slot found\n")
         case "inject":
             // Header injection must be refused by the host, whatever Swift thinks a Character is.
             let refused = (try? response.addHeader("X-Test", "a\r\nSet-Cookie: evil=1")) == nil
@@ -98,6 +105,43 @@ final class Behaviors: ForkliftHandler {
         default:
             try response.write("behaviors \(getpid())\n")
         }
+    }
+}
+
+/// The shared anonymous mappings of this process (what /proc/self/maps shows as "rw-s" of
+/// "/dev/zero (deleted)"): for a worker, its generation's scoreboard and its pool's counters.
+enum SharedMaps {
+    static func all() -> [(start: UInt, end: UInt)] {
+        guard let file = fopen("/proc/self/maps", "r") else { return [] }
+        defer { fclose(file) }
+        var lines: [String] = []
+        var buffer = [CChar](repeating: 0, count: 4096)
+        while fgets(&buffer, Int32(buffer.count), file) != nil {
+            lines.append(String(decoding: buffer.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return lines.compactMap { line in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 6, fields[1] == "rw-s", line.hasSuffix("/dev/zero (deleted)") else { return nil }
+            let range = fields[0].split(separator: "-").compactMap { UInt($0, radix: 16) }
+            return range.count == 2 ? (range[0], range[1]) : nil
+        }
+    }
+
+    /// Finds the slot whose pid is ours in a board (magic "BFLK", slots of 448 bytes after a
+    /// 192-byte header) and fills it with random bytes.
+    static func scribbleOwnSlot() -> Bool {
+        for mapping in all() {
+            guard let base = UnsafeMutableRawPointer(bitPattern: mapping.start), mapping.end - mapping.start >= 192 + 448 else { continue }
+            guard base.load(as: UInt32.self) == 0x4B4C_4642 else { continue }
+            let slots = Int(base.load(fromByteOffset: 8, as: UInt32.self))
+            for index in 0..<min(slots, Int(mapping.end - mapping.start - 192) / 448) {
+                let slot = base + 192 + index * 448
+                guard slot.load(fromByteOffset: 8, as: Int32.self) == getpid() else { continue }
+                for offset in 0..<448 { slot.storeBytes(of: UInt8.random(in: 0...255), toByteOffset: offset, as: UInt8.self) }
+                return true
+            }
+        }
+        return false
     }
 }
 
