@@ -63,10 +63,13 @@ struct WorkerPool {
             if ready.contains(readyPipe.readEnd) { readWorkerLines() }
             handleSignals()
             if watchListener && ready.contains(launch.listenFD) {
-                pending.append(.connectionWaiting(observe()))
+                pending.append(.connectionWaiting(observe(measuringQueue: false)))
             }
-            if let deadline = core.nextDeadline, MonotonicInstant.now() >= deadline {
-                pending.append(.tick(observe()))
+            let woke = MonotonicInstant.now()
+            if let deadline = core.nextDeadline, woke >= deadline {
+                // The listen queue once a second, at the core's periodic tick: it costs a
+                // netlink round trip for a unix socket.
+                pending.append(.tick(observe(measuringQueue: woke >= core.nextTick)))
             }
         }
     }
@@ -112,12 +115,12 @@ struct WorkerPool {
         }
     }
 
-    /// The scoreboard now, and (for the live host) the listen queue.
-    private func observe() -> Observation {
+    /// The scoreboard now, and (for the live host, when asked) the listen queue.
+    private func observe(measuringQueue: Bool) -> Observation {
         let snapshot = BoardReader.read(launch.board)
         var observation = Observation(scaleTarget: launch.board.target)
         for record in snapshot.workers { observation.records[record.slot] = record }
-        if core.isLive, !core.isStopping, let queue = ListenQueue.measure(launch.listenFD) {
+        if measuringQueue, core.isLive, !core.isStopping, let queue = ListenQueue.measure(launch.listenFD) {
             launch.counters.storeListenQueue(length: queue.waiting, backlog: queue.backlog)
             observation.listenQueue = queue.waiting
         }

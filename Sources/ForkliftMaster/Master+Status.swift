@@ -13,10 +13,10 @@ extension Master {
         let pools = poolStatuses(now: now)
         if query.json {
             let generations = hosts.map { host in
-                "{\"pool\":\(jsonString(host.pool.name)),\"generation\":\(host.generation),\"role\":\(jsonString(roleName(host))),\"pid\":\(host.pid),\"summary\":\(jsonString(host.summary ?? ""))}"
+                "{\"pool\":\(JSON.string(host.pool.name)),\"generation\":\(host.generation),\"role\":\(JSON.string(roleName(host))),\"pid\":\(host.pid),\"summary\":\(JSON.string(host.summary ?? ""))}"
             }
             let poolObjects = pools.map { StatusPage.render($0, format: .json, full: query.full) }
-            return "{\"master\":{\"pid\":\(getpid()),\"phase\":\(jsonString("\(core.phase)"))},\"generations\":[\(generations.joined(separator: ","))],\"pools\":[\(poolObjects.joined(separator: ","))]}"
+            return "{\"master\":{\"pid\":\(getpid()),\"phase\":\(JSON.string("\(core.phase)"))},\"generations\":[\(generations.joined(separator: ","))],\"pools\":[\(poolObjects.joined(separator: ","))]}"
         }
         var lines = hosts.map { host in
             "pool \(host.pool.name) gen \(host.generation) \(roleName(host)) pid \(host.pid)" + (host.summary.map { " \($0)" } ?? "")
@@ -62,19 +62,6 @@ extension Master {
         let total = samples.reduce(host.pssKB) { $0 + $1.pssKB } * 1024
         let mostPrivate = (samples.map(\.privateDirtyKB).max() ?? 0) * 1024
         return "memory: Pss \(Formatting.mebibytes(total)) in all, Private_Dirty at most \(Formatting.mebibytes(mostPrivate)) per worker (\(samples.count) workers)"
-    }
-
-    private func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            default:
-                if scalar.value < 0x20 { out += " " } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
     }
 }
 

@@ -171,8 +171,10 @@ public enum StatusPage {
     }
 }
 
-enum JSON {
-    static func string(_ text: String) -> String {
+/// JSON text for the formats above and for `forklift status --json`.
+public enum JSON {
+    /// `text` as a JSON string literal.
+    public static func string(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {

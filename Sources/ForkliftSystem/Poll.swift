@@ -2,9 +2,22 @@ import Glibc
 
 /// poll(2) over a few descriptors for readability. Returns the descriptors that are readable
 /// (or hung up); an interrupted wait returns an empty list, so the caller re-checks its signals.
+///
+/// On a worker's request path (kept connections wait here): no dictionary, one array.
 public func waitReadable(_ fds: [Int32], timeoutSeconds: Double?) throws -> [Int32] {
-    let ready = try waitForEvents(fds.map { PollRequest(fd: $0, readable: true) }, timeoutSeconds: timeoutSeconds)
-    return fds.filter { ready[$0] != nil }
+    var entries = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+    let count = poll(&entries, nfds_t(entries.count), pollTimeout(timeoutSeconds))
+    if count < 0 {
+        if errno == EINTR { return [] }
+        throw SystemError("poll")
+    }
+    return count == 0 ? [] : entries.filter { $0.revents != 0 }.map(\.fd)
+}
+
+/// Milliseconds for poll(2), rounded up: a deadline 0.3 ms away must not become a zero
+/// timeout, a busy loop.
+func pollTimeout(_ seconds: Double?) -> Int32 {
+    seconds.map { Int32(min(max(0, $0 * 1000).rounded(.up), 3_600_000)) } ?? -1
 }
 
 /// What to wait for on one descriptor.
@@ -34,9 +47,7 @@ public func waitForEvents(_ requests: [PollRequest], timeoutSeconds: Double?) th
     var entries = requests.map {
         pollfd(fd: $0.fd, events: Int16(($0.readable ? POLLIN : 0) | ($0.writable ? POLLOUT : 0)), revents: 0)
     }
-    // Rounded up: a deadline 0.3 ms away must not become a zero timeout, a busy loop.
-    let timeout: Int32 = timeoutSeconds.map { Int32(min(max(0, $0 * 1000).rounded(.up), 3_600_000)) } ?? -1
-    let count = poll(&entries, nfds_t(entries.count), timeout)
+    let count = poll(&entries, nfds_t(entries.count), pollTimeout(timeoutSeconds))
     if count < 0 {
         if errno == EINTR { return [:] }
         throw SystemError("poll")

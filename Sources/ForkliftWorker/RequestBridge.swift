@@ -1,4 +1,5 @@
 import CFastCGI
+import CForkliftSys
 import Glibc
 
 /// What a plugin's `forklift_request *` points to: libfcgi's request, read through.
@@ -9,9 +10,25 @@ final class RequestBridge {
     let routedPath: String
     let path: UnsafeMutablePointer<CChar>
 
+    /// The params the worker reads itself, found in one pass.
+    let known: forklift_request_params
+
     init(_ request: UnsafeMutablePointer<FCGX_Request>) {
         self.request = request
-        routedPath = RequestPath.resolve { FCGX_GetParam($0, request.pointee.envp).map { String(cString: $0) } }
+        var params = forklift_request_params()
+        forklift_scan_params(request.pointee.envp, &params)
+        known = params
+        routedPath = RequestPath.resolve { name in
+            let value: UnsafePointer<CChar>?
+            switch name {
+            case "DOCUMENT_URI": value = params.document_uri
+            case "SCRIPT_NAME": value = params.script_name
+            case "PATH_INFO": value = params.path_info
+            case "REQUEST_URI": value = params.request_uri
+            default: value = FCGX_GetParam(name, request.pointee.envp).map { UnsafePointer($0) }
+            }
+            return value.map { String(cString: $0) }
+        }
         path = strdup(routedPath)
     }
 

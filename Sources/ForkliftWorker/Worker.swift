@@ -163,7 +163,8 @@ struct AcceptLoop {
         defer { try? SignalPipe.mask(Self.requestSignals, blocked: false) }
         // Non-blocking listener: a worker that lost the race for this connection gets
         // EAGAIN here and goes back to waiting.
-        launch.slot.markReading(now: .now())
+        let started = MonotonicInstant.now()
+        launch.slot.markReading(now: started)
         let status = FCGX_Accept_r(request)
         let acceptErrno = errno
         launch.board.leaveWaiting()
@@ -181,7 +182,7 @@ struct AcceptLoop {
             acceptFailed = true
             return false
         }
-        dispatcher.serve(request) // through to .finishing
+        dispatcher.serve(request, started: started) // through to .finishing
         FCGX_Finish_r(request)
         dispatcher.finished()
         served += 1

@@ -76,6 +76,21 @@ int forklift_fault_reporter_install(int log_fd);
  * netlink for unix sockets. 0 on success. */
 int forklift_listen_queue(int fd, uint32_t *waiting, uint32_t *backlog);
 
+/* Request params ----------------------------------------------------------------------- */
+
+/* The params the worker itself needs (routing, the scoreboard), found in one pass over a
+ * NUL-terminated "NAME=value" array; NULL where absent. Pointers into the array. */
+typedef struct {
+    const char *request_method;
+    const char *request_uri;
+    const char *content_length;
+    const char *document_uri;
+    const char *script_name;
+    const char *path_info;
+    const char *query_string;
+} forklift_request_params;
+void forklift_scan_params(char *const *envp, forklift_request_params *out);
+
 /* Process title ------------------------------------------------------------------------ */
 
 /* Overwrite the argv area so `ps` shows `title`. The environment is moved out of the way
