@@ -144,7 +144,14 @@ struct WorkerPool {
             let active = mine?.state == .running || mine?.state == .finishing
             if active { launch.counters.correctActive(by: -1) } // it never said it finished
             launch.board.slot(worker.slot).release()
-            pending.append(.workerExited(pid: pid, status: status, served: (mine?.requests ?? 0) > 0 || mine?.state.isActive == true, active: active))
+            // Its request, for the crash record: what the slot said, checked like any slot.
+            let request = mine.flatMap { record -> String? in
+                guard active else { return nil }
+                let age = record.requestAge(at: .now()).map { ", \(Formatting.oneDecimal($0)) s in" } ?? ""
+                return "\(record.method.isEmpty ? "-" : record.method) \(record.uri.isEmpty ? "-" : record.uri) (plugin \(record.plugin.isEmpty ? "-" : record.plugin)\(age))"
+            }
+            pending.append(.workerExited(pid: pid, status: status, served: (mine?.requests ?? 0) > 0 || mine?.state.isActive == true,
+                                         active: active, request: request))
         }
     }
 

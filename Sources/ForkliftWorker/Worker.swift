@@ -36,7 +36,12 @@ public enum Worker {
             log.error("worker setup failed: \(error)")
             ChildProcess.exitImmediately(WorkerExitCode.setupFailed)
         }
+        // Everything but the signals this worker handles: threads a plugin starts in worker
+        // init inherit that mask, so they never receive TERM or USR1 (which would interrupt
+        // their system calls, and their handlers would not run where the worker expects).
+        // The main thread unblocks them once worker init is done.
         unblockAllSignals()
+        try? SignalPipe.mask(AcceptLoop.requestSignals, blocked: true)
 
         // Forked while the master had the host loading at idle CPU priority: back to normal
         // before any plugin code runs here, so that the threads worker init may start are
@@ -55,6 +60,7 @@ public enum Worker {
                 failInit(launch, error.description)
             }
         }
+        try? SignalPipe.mask(AcceptLoop.requestSignals, blocked: false)
         try? writeAll(launch.readyFD, "ready \(getpid())\n")
         closeDescriptor(launch.readyFD)
 

@@ -44,8 +44,9 @@ struct PoolCore {
         case forkFailed(slot: Int, reason: String)
         case workerReady(pid: pid_t)
         case workerInitFailed(pid: pid_t, reason: String)
-        /// `served`: it accepted at least one request; `active`: it died in the middle of one.
-        case workerExited(pid: pid_t, status: ExitStatus, served: Bool, active: Bool)
+        /// `served`: it accepted at least one request; `active`: it died in the middle of one,
+        /// `request` (as its slot said: "GET /x (plugin p, 0.3 s in)").
+        case workerExited(pid: pid_t, status: ExitStatus, served: Bool, active: Bool, request: String? = nil)
         /// The master made the generation live.
         case goLive
         case stop
@@ -147,8 +148,8 @@ struct PoolCore {
             actions += workerReady(pid, now: now)
         case .workerInitFailed(let pid, let reason):
             actions += workerInitFailed(pid, reason: reason, now: now)
-        case .workerExited(let pid, let status, let served, let active):
-            actions += workerExited(pid, status: status, served: served, active: active, now: now)
+        case .workerExited(let pid, let status, let served, let active, let request):
+            actions += workerExited(pid, status: status, served: served, active: active, request: request, now: now)
         case .goLive:
             guard !isLive else { break }
             isLive = true
@@ -281,7 +282,8 @@ struct PoolCore {
 
     // MARK: - Exits
 
-    private mutating func workerExited(_ pid: pid_t, status: ExitStatus, served: Bool, active: Bool, now: MonotonicInstant) -> [Action] {
+    private mutating func workerExited(_ pid: pid_t, status: ExitStatus, served: Bool, active: Bool, request: String?,
+                                       now: MonotonicInstant) -> [Action] {
         guard let worker = workers.removeValue(forKey: pid) else { return [] }
         defer { failures.reasons[pid] = nil }
         release(slot: worker.slot)
@@ -306,7 +308,7 @@ struct PoolCore {
             actions.append(.log(.info, "worker \(pid) retired after serving its requests; replacing it"))
         default:
             let died = served || worker.proven
-                ? "worker \(pid) \(status) after \(Formatting.oneDecimal(lived)) s\(active ? " in the middle of a request" : "")"
+                ? "worker \(pid) \(status) after \(Formatting.oneDecimal(lived)) s\(active ? " in the middle of a request" + (request.map { ": \($0)" } ?? "") : "")"
                 : "worker \(pid) \(status == .exited(3) ? "failed its worker init" : "\(status)") right after it started"
             if served || worker.proven {
                 // It worked, then died: replace it at once (a request that kills workers must
