@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig"]),
         .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker"]),
         .testTarget(name: "ForkliftPluginTests", dependencies: ["ForkliftPlugin"]),
-        .testTarget(name: "ForkliftIPCTests", dependencies: ["ForkliftIPC", "ForkliftSystem", "CForkliftSys"]),
+        .testTarget(name: "ForkliftIPCTests", dependencies: ["ForkliftIPC", "ForkliftSystem", "ForkliftStatus", "CForkliftSys"]),
         .testTarget(name: "ForkliftHostTests", dependencies: ["ForkliftHost", "ForkliftIPC", "ForkliftConfig", "ForkliftSystem"]),
         .testTarget(name: "ForkliftMasterTests", dependencies: ["ForkliftMaster", "ForkliftIPC", "ForkliftConfig", "ForkliftSystem"]),
         .testTarget(name: "ForkliftIntegrationTests", dependencies: ["ForkliftTestSupport", "ForkliftSystem"]),

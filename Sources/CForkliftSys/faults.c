@@ -58,16 +58,18 @@ static size_t append_number(char *buffer, size_t used, size_t size, unsigned lon
 
 static void fault_handler(int signo, siginfo_t *info, void *context) {
     (void)context;
-    if (info != NULL && info->si_code <= 0 && info->si_pid != getpid()) {
-        /* Sent by another process: die of it, as its sender means (and as the host counts it). */
+    if (info != NULL && info->si_code <= 0 && (info->si_pid != getpid() || signo != SIGABRT)) {
+        /* Sent, not a fault: by another process, or raised here (kill, raise, pthread_kill).
+         * Die of it, as its sender means (and as the host counts it). Only abort() is left to
+         * the previous handler: it re-raises with the default action itself. */
         signal(signo, SIG_DFL);
         raise(signo); /* pending until this handler returns, then the default action */
         return;
     }
     sigaction(signo, previous_for(signo), NULL);
     if (info == NULL || info->si_code <= 0) {
-        /* Raised by this process (abort() included): the previous handler gets its say, then
-         * abort() or the re-delivered signal ends the process. */
+        /* abort(): the previous handler (the Swift backtracer) gets its say, then abort()
+         * ends the process. */
         raise(signo);
         return;
     }

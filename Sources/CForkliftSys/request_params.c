@@ -5,7 +5,8 @@
 /* One pass over libfcgi's envp ("NAME=value" strings) for the params the worker itself needs,
  * instead of one linear FCGX_GetParam scan per name. */
 static const char *match(const char *entry, const char *name, size_t length) {
-    return memcmp(entry, name, length) == 0 && entry[length] == '=' ? entry + length + 1 : NULL;
+    /* strncmp, not memcmp: it stops at the end of a shorter entry. */
+    return strncmp(entry, name, length) == 0 && entry[length] == '=' ? entry + length + 1 : NULL;
 }
 
 #define MATCH(field, literal) \

@@ -14,8 +14,8 @@ forklift_worker_slot *forklift_board_slot(forklift_board_header *board, uint32_t
     return (forklift_worker_slot *)((char *)board + sizeof(forklift_board_header)) + index;
 }
 
-forklift_slot_memory *forklift_board_memory(forklift_board_header *board, uint32_t index) {
-    forklift_worker_slot *end = forklift_board_slot(board, board->slot_count);
+forklift_slot_memory *forklift_board_memory(forklift_board_header *board, uint32_t slots, uint32_t index) {
+    forklift_worker_slot *end = forklift_board_slot(board, slots);
     return (forklift_slot_memory *)end + index;
 }
 
@@ -40,7 +40,7 @@ static inline void copy_text(char *target, uint32_t *length, size_t capacity, co
 
 void forklift_slot_prepare(forklift_worker_slot *slot, int32_t pid, uint64_t now) {
     write_begin(&slot->seq);
-    memset((char *)slot + sizeof(slot->seq), 0, sizeof(*slot) - sizeof(slot->seq));
+    memset((char *)slot + sizeof(slot->seq), 0, sizeof(*slot) - sizeof(slot->seq)); /* waiting too: nobody runs here yet */
     slot->state = FORKLIFT_WORKER_STARTING;
     slot->pid = pid;
     slot->spawned_ns = now;
@@ -54,6 +54,15 @@ void forklift_slot_release(forklift_worker_slot *slot) {
     slot->state = FORKLIFT_WORKER_FREE;
     slot->pid = 0;
     write_end(&slot->seq);
+    forklift_slot_set_waiting(slot, 0);
+}
+
+void forklift_slot_set_waiting(forklift_worker_slot *slot, int32_t waiting) {
+    __atomic_store_n(&slot->waiting, waiting, __ATOMIC_SEQ_CST);
+}
+
+int32_t forklift_slot_waiting(const forklift_worker_slot *slot) {
+    return __atomic_load_n(&slot->waiting, __ATOMIC_SEQ_CST);
 }
 
 void forklift_slot_set_pid(forklift_worker_slot *slot, int32_t pid, uint64_t now) {
@@ -88,9 +97,9 @@ void forklift_slot_begin_request(forklift_worker_slot *slot, uint64_t now,
 }
 
 void forklift_slot_end_request(forklift_worker_slot *slot, uint64_t now, uint32_t status,
-                               uint64_t cpu_ns, uint64_t max_rss_kb) {
+                               uint64_t cpu_ns, uint64_t max_rss_kb, uint32_t next_state) {
     write_begin(&slot->seq);
-    slot->state = FORKLIFT_WORKER_IDLE;
+    slot->state = next_state;
     slot->state_since_ns = now;
     slot->heartbeat_ns = now;
     slot->requests += 1;

@@ -107,6 +107,7 @@ struct WorkerPool {
             case .usr1:
                 try? LogDestination.reopen()
                 for pid in core.workers.keys { ChildProcess.send(.usr1, to: pid) }
+                if let responder = core.responder.pid { ChildProcess.send(.usr1, to: responder) }
             case .dump:
                 dumpState()
             default:

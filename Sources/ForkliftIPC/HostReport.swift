@@ -7,7 +7,7 @@ public enum HostReport: Equatable, Sendable {
     case ready(summary: String)
     /// The generation cannot serve; the reason names the plugin and the step.
     case failed(reason: String)
-    /// Serving, but too many workers died of a signal lately (emergency_restart_threshold):
+    /// Serving, but too many workers crashed lately (emergency_restart_threshold):
     /// the master should replace this host with a fresh one.
     case emergencyRestart(reason: String)
 
@@ -39,18 +39,26 @@ public enum HostReport: Equatable, Sendable {
     }
 }
 
-/// Splits a byte stream into lines.
+/// Splits a byte stream into lines. A line longer than `limit` is cut there: the other end
+/// (a host, which runs plugin code) cannot make the reader hold more than that.
 public struct LineBuffer {
     private var pending: [UInt8] = []
+    public let limit: Int
 
-    public init() {}
+    public init(limit: Int = 64 * 1024) {
+        self.limit = limit
+    }
 
     public mutating func append(_ bytes: [UInt8]) -> [String] {
         pending += bytes
         var lines: [String] = []
         while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-            lines.append(String(decoding: pending[..<newline], as: UTF8.self))
+            lines.append(String(decoding: pending[..<min(newline, limit)], as: UTF8.self))
             pending.removeSubrange(...newline)
+        }
+        if pending.count > limit {
+            lines.append(String(decoding: pending[..<limit], as: UTF8.self))
+            pending = []
         }
         return lines
     }

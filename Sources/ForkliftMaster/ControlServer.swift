@@ -33,6 +33,10 @@ struct ControlServer {
     private(set) var fd: Int32
     private var clients: [ClientID: Client] = [:]
     private var nextID = 1
+    /// After accept() failed for want of descriptors or memory: the listener stays readable,
+    /// so it is left alone a moment instead of waking the master at once, again and again.
+    private var acceptPausedUntil: MonotonicInstant?
+    static let acceptPause = 0.1
 
     init(path: String) throws {
         self.path = path
@@ -48,9 +52,10 @@ struct ControlServer {
     }
 
     /// What to poll: the listener (while there is room) and every client that has something to do.
-    func pollRequests(listening: Bool) -> [PollRequest] {
+    func pollRequests(listening: Bool, now: MonotonicInstant = .now()) -> [PollRequest] {
         var requests: [PollRequest] = []
-        if listening && fd >= 0 && clients.count < Self.maxClients { requests.append(PollRequest(fd: fd, readable: true)) }
+        let paused = acceptPausedUntil.map { now < $0 } ?? false
+        if listening && fd >= 0 && clients.count < Self.maxClients && !paused { requests.append(PollRequest(fd: fd, readable: true)) }
         for client in clients.values {
             switch client.stage {
             case .reading: requests.append(PollRequest(fd: client.fd, readable: true))
@@ -61,11 +66,12 @@ struct ControlServer {
         return requests
     }
 
-    var nextDeadline: MonotonicInstant? { clients.values.compactMap(\.deadline).min() }
+    var nextDeadline: MonotonicInstant? { (clients.values.compactMap(\.deadline) + [acceptPausedUntil].compactMap { $0 }).min() }
 
     /// Accepts, reads and writes what poll reported; returns the commands that arrived complete.
     mutating func service(_ ready: [Int32: PollResult], now: MonotonicInstant) -> [(ClientID, String)] {
         var commands: [(ClientID, String)] = []
+        if let until = acceptPausedUntil, now >= until { acceptPausedUntil = nil }
         if ready[fd] != nil { acceptWaiting(now: now) }
         for id in clients.keys.sorted() {
             guard let client = clients[id], let result = ready[client.fd] else { continue }
@@ -85,7 +91,13 @@ struct ControlServer {
     private mutating func acceptWaiting(now: MonotonicInstant) {
         while clients.count < Self.maxClients {
             let client = Glibc.accept(fd, nil, nil)
-            guard client >= 0 else { return } // EAGAIN: none left; anything else: try at the next wake
+            guard client >= 0 else {
+                // EAGAIN: none left. EMFILE, ENFILE, ENOMEM: try again in a moment.
+                if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED {
+                    acceptPausedUntil = now.advanced(bySeconds: Self.acceptPause)
+                }
+                return
+            }
             try? setNonBlocking(client)
             try? setCloseOnExec(client)
             let silent = clients.values.filter { $0.stage == .reading }

@@ -38,8 +38,8 @@ extension Master {
         case .setScaleTarget(let pid, let workers):
             boards[pid]?.setTarget(workers)
         case .countWaiting(let pids):
-            // Workers can write the counter: never below 0, never more than the board holds.
-            let waiting = pids.compactMap { boards[$0] }.map { max(0, min(Int($0.waitingWorkers), $0.capacity)) }.reduce(0, +)
+            // One flag per slot the master mapped: at most the board's capacity, whatever workers write.
+            let waiting = pids.compactMap { boards[$0] }.map(\.waitingWorkers).reduce(0, +)
             pending.append(.waitingWorkers(waiting))
         case .answer(let client, let ok, let message):
             control?.answer(client, ok: ok, message)

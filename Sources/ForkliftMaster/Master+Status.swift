@@ -33,7 +33,9 @@ extension Master {
     /// The status of every pool, from its live host's board (or the newest one serving).
     func poolStatuses(now: MonotonicInstant) -> [PoolStatus] {
         configuration.pools.compactMap { pool in
-            let serving = core.hosts.values.filter { $0.pool.name == pool.name && $0.covers }.max { $0.generation < $1.generation }
+            // The live host's board; a replacement's only while nothing of the pool is live.
+            let hosts = core.hosts.values.filter { $0.pool.name == pool.name && $0.covers }
+            let serving = hosts.filter { $0.role == .live }.max { $0.generation < $1.generation } ?? hosts.max { $0.generation < $1.generation }
             guard let host = serving, let board = boards[host.pid], let poolCounters = counters[pool.name] else { return nil }
             let snapshot = BoardReader.read(board, now: now)
             return PoolStatus(pool: pool.name, processManager: pool.processManager.rawValue, generation: host.generation,

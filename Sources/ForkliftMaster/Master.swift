@@ -115,20 +115,20 @@ public final class Master {
     private func readReports(_ ready: [Int32: PollResult]) {
         for pid in reports.keys.sorted() {
             guard var report = reports[pid], ready[report.fd] != nil else { continue }
-            while true {
+            // At most 256 KiB per host and wake: a host that floods its pipe cannot keep the
+            // master from the rest of its loop (what is left is read at the next wake).
+            for _ in 0..<4 {
                 guard let bytes = try? readAvailable(report.fd) else {
                     closeDescriptor(report.fd) // end of file: the host closed its end
                     reports[pid] = nil
                     break
                 }
-                if bytes.isEmpty {
-                    reports[pid] = report
-                    break
-                }
+                if bytes.isEmpty { break }
                 for line in report.lines.append(bytes) {
                     if let message = HostReport(line: line) { pending.append(.report(pid, message)) }
                 }
             }
+            if reports[pid] != nil { reports[pid] = report }
         }
     }
 

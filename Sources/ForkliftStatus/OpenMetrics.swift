@@ -34,7 +34,8 @@ public enum OpenMetrics {
             var states: [(String, String)] = []
             for pool in pools {
                 for worker in pool.board.workers {
-                    let labels = "pool=\(label(pool.pool)),pid=\(label(String(worker.pid)))"
+                    // The slot keeps label sets unique (a slot being forked into has no pid yet).
+                    let labels = "pool=\(label(pool.pool)),slot=\(label(String(worker.slot))),pid=\(label(String(worker.pid)))"
                     requests.append((labels, String(worker.requests)))
                     duration.append((labels, String(worker.requestAge(at: pool.now) ?? worker.lastDuration)))
                     // A stateset's state is a label named after the metric itself.

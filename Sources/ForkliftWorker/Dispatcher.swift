@@ -75,9 +75,10 @@ struct Dispatcher {
     }
 
     /// libfcgi closed the connection (or kept it): the request is done.
-    mutating func finished() {
+    mutating func finished(kept: Bool) {
         let cpu = ProcessCPU.used()
-        slot.markDone(status: lastStatus, cpuNanoseconds: cpu.nanoseconds &- cpuBefore, maxRSSKB: cpu.maxRSSKB, now: .now())
+        slot.markDone(status: lastStatus, cpuNanoseconds: cpu.nanoseconds &- cpuBefore, maxRSSKB: cpu.maxRSSKB, kept: kept, now: .now())
+        cpuBefore = cpu.nanoseconds
         counters.requestFinished()
     }
 

@@ -30,7 +30,8 @@ public struct StatusResponderLaunch {
 /// pool" for `pm.status_listen`). It runs no plugin code: it only reads the scoreboard.
 ///
 /// It accepts each connection itself and hands libfcgi the open descriptor, with receive and
-/// send timeouts on it, so a client that stalls holds it for at most `clientTimeout`.
+/// send timeouts on it, so a client that stalls holds it for at most `clientTimeout` per read
+/// or write; libfcgi never accepts a connection itself here, and never lingers on a close.
 public enum StatusResponder {
     static let clientTimeout = 2
 
@@ -54,9 +55,16 @@ public enum StatusResponder {
         let pages = BuiltInPages(pool: launch.pool, generation: launch.generation, board: launch.board, counters: launch.counters)
         let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
         request.initialize(to: FCGX_Request())
-        FCGX_InitRequest(request, launch.listenFD, 0)
+        // No listening socket for libfcgi: when a connection's first records are bad, its
+        // FCGX_Accept_r closes it and accepts the next one *itself*, without our timeouts.
+        // With -1 that accept fails at once instead.
+        FCGX_InitRequest(request, -1, 0)
+        var acceptPausedUntil: MonotonicInstant?
         while true {
-            let ready = (try? waitReadable([launch.listenFD, signals.fileDescriptor], timeoutSeconds: nil)) ?? []
+            let paused = acceptPausedUntil.map { MonotonicInstant.now() < $0 } ?? false
+            let pause = acceptPausedUntil.map { MonotonicInstant.now().seconds(until: $0) }
+            let ready = (try? waitReadable(paused ? [signals.fileDescriptor] : [launch.listenFD, signals.fileDescriptor],
+                                           timeoutSeconds: paused ? pause : nil)) ?? []
             if ready.contains(signals.fileDescriptor) {
                 for signal in signals.drain() {
                     if signal == .usr1 { try? LogDestination.reopen() } else { ChildProcess.exitImmediately(0) }
@@ -64,7 +72,13 @@ public enum StatusResponder {
             }
             guard ready.contains(launch.listenFD) else { continue }
             let connection = Glibc.accept(launch.listenFD, nil, nil)
-            guard connection >= 0 else { continue } // EAGAIN: another took it
+            guard connection >= 0 else {
+                // EAGAIN: another took it. Out of descriptors (or memory): the listener stays
+                // readable, so wait a little instead of spinning on it.
+                if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { acceptPausedUntil = MonotonicInstant.now().advanced(bySeconds: 0.1) }
+                continue
+            }
+            acceptPausedUntil = nil
             var timeout = timeval(tv_sec: clientTimeout, tv_usec: 0)
             setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -75,6 +89,10 @@ public enum StatusResponder {
             request.pointee.ipcFd = connection
             guard FCGX_Accept_r(request) >= 0 else { continue } // a bad or stalled client: libfcgi closed it
             serve(request, pages: pages)
+            // libfcgi's close lingers (shutdown, then reads while the client sends, 2 s at a
+            // time, for as long as it trickles): with our read side shut first, its reads see
+            // the end at once. The response still goes out.
+            shutdown(connection, Int32(SHUT_RD))
             FCGX_Finish_r(request)
             if request.pointee.ipcFd >= 0 {
                 // One request per connection here, even if the client asked to keep it.

@@ -127,26 +127,26 @@ struct AcceptLoop {
         launch.slot.set(.idle)
         while !stopping {
             // Counted as waiting from here until accept() returns; see Scoreboard.
-            guard board.enterWaiting() else { return "its generation was retired" }
+            guard launch.slot.enterWaiting(retiredBy: board) else { return "its generation was retired" }
             let kept = request.pointee.ipcFd >= 0 ? request.pointee.ipcFd : nil
             let events: Set<ConnectionWaiter.Event>
             do {
                 events = try waiter.wait(keptConnection: kept)
             } catch {
-                board.leaveWaiting()
+                launch.slot.leaveWaiting()
                 ForkliftLogging.logger.error("worker wait failed: \(error)")
                 return "wait failed"
             }
             if events.contains(.signal) { handleSignals() }
             guard events.contains(.listenerReadable) || events.contains(.connectionReadable) else {
-                board.leaveWaiting()
+                launch.slot.leaveWaiting()
                 continue
             }
             // Retired: a newer generation takes this connection once its gate opens (it
             // finds it still queued). Otherwise take it even when a stop just arrived: the
             // kernel woke this worker alone (EPOLLEXCLUSIVE), nobody else would.
             if board.isRetired {
-                board.leaveWaiting()
+                launch.slot.leaveWaiting()
                 return "its generation was retired"
             }
             guard serveOne() else {
@@ -173,7 +173,7 @@ struct AcceptLoop {
         launch.slot.markReading(now: started)
         let status = FCGX_Accept_r(request)
         let acceptErrno = errno
-        launch.board.leaveWaiting()
+        launch.slot.leaveWaiting()
         guard status >= 0 else {
             launch.slot.set(.idle)
             if acceptErrno == EAGAIN || acceptErrno == EWOULDBLOCK || acceptErrno == EINTR { return false }
@@ -190,7 +190,8 @@ struct AcceptLoop {
         }
         dispatcher.serve(request, started: started) // through to .finishing
         FCGX_Finish_r(request)
-        dispatcher.finished()
+        // libfcgi keeps the descriptor open when the client asked to keep the connection.
+        dispatcher.finished(kept: request.pointee.ipcFd >= 0)
         served += 1
         return true
     }

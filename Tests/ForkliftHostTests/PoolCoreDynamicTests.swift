@@ -126,12 +126,31 @@ import Testing
         #expect(full.count(.countMaxChildrenReached) == 1)
         #expect(full.logs(.warning, containing: "max_children (8)").count == 1)
         #expect(full.forks.isEmpty)
-        // A worker free again ends the episode; the next one is counted again.
+        // At the ceiling the episode lasts while no fork is possible, a worker free again or
+        // not (PHP-FPM's warn_max_children): nothing is counted every second.
         pool.set(pool.staying[0], .idle)
-        #expect(pool.tickSeconds(1).count(.countMaxChildrenReached) == 0)
+        #expect(pool.tickSeconds(5).count(.countMaxChildrenReached) == 0)
         pool.set(pool.staying[0], .running)
-        #expect(pool.tickSeconds(5).count(.countMaxChildrenReached) == 1)
-        #expect(pool.history.count(.countMaxChildrenReached) == 2)
+        #expect(pool.tickSeconds(5).count(.countMaxChildrenReached) == 0)
+        #expect(pool.history.count(.countMaxChildrenReached) == 1)
+    }
+
+    /// The bug this guards: at the ceiling with one idle worker (below min_spare_servers) and
+    /// no connection waiting, "max children reached" was counted and warned every second.
+    @Test func wantingSparesAtTheCeilingIsOneEpisode() {
+        var pool = PoolDriver(Self.settings(minSpare: 2, maxSpare: 3, maxChildren: 4, start: 2))
+        pool.startServing()
+        for _ in 0..<4 {
+            Self.allBusy(&pool)
+            pool.tickSeconds(1)
+        }
+        #expect(pool.staying.count == 4)
+        pool.readyAll()
+        pool.setAll(Array(pool.staying.prefix(3)), .running)
+        pool.set(pool.staying[3], .idle)
+        let later = pool.tickSeconds(10)
+        #expect(later.count(.countMaxChildrenReached) <= 1, "once per episode, not once a second")
+        #expect(later.logs(.warning, containing: "max_children").count <= 1)
     }
 
     @Test func aRetiredWorkerIsReplacedAtOnce() {

@@ -50,6 +50,20 @@ import Testing
         #expect(pool.staying.count == 4)
     }
 
+    /// PHP-FPM counts SIGSEGV and SIGBUS; Forklift traps and aborts too, but never TERM or
+    /// KILL (an operator, the OOM killer): an emergency restart re-preloads everything.
+    @Test func killsAndTermsAreNoEmergency() {
+        var pool = emergencyPool()
+        for signal in [SIGKILL, SIGTERM, SIGKILL, SIGINT, SIGKILL] {
+            _ = kill(&pool, after: 0, .signaled(UnixSignal(signal), coreDumped: false))
+        }
+        #expect(Self.emergencyRestarts(pool.history) == 0)
+        for signal in [SIGABRT, SIGILL, SIGBUS] {
+            _ = kill(&pool, after: 0, .signaled(UnixSignal(signal), coreDumped: true))
+        }
+        #expect(Self.emergencyRestarts(pool.history) == 1, "traps, aborts and bus errors are crashes")
+    }
+
     @Test func exitsWithAStatusAreNoEmergency() {
         var pool = emergencyPool()
         for _ in 0..<5 { _ = kill(&pool, after: 0, .exited(70)) }

@@ -2,6 +2,7 @@ import CForkliftSys
 import Foundation
 @testable import ForkliftIPC
 import ForkliftSystem
+import ForkliftStatus
 import Testing
 
 @Suite struct ScoreboardTests {
@@ -23,7 +24,7 @@ import Testing
         #expect(running.state == .running && running.method == "POST" && running.uri == "/a?b=c" && running.plugin == "echo")
         #expect(running.contentLength == 12)
         #expect(snapshot.active == 1 && snapshot.idle == 0 && snapshot.total == 1)
-        slot.markDone(status: 201, cpuNanoseconds: 5_000_000, maxRSSKB: 1024, now: t0.advanced(bySeconds: 0.5))
+        slot.markDone(status: 201, cpuNanoseconds: 5_000_000, maxRSSKB: 1024, kept: false, now: t0.advanced(bySeconds: 0.5))
         snapshot = BoardReader.read(board, now: t0.advanced(bySeconds: 1))
         let done = try #require(snapshot.workers.first)
         #expect(done.state == .idle && done.requests == 1 && done.lastStatus == 201 && done.lastCPU == 0.005)
@@ -31,12 +32,18 @@ import Testing
         #expect(BoardReader.read(board).workers.isEmpty)
     }
 
-    @Test func theSwitchCountersAndTheMastersWords() throws {
+    @Test func theSwitchFlagsAndTheMastersWords() throws {
         let board = try GenerationBoard(capacity: 2)
-        #expect(board.enterWaiting() && board.waitingWorkers == 1)
-        board.leaveWaiting()
+        let slot = board.slot(1)
+        #expect(slot.enterWaiting(retiredBy: board) && board.waitingWorkers == 1)
+        slot.leaveWaiting()
+        #expect(board.waitingWorkers == 0)
+        // A worker killed while waiting: the host's release at the reap clears its flag.
+        #expect(slot.enterWaiting(retiredBy: board))
+        slot.release()
+        #expect(board.waitingWorkers == 0, "no flag left behind by a dead worker")
         board.retire()
-        #expect(!board.enterWaiting() && board.waitingWorkers == 0, "a retired generation's worker backs out")
+        #expect(!slot.enterWaiting(retiredBy: board) && board.waitingWorkers == 0, "a retired generation's worker backs out")
         #expect(!board.isLive)
         board.markLive()
         #expect(board.isLive)
@@ -65,12 +72,14 @@ import Testing
         let slot = board.slot(0)
         slot.prepare()
         board.publish(HostState(hostPID: 1, highWater: 1))
-        nonisolated(unsafe) let stop = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
-        stop.initialize(to: 0)
-        defer { stop.deallocate() }
+        // flags[0]: stop, flags[1]: the writer has stopped (the board must outlive it).
+        nonisolated(unsafe) let flags = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
+        flags.initialize(repeating: 0, count: 2)
+        defer { flags.deallocate() }
         let writer = Thread {
+            defer { forklift_atomic_store(flags + 1, 1) }
             var n: UInt64 = 1
-            while forklift_atomic_load(stop) == 0 {
+            while forklift_atomic_load(flags) == 0 {
                 let text = Array(String(n).utf8)
                 text.withUnsafeBytes { bytes in
                     slot.markRunning(method: bytes, uri: bytes, plugin: bytes, contentLength: n, now: MonotonicInstant(nanoseconds: n))
@@ -88,7 +97,9 @@ import Testing
                     "a torn read: \(record)")
             reads += 1
         }
-        forklift_atomic_store(stop, 1)
+        forklift_atomic_store(flags, 1)
+        while forklift_atomic_load(flags + 1) == 0 { usleep(1000) }
+        _ = board // kept mapped until the writer is done
         #expect(reads > 100)
     }
 
@@ -106,8 +117,10 @@ import Testing
                                                           count: MemoryLayout<forklift_worker_slot>.size)
             for index in 0..<slotBytes.count where generator.next() % 3 == 0 { slotBytes[index] = UInt8(truncatingIfNeeded: generator.next()) }
             if generator.next() % 4 == 0 {
+                // All of the header, its slot count included (a worker can write it; nothing may
+                // take a size or an offset from it).
                 let header = UnsafeMutableRawBufferPointer(start: board.header, count: MemoryLayout<forklift_board_header>.size)
-                for index in 128..<header.count { header[index] = UInt8(truncatingIfNeeded: generator.next()) }
+                for index in 0..<header.count where generator.next() % 2 == 0 { header[index] = UInt8(truncatingIfNeeded: generator.next()) }
             }
             let now = MonotonicInstant(nanoseconds: 1 << 40)
             let snapshot = BoardReader.read(board, now: now)
@@ -138,5 +151,40 @@ struct SplitMix {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// The bug this guards: a slot with a valid state and its own pid but huge figures (a worker
+/// can write any) made the status renderers' arithmetic trap, in the master too.
+@Suite struct HostileFiguresTests {
+    @Test func hugeFiguresInAValidSlotRenderInEveryFormat() throws {
+        let board = try GenerationBoard(capacity: 2)
+        let slot = board.slot(0)
+        slot.prepare()
+        slot.claim(pid: 77)
+        slot.set(.running)
+        board.publish(HostState(hostPID: 1, workerTarget: 2, highWater: 1))
+        let raw = slot.pointer
+        raw.pointee.max_rss_kb = .max
+        raw.pointee.requests = .max
+        raw.pointee.content_length = .max
+        raw.pointee.last_cpu_ns = 1 << 62
+        raw.pointee.last_duration_ns = 1
+        raw.pointee.request_started_ns = 0
+        raw.pointee.state = WorkerState.idle.rawValue
+        board.storeMemory(slot: 0, pid: 77, pssKB: .max, privateDirtyKB: .max, sharedKB: .max)
+        board.storeHostMemory(pssKB: .max, privateDirtyKB: .max)
+        let counters = try PoolCounters()
+        counters.correctActive(by: .max)
+        let snapshot = BoardReader.read(board)
+        let worker = try #require(snapshot.workers.first)
+        #expect(worker.maxRSSKB <= 1 << 32 && (worker.memory?.pssKB ?? 0) <= 1 << 32)
+        let status = PoolStatus(pool: "www", processManager: "static", generation: 1, role: "live", counters: counters.read(),
+                                board: snapshot, maxChildren: 2, slowlogTimeout: 1)
+        for format in StatusFormat.allCases {
+            for full in [false, true] {
+                #expect(!StatusPage.render(status, format: format, full: full).isEmpty)
+            }
+        }
     }
 }

@@ -167,7 +167,7 @@ extension ForkliftServer {
         let first = server.workerPIDs()
         #expect(first.count == 2)
         for pid in first { kill(pid, SIGSEGV) }
-        try server.waitForLog("asks for an emergency restart (2 workers died of a signal within 30.0 s)")
+        try server.waitForLog("asks for an emergency restart (2 workers crashed within 30.0 s)")
         try server.waitForLog("pool www gen 2 (host pid")
         _ = try server.waitForStatus(server.statusSocket, "generation 2 serving") { $0.int("generation") == 2 && $0.int("total processes") == 2 }
         try server.waitForLog("pool www gen 1 (host pid", timeout: 1)

@@ -47,3 +47,86 @@ func blockedSignals(_ pid: pid_t, thread: pid_t) -> UInt64? {
           let line = status.components(separatedBy: "\n").first(where: { $0.hasPrefix("SigBlk:") }) else { return nil }
     return UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16)
 }
+
+@Suite(.serialized) struct ScoreboardTruthTests {
+    /// A worker between requests on a kept connection takes no new connection: the status says
+    /// so (Keepalive, active), and an ondemand pool forks another worker for a new client
+    /// instead of waiting for the kept one.
+    @Test func aWorkerOnAKeptConnectionIsNotIdle() throws {
+        let server = try ForkliftServer(config: sizedPool("pm = \"ondemand\"\nmax_children = 2\nprocess_idle_timeout = \"30s\""))
+        defer { server.shutdown() }
+        _ = try server.waitForStatus(server.statusSocket, "no worker") { $0.int("total processes") == 0 }
+        let kept = try KeptConnection(server.www)
+        let first = try kept.get("/behaviors")
+        #expect(first.status == 200)
+        let page = try server.waitForStatus(server.statusSocket, "the kept worker") { $0.processes.contains { $0["state"] as? String == "Keepalive" } }
+        #expect(page.int("active processes") == 1 && page.int("idle processes") == 0)
+        #expect(page.string("scoreboard").contains("k"))
+        // Another client: a second worker, not a wait for the kept one.
+        let other = try FastCGIClient.get(server.www, "/behaviors", timeout: 5)
+        #expect(other.status == 200)
+        #expect(other.bodyText != first.bodyText, "served by another process")
+        #expect(try kept.get("/behaviors").bodyText == first.bodyText, "the kept connection still has its worker")
+        kept.close()
+        _ = try server.waitForStatus(server.statusSocket, "idle once the client closes") { page in
+            page.processes.allSatisfy { $0["state"] as? String == "Idle" }
+        }
+    }
+
+    /// The bug this guards: a worker killed while waiting for a connection left the
+    /// generation's waiting counter up for good, so every later switch waited 200 ms and went
+    /// live without the strict guarantee.
+    @Test func aWorkerKilledWhileWaitingDoesNotStallTheNextSwitch() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 2"))
+        defer { server.shutdown() }
+        let first = server.workerPIDs()
+        for pid in first { kill(pid, SIGKILL) }
+        _ = try server.waitForStatus(server.statusSocket, "two new idle workers") { page in
+            page.int("idle processes") == 2 && page.pids.isDisjoint(with: first)
+        }
+        #expect(try server.reload().status == 0)
+        #expect(!server.log.contains("still counted as waiting"), "\(server.log)")
+    }
+
+    /// The bug this guards: libfcgi's FCGX_Accept_r, when a connection's first records fail,
+    /// accepted the next connection itself (without timeouts) and the responder hung on it.
+    @Test func statusListenSurvivesABrokenAndAStalledClient() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1"))
+        defer { server.shutdown() }
+        let path = server.directory + "/status.sock"
+        let broken = try rawConnection(path)
+        close(broken) // the first read sees the end
+        let stalled = try rawConnection(path)
+        defer { close(stalled) }
+        _ = send(stalled, [1], 1, 0) // one byte, then nothing
+        let started = Date()
+        let page = try PoolStatusPage.fetch(server.statusSocket, timeout: 10)
+        #expect(page.string("pool") == "www")
+        #expect(Date().timeIntervalSince(started) < 5, "answered after the stalled client's timeout at most")
+        // A client that keeps sending after its answer does not hold the responder either.
+        let trickler = try rawConnection(path)
+        defer { close(trickler) }
+        #expect(try PoolStatusPage.fetch(server.statusSocket, timeout: 10).string("pool") == "www")
+    }
+
+    /// "last request cpu" is the last request's, not everything since the worker started.
+    @Test func lastRequestCPUIsPerRequest() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1"))
+        defer { server.shutdown() }
+        for _ in 0..<20 { #expect(try FastCGIClient.get(server.www, "/behaviors/sleep", query: "ms=20").status == 200) }
+        let page = try PoolStatusPage.fetch(server.statusSocket)
+        let cpu = try #require((page.processes.first?["last request cpu"] as? NSNumber)?.doubleValue)
+        #expect(cpu >= 0 && cpu < 50, "a request that sleeps uses little CPU: \(cpu) %")
+    }
+}
+
+/// A unix socket connection with nothing sent.
+func rawConnection(_ path: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+    let result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+    guard result == 0 else { throw FastCGIError("connect \(path) failed") }
+    return fd
+}

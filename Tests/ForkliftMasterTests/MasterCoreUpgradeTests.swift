@@ -93,6 +93,22 @@ import Testing
         #expect(d.core.ownsFiles)
     }
 
+    /// The bug this guards: the channel closing while this master retired its generations was
+    /// ignored, so it could say go into a dead socket, give up its files and stop: nothing served.
+    @Test func aNewMasterThatGoesAwayDuringTheHandOverIsAFailureNotAHandOver() throws {
+        var d = CoreDriver.running(two)
+        d.send(.control(4, .upgrade))
+        d.waitingDefault = 1
+        d.send(.upgradeMessage(.ready))
+        let closed = d.send(.upgradeMessage(.closed))
+        #expect(closed.logged(.error, "the new master went away while this one retired its generations"))
+        #expect(closed.forkedSpecs.map { "\($0.pool.name) \($0.purpose)" } == ["www replacement", "api replacement"])
+        d.waitingDefault = 0
+        d.advance(by: 1)
+        #expect(!d.history.contains(.tellUpgrade(.go)) && !d.history.contains(.giveUpFiles))
+        #expect(d.core.phase == .running && d.core.ownsFiles && d.core.switchInFlight == nil)
+    }
+
     @Test func aNewMasterThatFailsDuringTheHandOverGetsThisMastersPoolsServedAgain() throws {
         var d = CoreDriver.running(two)
         let www = try #require(d.lastFork("www"))

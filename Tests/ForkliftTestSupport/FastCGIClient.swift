@@ -192,3 +192,28 @@ public enum FastCGIClient {
         return buffer
     }
 }
+
+/// A connection the client keeps open across requests (FCGI_KEEP_CONN), as nginx's upstream
+/// keepalive does.
+public final class KeptConnection: @unchecked Sendable {
+    let fd: Int32
+
+    public init(_ address: FastCGIAddress, timeout: Double = 30) throws {
+        fd = try FastCGIClient.connect(address, timeout: timeout)
+    }
+
+    /// One request on the connection; the server keeps it open afterwards.
+    public func get(_ path: String, query: String = "") throws -> FastCGIResponse {
+        var out = FastCGIClient.record(.beginRequest, [0, 1, 1, 0, 0, 0, 0, 0]) // role RESPONDER, FCGI_KEEP_CONN
+        var encoded: [UInt8] = []
+        for (name, value) in FastCGIClient.cgiParams(path: path, query: query) {
+            encoded += FastCGIClient.length(name.utf8.count) + FastCGIClient.length(value.utf8.count) + Array(name.utf8) + Array(value.utf8)
+        }
+        out += FastCGIClient.stream(.params, encoded) + FastCGIClient.stream(.stdin, [])
+        try FastCGIClient.sendAll(fd, out)
+        return try FastCGIClient.readResponse(fd)
+    }
+
+    public func close() { Glibc.close(fd) }
+    deinit { Glibc.close(fd) }
+}

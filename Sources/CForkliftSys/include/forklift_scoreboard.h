@@ -39,7 +39,8 @@ enum {
     FORKLIFT_WORKER_RUNNING = 4,   /* in the plugin's handler */
     FORKLIFT_WORKER_FINISHING = 5, /* handler done; flushing and closing the connection */
     FORKLIFT_WORKER_EXITING = 6,   /* leaving: worker exit hooks */
-    FORKLIFT_WORKER_STATE_COUNT = 7
+    FORKLIFT_WORKER_KEPT = 7,      /* between requests on a connection the client keeps open */
+    FORKLIFT_WORKER_STATE_COUNT = 8
 };
 
 /* Every struct is a whole number of 64-byte cache lines, padded by hand (Swift does not import
@@ -61,7 +62,10 @@ typedef struct {
     uint32_t method_len;
     uint32_t plugin_len;
     uint32_t uri_len;
-    uint32_t reserved;
+    /* Outside the seqlock, an atomic of its own: 1 from "about to wait for a connection" to
+     * "accept() returned". The host clears it when it reaps the worker, so a worker killed
+     * while waiting never leaves it set (a board-wide counter would leak). */
+    int32_t waiting;
     char method[FORKLIFT_METHOD_MAX];
     char plugin[FORKLIFT_PLUGIN_MAX];
     char uri[FORKLIFT_URI_MAX];
@@ -97,9 +101,7 @@ typedef struct {
     int32_t target_workers;      /* scaling: 0 = as configured, else this many (see PoolCore) */
     uint32_t target_seq;         /* bumped with every new target */
     uint8_t pad0[32];
-    /* Written by workers (a cache line of its own: every worker writes it per wait). */
-    int32_t waiting;
-    uint8_t pad1[60];
+    uint8_t pad1[64];
     /* Written by the host, under host_seq. */
     uint32_t host_seq;
     int32_t host_pid;
@@ -139,10 +141,11 @@ _Static_assert(sizeof(forklift_slot_memory) == 64, "a memory sample is one cache
 _Static_assert(sizeof(forklift_board_header) == 192, "the header is three cache lines");
 _Static_assert(sizeof(forklift_pool_counters) == 192, "the counters are three cache lines");
 
-/* The bytes a board with `slots` slots takes (header, slots, memory samples). */
+/* The bytes a board with `slots` slots takes (header, slots, memory samples). Every offset is
+ * computed from the slot count the master mapped, never from anything in the board. */
 size_t forklift_board_size(uint32_t slots);
 forklift_worker_slot *forklift_board_slot(forklift_board_header *board, uint32_t index);
-forklift_slot_memory *forklift_board_memory(forklift_board_header *board, uint32_t index);
+forklift_slot_memory *forklift_board_memory(forklift_board_header *board, uint32_t slots, uint32_t index);
 
 /* Writers ------------------------------------------------------------------------------ */
 
@@ -158,8 +161,13 @@ void forklift_slot_begin_request(forklift_worker_slot *slot, uint64_t now,
                                  const char *uri, size_t uri_len,
                                  const char *plugin, size_t plugin_len,
                                  uint64_t content_length);
+/* The request is done; the worker is idle again, or kept (`next_state`). */
 void forklift_slot_end_request(forklift_worker_slot *slot, uint64_t now, uint32_t status,
-                               uint64_t cpu_ns, uint64_t max_rss_kb);
+                               uint64_t cpu_ns, uint64_t max_rss_kb, uint32_t next_state);
+/* The waiting flag (sequentially consistent): the worker sets and clears it, the host clears
+ * it at the reap, the master reads it. */
+void forklift_slot_set_waiting(forklift_worker_slot *slot, int32_t waiting);
+int32_t forklift_slot_waiting(const forklift_worker_slot *slot);
 void forklift_memory_store(forklift_slot_memory *sample, int32_t pid, uint64_t now,
                            uint64_t pss_kb, uint64_t private_dirty_kb, uint64_t shared_kb);
 

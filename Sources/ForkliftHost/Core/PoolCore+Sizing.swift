@@ -105,6 +105,7 @@ extension PoolCore {
             dismiss(idle[0].pid, as: .idle)
             return [.signal(idle[0].pid, .term)] + trimToTarget(observation)
         }
+        if total < target { watch.inMaxChildrenEpisode = false } // a fork is possible again
         guard available < settings.minSpareServers else {
             setSpawnRate(1)
             return trimToTarget(observation)

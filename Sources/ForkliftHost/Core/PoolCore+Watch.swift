@@ -42,10 +42,11 @@ extension PoolCore {
             watch.allBusySince = nil
             watch.warnedAllBusy = false
         }
-        // Out of workers with clients waiting.
-        if anyFree {
+        // Out of workers with clients waiting. The episode ends as PHP-FPM's warn_max_children
+        // does: a static pool's when a worker is free, the others' once another fork is possible.
+        if staying.count + forksInFlight < target || (settings.processManager == .static && anyFree) {
             watch.inMaxChildrenEpisode = false
-        } else if (observation.listenQueue ?? 0) > 0 && staying.count >= target {
+        } else if !anyFree && (observation.listenQueue ?? 0) > 0 {
             actions += maxChildrenReached(observation, wantedMore: false)
         }
         actions += watchSlowRequests(observation, now: now)
@@ -57,7 +58,8 @@ extension PoolCore {
         guard !watch.inMaxChildrenEpisode else { return [] }
         watch.inMaxChildrenEpisode = true
         let waiting = observation?.listenQueue.map { ", \($0) connections wait in the listen queue" } ?? ""
-        let what = settings.processManager == .static ? "all \(target) workers are busy" : "the pool reached max_children (\(target)) and every worker is busy"
+        let what = settings.processManager == .static ? "all \(target) workers are busy"
+            : wantedMore ? "the pool reached max_children (\(target)) and wants more workers" : "the pool reached max_children (\(target)) and every worker is busy"
         return [.countMaxChildrenReached,
                 .log(.warning, "pool \(settings.pool): \(what)\(waiting); consider raising max_children")]
     }

@@ -317,7 +317,7 @@ struct PoolCore {
             } else {
                 actions += failures.failedStart(pool: settings.pool, pid: pid, description: died, now: now)
             }
-            if case .signaled = status, let reason = emergency.record(now: now) {
+            if case .signaled(let signal, _) = status, EmergencyWindow.isCrash(signal), let reason = emergency.record(now: now) {
                 actions.append(.log(.error, "pool \(settings.pool): \(reason): asking the master for a fresh host (emergency_restart_threshold)"))
                 actions.append(.report(.emergencyRestart(reason: reason)))
             }

@@ -1,4 +1,5 @@
 import ForkliftSystem
+import Glibc
 
 /// Workers that die right after they start (before their first request, before they were
 /// up a second): each one doubles the delay before the next fork, 0.1 s up to 5 s, so a
@@ -79,8 +80,11 @@ struct StartFailures: Equatable {
     }
 }
 
-/// PHP-FPM's emergency restart: `threshold` workers dying of a signal within `interval`
-/// means something is broken in the host's state; the master replaces the host.
+/// PHP-FPM's emergency restart: `threshold` workers crashing within `interval` means
+/// something is broken in the host's state; the master replaces the host. Crashes are deaths
+/// by SIGSEGV and SIGBUS, as PHP-FPM counts them, and by SIGILL, SIGFPE, SIGABRT and SIGTRAP
+/// (a Swift trap, an abort): never TERM or KILL, which an operator or the OOM killer sends —
+/// an OOM kill must not make the host preload all its data again.
 struct EmergencyWindow: Equatable {
     let threshold: Int
     let interval: Double
@@ -91,14 +95,18 @@ struct EmergencyWindow: Equatable {
         self.interval = interval
     }
 
-    /// A worker died of a signal; returns the reason when the threshold is reached (once:
-    /// the window starts afresh).
+    static func isCrash(_ signal: UnixSignal) -> Bool {
+        [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP].contains(signal.rawValue)
+    }
+
+    /// A worker crashed; returns the reason when the threshold is reached (once: the window
+    /// starts afresh).
     mutating func record(now: MonotonicInstant) -> String? {
         guard threshold > 0, interval > 0 else { return nil }
         deaths.append(now)
         deaths.removeAll { $0.seconds(until: now) > interval }
         guard deaths.count >= threshold else { return nil }
         deaths = []
-        return "\(threshold) workers died of a signal within \(Formatting.seconds(interval))"
+        return "\(threshold) workers crashed within \(Formatting.seconds(interval))"
     }
 }

@@ -86,13 +86,13 @@ public enum BoardReader {
             var record = worker(from: copy, slot: index, now: now)
             var sample = forklift_slot_memory()
             if forklift_memory_read(board.memory(index), &sample) == 1, sample.sampled_ns > 0, sample.pid == copy.pid {
-                record.memory = MemorySample(sampled: clampedInstant(sample.sampled_ns, now), pssKB: clamped(sample.pss_kb),
-                                             privateDirtyKB: clamped(sample.private_dirty_kb), sharedKB: clamped(sample.shared_kb))
+                record.memory = MemorySample(sampled: clampedInstant(sample.sampled_ns, now), pssKB: clampedKB(sample.pss_kb),
+                                             privateDirtyKB: clampedKB(sample.private_dirty_kb), sharedKB: clampedKB(sample.shared_kb))
             }
             workers.append(record)
         }
         let hostMemory = hostState != nil && header.host_pss_kb > 0
-            ? HostMemory(pssKB: clamped(header.host_pss_kb), privateDirtyKB: clamped(header.host_private_dirty_kb)) : nil
+            ? HostMemory(pssKB: clampedKB(header.host_pss_kb), privateDirtyKB: clampedKB(header.host_private_dirty_kb)) : nil
         return BoardSnapshot(taken: now, hostState: hostState, hostMemory: hostMemory,
                              started: clampedInstant(board.header.pointee.started_ns, now), workers: workers, unreadable: unreadable)
     }
@@ -125,8 +125,8 @@ public enum BoardReader {
             spawned: clampedInstant(slot.spawned_ns, now), stateSince: clampedInstant(slot.state_since_ns, now),
             heartbeat: clampedInstant(slot.heartbeat_ns, now), requests: clamped(slot.requests),
             requestStarted: clampedInstant(slot.request_started_ns, now), contentLength: clamped(slot.content_length),
-            lastDuration: Double(min(slot.last_duration_ns, 1 << 62)) / 1e9, lastCPU: Double(min(slot.last_cpu_ns, 1 << 62)) / 1e9,
-            lastStatus: Int(min(slot.last_status, 999)), maxRSSKB: clamped(slot.max_rss_kb),
+            lastDuration: Double(min(slot.last_duration_ns, 1 << 48)) / 1e9, lastCPU: Double(min(slot.last_cpu_ns, 1 << 48)) / 1e9,
+            lastStatus: Int(min(slot.last_status, 999)), maxRSSKB: clampedKB(slot.max_rss_kb),
             method: method, uri: uri, plugin: plugin, memory: nil)
     }
 
@@ -138,7 +138,12 @@ public enum BoardReader {
         return String(decoded.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })
     }
 
-    static func clamped(_ value: UInt64) -> Int { Int(min(value, UInt64(Int.max))) }
+    /// Counts and sizes a worker can write: below 2^48, so that sums and products of them in
+    /// the renderers (a status page adds and multiplies) can never overflow and trap.
+    static func clamped(_ value: UInt64) -> Int { Int(min(value, 1 << 48)) }
+
+    /// Kibibytes: at most 2^32 (4 TiB), so that bytes summed over every worker stay far below 2^63.
+    static func clampedKB(_ value: UInt64) -> Int { Int(min(value, 1 << 32)) }
 
     static func clampedInstant(_ nanoseconds: UInt64, _ now: MonotonicInstant) -> MonotonicInstant {
         MonotonicInstant(nanoseconds: min(nanoseconds, now.nanoseconds))

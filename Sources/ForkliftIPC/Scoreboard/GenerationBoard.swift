@@ -7,16 +7,16 @@ import Glibc
 ///
 /// - The master writes `retired`, `live` and the scaling target; it reads the rest, and
 ///   trusts none of it (see `BoardReader`).
-/// - Workers count themselves `waiting` and keep their own slot up to date.
+/// - Workers flag themselves `waiting` in their slot and keep the slot up to date.
 /// - The host prepares a slot before it forks a worker into it and frees it after the reap,
 ///   and publishes its own state (back-off, all-busy) in the header.
 ///
-/// `retired`, `live` and `waiting` make the switch to a new generation strict. The master
-/// sets `retired`, TERMs the old generation, and opens the new one's gate only once
-/// `waiting` is 0: from then on no old worker can be woken for a connection, so no client
-/// ever gets an answer from the old code after one from the new. (A worker checks `retired`
-/// after raising `waiting`; with sequentially consistent atomics either the master sees it
-/// waiting or it sees `retired`.)
+/// `retired`, `live` and the slots' `waiting` flags make the switch to a new generation
+/// strict. The master sets `retired`, TERMs the old generation, and opens the new one's gate
+/// only once no slot is waiting: from then on no old worker can be woken for a connection, so
+/// no client ever gets an answer from the old code after one from the new. (A worker checks
+/// `retired` after raising its flag; with sequentially consistent atomics either the master
+/// sees it waiting or it sees `retired`.)
 public struct GenerationBoard: @unchecked Sendable {
     public let mapping: SharedMapping
     /// Slots, as the master sized it. Readers use this, never the count in shared memory.
@@ -56,22 +56,13 @@ public struct GenerationBoard: @unchecked Sendable {
     /// Host: the scaling target as the master set it, clamped (workers can write it too).
     public var target: Int { max(0, min(Int(forklift_atomic_load(&header.pointee.target_workers)), capacity)) }
 
-    // MARK: the workers' counter
+    // MARK: waiting workers
 
-    public var waitingWorkers: Int32 { forklift_atomic_load(&header.pointee.waiting) }
-
-    /// Worker: about to wait for a connection. Returns false (and backs out) if retired.
-    public func enterWaiting() -> Bool {
-        forklift_atomic_add(&header.pointee.waiting, 1)
-        if isRetired {
-            leaveWaiting()
-            return false
-        }
-        return true
+    /// Master: workers between "about to wait for a connection" and "accept() returned", from
+    /// their slots' flags (a worker killed while waiting is cleared by the host at the reap).
+    public var waitingWorkers: Int {
+        (0..<capacity).reduce(0) { $0 + (forklift_slot_waiting(forklift_board_slot(header, UInt32($1))) != 0 ? 1 : 0) }
     }
-
-    /// Worker: done waiting (accept() returned, or it gave up).
-    public func leaveWaiting() { forklift_atomic_add(&header.pointee.waiting, -1) }
 
     // MARK: slots
 
@@ -82,7 +73,7 @@ public struct GenerationBoard: @unchecked Sendable {
 
     func memory(_ index: Int) -> UnsafeMutablePointer<forklift_slot_memory> {
         precondition(index >= 0 && index < capacity)
-        return forklift_board_memory(header, UInt32(index))
+        return forklift_board_memory(header, UInt32(capacity), UInt32(index))
     }
 
     /// Host: what it measured of the worker in slot `index`.
@@ -177,8 +168,24 @@ public struct WorkerSlot: @unchecked Sendable {
                                     contentLength)
     }
 
-    /// The request is done: idle again, one more served.
-    public func markDone(status: Int, cpuNanoseconds: UInt64, maxRSSKB: UInt64, now: MonotonicInstant) {
-        forklift_slot_end_request(pointer, now.nanoseconds, UInt32(clamping: status), cpuNanoseconds, maxRSSKB)
+    /// The request is done: idle again (or kept, between requests on a kept connection), one
+    /// more served.
+    public func markDone(status: Int, cpuNanoseconds: UInt64, maxRSSKB: UInt64, kept: Bool, now: MonotonicInstant) {
+        forklift_slot_end_request(pointer, now.nanoseconds, UInt32(clamping: status), cpuNanoseconds, maxRSSKB,
+                                  (kept ? WorkerState.kept : WorkerState.idle).rawValue)
     }
+
+    /// Worker: about to wait for a connection. Returns false (and backs out) if its generation
+    /// was retired (see `GenerationBoard`).
+    public func enterWaiting(retiredBy board: GenerationBoard) -> Bool {
+        forklift_slot_set_waiting(pointer, 1)
+        if board.isRetired {
+            leaveWaiting()
+            return false
+        }
+        return true
+    }
+
+    /// Worker: done waiting (accept() returned, or it gave up).
+    public func leaveWaiting() { forklift_slot_set_waiting(pointer, 0) }
 }

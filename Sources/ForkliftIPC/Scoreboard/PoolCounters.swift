@@ -49,7 +49,8 @@ public struct PoolCounters: @unchecked Sendable {
     }
 
     public func read() -> PoolCountersRecord {
-        func load(_ field: UnsafeMutablePointer<Int64>) -> Int { Int(max(0, forklift_atomic_load64(field))) }
+        // Workers write these: never negative, never so large that a sum could overflow.
+        func load(_ field: UnsafeMutablePointer<Int64>) -> Int { Int(min(max(0, forklift_atomic_load64(field)), 1 << 48)) }
         return PoolCountersRecord(
             startedRealtime: load(&pointer.pointee.started_realtime_s),
             started: MonotonicInstant(nanoseconds: UInt64(load(&pointer.pointee.started_ns))),

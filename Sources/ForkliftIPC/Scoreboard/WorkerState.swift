@@ -11,15 +11,20 @@ import CForkliftSys
 /// | running | Running | `r` (`l` once slow) | `W` |
 /// | finishing | Finishing | `r` | `C` |
 /// | exiting | Ending | `e` | `G` |
+/// | kept | Keepalive | `k` | `K` |
 public enum WorkerState: UInt32, CaseIterable, Sendable, CustomStringConvertible {
     case free = 0, starting, idle, reading, running, finishing, exiting
+    /// Between requests on a connection the client keeps open (FCGI_KEEP_CONN): not waiting
+    /// for new connections, so busy as far as other clients are concerned (Apache's `K`).
+    case kept
 
     init(raw: UInt32) {
         self = WorkerState(rawValue: raw) ?? .free
     }
 
     /// Serving a request: counted as an "active process".
-    public var isActive: Bool { self == .reading || self == .running || self == .finishing }
+    /// Kept counts too: such a worker takes no new connection.
+    public var isActive: Bool { self == .reading || self == .running || self == .finishing || self == .kept }
 
     public var description: String {
         switch self {
@@ -30,6 +35,7 @@ public enum WorkerState: UInt32, CaseIterable, Sendable, CustomStringConvertible
         case .running: "running"
         case .finishing: "finishing"
         case .exiting: "exiting"
+        case .kept: "kept"
         }
     }
 
@@ -43,6 +49,7 @@ public enum WorkerState: UInt32, CaseIterable, Sendable, CustomStringConvertible
         case .running: "Running"
         case .finishing: "Finishing"
         case .exiting: "Ending"
+        case .kept: "Keepalive"
         }
     }
 
@@ -56,6 +63,7 @@ public enum WorkerState: UInt32, CaseIterable, Sendable, CustomStringConvertible
         case .reading, .finishing: "r"
         case .running: slow ? "l" : "r"
         case .exiting: "e"
+        case .kept: "k"
         }
     }
 }

@@ -40,8 +40,9 @@ extension MasterCore {
         case .failed(let reason):
             return failUpgrade("the new master could not start: \(reason)", now: now)
         case .closed:
-            if current.switching { return [] } // it exits after go only if something broke; its exit says so
-            return failUpgrade("the new master exited before it was ready (its own messages are in the log or on standard error)", now: now)
+            // Before go, whenever it comes: the new master is gone (or going), so it cannot serve.
+            return failUpgrade(current.switching ? "the new master went away while this one retired its generations"
+                                                 : "the new master exited before it was ready (its own messages are in the log or on standard error)", now: now)
         }
     }
 
@@ -53,11 +54,12 @@ extension MasterCore {
     mutating func failUpgrade(_ reason: String, now: MonotonicInstant) -> [Action] {
         guard let failed = upgrade else { return [] }
         upgrade = nil
+        if switchInFlight?.purpose == .handoff { switchInFlight = nil } // nobody to hand over to
         var actions: [Action] = [.log(.error, "upgrade failed, this master keeps serving: \(reason)")]
         if let waiter = failed.waiter { actions.append(.answer(waiter, ok: false, "upgrade failed, the running master keeps serving: \(reason)")) }
         if failed.switching, phase != .stopping {
             // Its generations were retired for the handover that did not happen: serve again
-            // with fresh ones.
+            // with fresh ones, at once (the retired ones are already leaving).
             actions.append(.log(.error, "upgrade: the generations retired for the handover are replaced"))
             for pool in configuration.pools where !isCovered(pool.name) {
                 _ = restarts.failed(pool: pool.name, now: now)
