@@ -121,6 +121,16 @@ void forklift_memory_store(forklift_slot_memory *sample, int32_t pid, uint64_t n
     write_end(&sample->seq);
 }
 
+int forklift_board_claim_yield(forklift_board_header *board, uint64_t now_ns, uint64_t max_age_ns) {
+    uint64_t claimed = __atomic_load_n(&board->yield_claim_ns, __ATOMIC_SEQ_CST);
+    if (claimed != 0 && now_ns >= claimed && now_ns - claimed < max_age_ns) return 0;
+    return __atomic_compare_exchange_n(&board->yield_claim_ns, &claimed, now_ns, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+void forklift_board_release_yield(forklift_board_header *board) {
+    __atomic_store_n(&board->yield_claim_ns, 0, __ATOMIC_SEQ_CST);
+}
+
 void forklift_header_write_begin(forklift_board_header *board) { write_begin(&board->host_seq); }
 void forklift_header_write_end(forklift_board_header *board) { write_end(&board->host_seq); }
 

@@ -118,6 +118,20 @@ public struct PoolSettings: Equatable, Sendable {
     public var requestSlowlogTimeout: Double = 0
     /// A pool whose every worker has been busy this long is reported (log and status); 0: off.
     public var allBusyWarning: Double = 10
+    /// A connection has this long to send its request's records up to the end of its params,
+    /// and each read of its body may wait this long; then it is closed.
+    public var requestReadTimeout: Double = 5
+    /// A client that reads none of the response for this long is given up.
+    public var requestWriteTimeout: Double = 30
+    /// An idle kept connection (FCGI_KEEP_CONN) is closed after this long; 0: never.
+    public var keepaliveTimeout: Double = 10
+    /// A request running longer is killed (its worker, after a backtrace); 0: never. Plugins
+    /// may set their own.
+    public var requestTerminateTimeout: Double = 0
+    /// The most bytes a request's params may take (names, values and their lengths).
+    public var maxParamsSize: Int = 64 * 1024
+    /// A request with a larger body gets 413 before its plugin runs; 0: no limit.
+    public var maxBodySize: Int = 0
     /// Requests a worker serves before it is replaced; 0 = never.
     public var maxRequests: Int = 0
     /// Each worker's limit is `maxRequests` plus a random 0...jitter, so they do not all
@@ -149,6 +163,8 @@ public struct PluginSettings: Equatable, Sendable {
     public var settings: [Setting]
     /// The `settings` table as JSON.
     public var settingsJSON: String
+    /// This plugin's request_terminate_timeout, if it has its own (0: none, even if the pool has one).
+    public var requestTerminateTimeout: Double?
 
     public struct Setting: Equatable, Sendable {
         public var key: String

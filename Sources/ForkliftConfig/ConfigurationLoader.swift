@@ -10,8 +10,9 @@ public enum ConfigurationLoader {
                              "control_socket", "prefix", "emergency_restart_threshold", "emergency_restart_interval"]
     static let poolKeys = ["listen", "listen_backlog", "pm", "max_children", "max_requests", "max_requests_jitter",
                            "max_private_memory", "memory_log_interval"] + PoolSizingReader.keys + PoolStatusReader.keys
-        + ["request_slowlog_timeout", "all_busy_warning", "plugin"]
-    static let pluginKeys = ["path", "route", "settings"]
+        + ["request_slowlog_timeout", "all_busy_warning", "request_read_timeout", "request_write_timeout", "keepalive_timeout",
+           "request_terminate_timeout", "max_params_size", "max_body_size", "plugin"]
+    static let pluginKeys = ["path", "route", "settings", "request_terminate_timeout"]
 
     /// Loads every `*.toml` file of `directory`.
     public static func load(directory: String) throws(ConfigurationError) -> Configuration {
@@ -106,6 +107,18 @@ public enum ConfigurationLoader {
         pool.status = try PoolStatusReader.read(table)
         pool.requestSlowlogTimeout = try table.duration("request_slowlog_timeout") ?? 0
         pool.allBusyWarning = try table.duration("all_busy_warning") ?? 10
+        pool.requestReadTimeout = try positiveDuration(table, "request_read_timeout") ?? 5
+        pool.requestWriteTimeout = try positiveDuration(table, "request_write_timeout") ?? 30
+        pool.keepaliveTimeout = try table.duration("keepalive_timeout") ?? 10
+        pool.requestTerminateTimeout = try table.duration("request_terminate_timeout") ?? 0
+        if let size = try table.size("max_params_size") {
+            // A request's params must fit in what the worker peeks at before libfcgi reads them.
+            guard size >= 1024, size <= 16 << 20 else {
+                throw table.error("max_params_size", "expected a size between 1k and 16M, got \(size) bytes")
+            }
+            pool.maxParamsSize = size
+        }
+        pool.maxBodySize = try table.size("max_body_size") ?? 0
         for (pluginName, plugin) in try table.tables(in: "plugin") {
             pool.plugins.append(try readPlugin(name: pluginName, plugin))
         }
@@ -129,6 +142,7 @@ public enum ConfigurationLoader {
         guard route.hasPrefix("/") else {
             throw table.error("route", "expected a path prefix starting with \"/\", got \"\(route)\"")
         }
+        let terminate = try table.duration("request_terminate_timeout")
         var settings: [PluginSettings.Setting] = []
         var json = "{}"
         if let table = try table.subtable("settings") {
@@ -136,7 +150,7 @@ public enum ConfigurationLoader {
             json = ValueText.jsonObject(table)
         }
         try table.rejectUnknownKeys(allowed: pluginKeys)
-        return Draft.Plugin(name: name, path: path, route: route, settings: settings, settingsJSON: json)
+        return Draft.Plugin(name: name, path: path, route: route, settings: settings, settingsJSON: json, requestTerminateTimeout: terminate)
     }
 
     /// Nested tables become dotted keys; arrays stay whole, as JSON text.
@@ -152,6 +166,13 @@ public enum ConfigurationLoader {
     static func describe(_ error: Error) -> String {
         (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription
     }
+}
+
+/// A duration that must be above 0 (a deadline of 0 would refuse every request).
+private func positiveDuration(_ table: TableReader, _ key: String) throws(ConfigurationError) -> Double? {
+    guard let value = try table.duration(key) else { return nil }
+    guard value >= 0.001 else { throw table.error(key, "expected a duration above 0") }
+    return value
 }
 
 enum PoolNames {

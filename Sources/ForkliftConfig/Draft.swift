@@ -24,6 +24,12 @@ struct Draft {
         var status = PoolStatusReader.Status()
         var requestSlowlogTimeout = 0.0
         var allBusyWarning = 10.0
+        var requestReadTimeout = 5.0
+        var requestWriteTimeout = 30.0
+        var keepaliveTimeout = 10.0
+        var requestTerminateTimeout = 0.0
+        var maxParamsSize = 64 * 1024
+        var maxBodySize = 0
         var maxRequests = 0
         var maxRequestsJitter = 0
         var maxPrivateMemory = 0
@@ -37,6 +43,7 @@ struct Draft {
         var route: String
         var settings: [PluginSettings.Setting]
         var settingsJSON: String
+        var requestTerminateTimeout: Double?
     }
 
     func resolve(configurationDirectory: String, lastFile: String) throws(ConfigurationError) -> Configuration {
@@ -64,7 +71,7 @@ struct Draft {
         // Every address a socket is bound to, and who binds it: two of them on one address would
         // steal each other's connections, or fail with a misleading "already listening there".
         var taken: [ListenAddress: String] = [.unix(path: global.controlSocket): "the control socket (global.control_socket)"]
-        var files: [String: String] = [global.pidFile: "the pid file (global.pid)"]
+        let files: [String: String] = [global.pidFile: "the pid file (global.pid)"]
         func claim(_ text: String, pool: Pool, key: String, what: String) throws(ConfigurationError) -> ListenAddress {
             let address: ListenAddress
             do {
@@ -85,8 +92,10 @@ struct Draft {
         for pool in pools {
             let address = try claim(pool.listen, pool: pool, key: "listen", what: "the listen address of pool \"\(pool.name)\"")
             var settings = PoolSettings(name: pool.name, listen: address, maxChildren: pool.sizing.maxChildren, plugins: pool.plugins.map {
-                PluginSettings(name: $0.name, path: Paths.resolve($0.path, against: prefixPath), route: $0.route,
-                               settings: $0.settings, settingsJSON: $0.settingsJSON)
+                var plugin = PluginSettings(name: $0.name, path: Paths.resolve($0.path, against: prefixPath), route: $0.route,
+                                            settings: $0.settings, settingsJSON: $0.settingsJSON)
+                plugin.requestTerminateTimeout = $0.requestTerminateTimeout
+                return plugin
             })
             if let statusListen = pool.status.statusListen {
                 settings.statusListen = try claim(statusListen, pool: pool, key: "status_listen", what: "the status_listen address of pool \"\(pool.name)\"")
@@ -103,6 +112,12 @@ struct Draft {
             settings.pingResponse = pool.status.pingResponse
             settings.requestSlowlogTimeout = pool.requestSlowlogTimeout
             settings.allBusyWarning = pool.allBusyWarning
+            settings.requestReadTimeout = pool.requestReadTimeout
+            settings.requestWriteTimeout = pool.requestWriteTimeout
+            settings.keepaliveTimeout = pool.keepaliveTimeout
+            settings.requestTerminateTimeout = pool.requestTerminateTimeout
+            settings.maxParamsSize = pool.maxParamsSize
+            settings.maxBodySize = pool.maxBodySize
             settings.maxRequests = pool.maxRequests
             settings.maxRequestsJitter = pool.maxRequestsJitter
             settings.maxPrivateMemory = pool.maxPrivateMemory

@@ -36,8 +36,16 @@ struct Dispatcher {
 
     /// Serves the request; the slot says "finishing" when this returns (libfcgi still has to
     /// flush and close).
+    enum Outcome: Equatable {
+        case complete
+        /// The plugin failed after part of the response went out: the connection must be
+        /// aborted, not ended normally.
+        case abort
+    }
+
     /// `started`: when the worker began reading the request.
-    mutating func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>, started: MonotonicInstant) {
+    @discardableResult
+    mutating func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>, started: MonotonicInstant) -> Outcome {
         let request = RequestBridge(fcgiRequest)
         let response = ResponseBridge(out: fcgiRequest.pointee.out)
         let path = request.routedPath
@@ -52,26 +60,34 @@ struct Dispatcher {
         if let page = pages.page(for: path) {
             markRunning(request, plugin: BuiltInPages.label(page), now: started)
             pages.respond(page, query: request.known.query_string.map { String(cString: $0) } ?? "", response: response)
-            return
+            return .complete
         }
         let index = router.match(path: path)
         markRunning(request, plugin: index.map { pluginNames[$0] } ?? [], now: started)
         guard let index else {
             response.respond(status: 404, body: "404 Not Found: no plugin of pool \(pool.name) is routed for \(path)\n")
-            return
+            return .complete
         }
         let plugin = plugins[index]
+        if pool.maxBodySize > 0, let length = request.known.content_length.map({ strtoull($0, nil, 10) }), length > UInt64(pool.maxBodySize) {
+            // Before the plugin reads a byte of it.
+            ForkliftLogging.logger.warning("refused a body of \(length) bytes for \(path): above max_body_size (\(pool.maxBodySize) bytes)")
+            response.respond(status: 413, body: "413 Content Too Large: the body may have at most \(pool.maxBodySize) bytes\n")
+            return .complete
+        }
         if let failure = plugin.handle(request.opaque, response.opaque) {
             ForkliftLogging.logger.error("plugin \(plugin.settings.name) failed on \(path): \(failure)")
             if response.headersSent {
-                // Part of the response is already on the wire: the status cannot change now.
-                ForkliftLogging.logger.error("the response to \(path) was already started; it ends here, truncated")
-            } else {
-                response.respond(status: 500, body: "500 Internal Server Error\n")
+                // Part of the response is already on the wire: the status cannot change now,
+                // and the client must not take what it got for the whole response.
+                ForkliftLogging.logger.error("the response to \(path) was already started; the connection is aborted")
+                return .abort
             }
-            return
+            response.respond(status: 500, body: "500 Internal Server Error\n")
+            return .complete
         }
         response.sendHeadersIfNeeded()
+        return .complete
     }
 
     /// libfcgi closed the connection (or kept it): the request is done.

@@ -44,6 +44,7 @@ public enum StatusResponder {
         let signals: SignalPipe
         do {
             signals = try SignalPipe(catching: [.term, .int, .quit, .usr1], restartSyscalls: true)
+            setenv("LIBFCGI_OS_CLOSE_POLL_TIMEOUT", "0", 1) // see Worker.run
             _ = FCGX_Init()
             _ = signal(SIGHUP, SIG_IGN)
             ignoreBrokenPipe()

@@ -27,6 +27,10 @@ public enum Worker {
             // default, and a TERM or USR1 caught by libfcgi's would set its shutdown flag for
             // good (every later accept fails). Signals stay blocked until all is in place.
             signals = try SignalPipe(catching: [.term, .int, .quit, .usr1], restartSyscalls: true)
+            // libfcgi's close after a response lingers: shutdown, then reads while the client
+            // sends, polling 2 s at a time. A client that keeps its end open, or trickles,
+            // held the worker that long. With 0 it reads only what has already arrived.
+            setenv("LIBFCGI_OS_CLOSE_POLL_TIMEOUT", "0", 1)
             _ = FCGX_Init()
             // A write to sealed preloaded memory still kills the worker, but says where.
             _ = forklift_fault_reporter_install(LogDestination.fileDescriptor)
@@ -95,118 +99,6 @@ public enum Worker {
         let line = String(reason.prefix(3000).map { $0.isNewline ? " " : $0 })
         try? writeAll(launch.readyFD, "failed \(getpid()) \(line)\n")
         ChildProcess.exitImmediately(WorkerExitCode.initFailed)
-    }
-}
-
-/// The request loop proper, separated so that `Worker.run` reads as setup, loop, teardown.
-struct AcceptLoop {
-    let launch: WorkerLaunch
-    let signals: SignalPipe
-    let waiter: ConnectionWaiter
-    var dispatcher: Dispatcher
-    let request: UnsafeMutablePointer<FCGX_Request>
-    private(set) var served = 0
-    private var stopping = false
-    private(set) var acceptFailed = false
-
-    init(launch: WorkerLaunch, signals: SignalPipe, waiter: ConnectionWaiter) {
-        self.launch = launch
-        self.signals = signals
-        self.waiter = waiter
-        dispatcher = Dispatcher(plugins: launch.plugins, pool: launch.pool, generation: launch.generation, board: launch.board,
-                                slot: launch.slot, counters: launch.counters)
-        request = .allocate(capacity: 1)
-        request.initialize(to: FCGX_Request())
-        // FCGI_FAIL_ACCEPT_ON_INTR: never sit inside accept() across a signal.
-        FCGX_InitRequest(request, launch.listenFD, FCGI_FAIL_ACCEPT_ON_INTR)
-    }
-
-    /// Serves until told to stop, retired, or orphaned; returns why it stopped.
-    mutating func run() -> String {
-        let board = launch.board
-        launch.slot.set(.idle)
-        while !stopping {
-            // Counted as waiting from here until accept() returns; see Scoreboard.
-            guard launch.slot.enterWaiting(retiredBy: board) else { return "its generation was retired" }
-            let kept = request.pointee.ipcFd >= 0 ? request.pointee.ipcFd : nil
-            let events: Set<ConnectionWaiter.Event>
-            do {
-                events = try waiter.wait(keptConnection: kept)
-            } catch {
-                launch.slot.leaveWaiting()
-                ForkliftLogging.logger.error("worker wait failed: \(error)")
-                return "wait failed"
-            }
-            if events.contains(.signal) { handleSignals() }
-            guard events.contains(.listenerReadable) || events.contains(.connectionReadable) else {
-                launch.slot.leaveWaiting()
-                continue
-            }
-            // Retired: a newer generation takes this connection once its gate opens (it
-            // finds it still queued). Otherwise take it even when a stop just arrived: the
-            // kernel woke this worker alone (EPOLLEXCLUSIVE), nobody else would.
-            if board.isRetired {
-                launch.slot.leaveWaiting()
-                return "its generation was retired"
-            }
-            guard serveOne() else {
-                if acceptFailed { return "accept failed" }
-                continue
-            }
-
-            if launch.requestLimit > 0 && served >= launch.requestLimit { return "served its \(served) requests (max_requests)" }
-            if getppid() != launch.hostPID { return "its host is gone" }
-        }
-        return "stop requested"
-    }
-
-    /// Accepts and serves one request; false when another worker took the connection.
-    /// Called while counted as waiting; leaves that state as soon as accept() returned.
-    private mutating func serveOne() -> Bool {
-        // A stop signal waits until the response is complete: blocked, it cannot cut a
-        // plugin's sleep, poll or read short with EINTR. It is delivered at the unblock.
-        try? SignalPipe.mask(Self.requestSignals, blocked: true)
-        defer { try? SignalPipe.mask(Self.requestSignals, blocked: false) }
-        // Non-blocking listener: a worker that lost the race for this connection gets
-        // EAGAIN here and goes back to waiting.
-        let started = MonotonicInstant.now()
-        launch.slot.markReading(now: started)
-        let status = FCGX_Accept_r(request)
-        let acceptErrno = errno
-        launch.slot.leaveWaiting()
-        guard status >= 0 else {
-            launch.slot.set(.idle)
-            if acceptErrno == EAGAIN || acceptErrno == EWOULDBLOCK || acceptErrno == EINTR { return false }
-            if acceptErrno == EINVAL {
-                // The master shut the listener down: forklift is stopping.
-                stopping = true
-                return false
-            }
-            // Anything else (EMFILE, a libfcgi shutdown flag) would fail again at once while
-            // the listener stays readable: leave, and let the host start a fresh worker.
-            ForkliftLogging.logger.error("accept failed (libfcgi status \(status), \(String(cString: strerror(acceptErrno)))); this worker leaves")
-            acceptFailed = true
-            return false
-        }
-        dispatcher.serve(request, started: started) // through to .finishing
-        FCGX_Finish_r(request)
-        // libfcgi keeps the descriptor open when the client asked to keep the connection.
-        dispatcher.finished(kept: request.pointee.ipcFd >= 0)
-        served += 1
-        return true
-    }
-
-    /// Every signal the worker catches: none may interrupt a plugin's system calls.
-    static let requestSignals: [UnixSignal] = [.term, .int, .quit, .usr1]
-
-    private mutating func handleSignals() {
-        for signal in signals.drain() {
-            switch signal {
-            case .term, .int, .quit: stopping = true
-            case .usr1: try? LogDestination.reopen()
-            default: break
-            }
-        }
     }
 }
 

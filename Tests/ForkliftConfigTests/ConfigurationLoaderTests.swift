@@ -122,7 +122,7 @@ let minimalPool = """
 
         let plugin = try #require(parseError(minimalPool + "\nroot = \"/\"\n"))
         #expect(plugin.key == "pool.www.plugin.hello.root")
-        #expect(plugin.description == "/etc/forklift/conf.d/10-www.toml: pool.www.plugin.hello.root: unknown key; expected one of: path, route, settings")
+        #expect(plugin.description == "/etc/forklift/conf.d/10-www.toml: pool.www.plugin.hello.root: unknown key; expected one of: path, route, settings, request_terminate_timeout")
 
         let top = try #require(parseError("[server]\nport = 1\n" + minimalPool))
         #expect(top.key == "server")

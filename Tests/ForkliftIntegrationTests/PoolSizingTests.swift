@@ -3,11 +3,11 @@ import ForkliftTestSupport
 import Testing
 
 /// A pool behind {dir}/www.sock with a status page on {dir}/status.sock, answered outside the workers.
-func sizedPool(_ sizing: String, behaviorSettings: String = "", global: String = "", extra: String = "") -> String {
+func sizedPool(_ sizing: String, behaviorSettings: String = "", global: String = "", extra: String = "", logLevel: String = "info") -> String {
     """
     [global]
     pid = "{dir}/forklift.pid"
-    log_level = "info"
+    log_level = "\(logLevel)"
     die_timeout = "10s"
     \(global)
     [pool.www]

@@ -53,7 +53,7 @@ func blockedSignals(_ pid: pid_t, thread: pid_t) -> UInt64? {
     /// so (Keepalive, active), and an ondemand pool forks another worker for a new client
     /// instead of waiting for the kept one.
     @Test func aWorkerOnAKeptConnectionIsNotIdle() throws {
-        let server = try ForkliftServer(config: sizedPool("pm = \"ondemand\"\nmax_children = 2\nprocess_idle_timeout = \"30s\""))
+        let server = try ForkliftServer(config: sizedPool("pm = \"ondemand\"\nmax_children = 2\nprocess_idle_timeout = \"30s\"", logLevel: "debug"))
         defer { server.shutdown() }
         _ = try server.waitForStatus(server.statusSocket, "no worker") { $0.int("total processes") == 0 }
         let kept = try KeptConnection(server.www)
@@ -71,6 +71,34 @@ func blockedSignals(_ pid: pid_t, thread: pid_t) -> UInt64? {
         _ = try server.waitForStatus(server.statusSocket, "idle once the client closes") { page in
             page.processes.allSatisfy { $0["state"] as? String == "Idle" }
         }
+    }
+
+    /// Idle kept connections can never starve the pool: with every worker on one (nginx's
+    /// upstream keepalive pool larger than the pool), a new client is served by a worker that
+    /// gives its idle kept connection up.
+    @Test func keptConnectionsYieldToANewClientWhenNoWorkerIsFree() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 2\nkeepalive_timeout = \"60s\""))
+        defer { server.shutdown() }
+        let kept = try (0..<2).map { _ in try KeptConnection(server.www) }
+        let pids = try Set(kept.map { try $0.get("/behaviors").bodyText })
+        #expect(pids.count == 2, "each kept connection holds a worker")
+        _ = try server.waitForStatus(server.statusSocket, "both workers kept") { $0.processes.filter { $0["state"] as? String == "Keepalive" }.count == 2 }
+        let started = Date()
+        let other = try FastCGIClient.get(server.www, "/behaviors", timeout: 5)
+        #expect(other.status == 200)
+        #expect(Date().timeIntervalSince(started) < 1, "served at once, not after keepalive_timeout")
+        let stillKept = kept.filter { (try? $0.get("/behaviors"))?.status == 200 }
+        #expect(stillKept.count == 1, "one kept connection gave way, the other still has its worker")
+    }
+
+    /// keepalive_timeout: an idle kept connection is closed after it.
+    @Test func anIdleKeptConnectionIsClosedAfterKeepaliveTimeout() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nkeepalive_timeout = \"300ms\"", logLevel: "debug"))
+        defer { server.shutdown() }
+        let kept = try KeptConnection(server.www)
+        #expect(try kept.get("/behaviors").status == 200)
+        try server.waitForLog("closing a kept connection idle for 0.3 s (keepalive_timeout)")
+        _ = try server.waitForStatus(server.statusSocket, "the worker idle again") { $0.processes.first?["state"] as? String == "Idle" }
     }
 
     /// The bug this guards: a worker killed while waiting for a connection left the

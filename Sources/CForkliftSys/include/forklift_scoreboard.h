@@ -101,7 +101,10 @@ typedef struct {
     int32_t target_workers;      /* scaling: 0 = as configured, else this many (see PoolCore) */
     uint32_t target_seq;         /* bumped with every new target */
     uint8_t pad0[32];
-    uint8_t pad1[64];
+    /* Written by workers: a worker on a kept connection about to give it up for a new client
+     * claims this first (a monotonic time), so that one of them gives way, not all. */
+    uint64_t yield_claim_ns;
+    uint8_t pad1[56];
     /* Written by the host, under host_seq. */
     uint32_t host_seq;
     int32_t host_pid;
@@ -174,6 +177,11 @@ void forklift_memory_store(forklift_slot_memory *sample, int32_t pid, uint64_t n
 /* Host state: begin, change the fields, end. */
 void forklift_header_write_begin(forklift_board_header *board);
 void forklift_header_write_end(forklift_board_header *board);
+
+/* Claims the right to give a kept connection up for a new client, unless another worker
+ * claimed it less than `max_age_ns` ago. 1 if claimed. */
+int forklift_board_claim_yield(forklift_board_header *board, uint64_t now_ns, uint64_t max_age_ns);
+void forklift_board_release_yield(forklift_board_header *board);
 
 /* Readers ------------------------------------------------------------------------------ */
 

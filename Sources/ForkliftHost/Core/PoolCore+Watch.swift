@@ -20,8 +20,10 @@ struct BusyWatch: Equatable {
 extension PoolCore {
     mutating func watchBusy(_ observation: Observation, now: MonotonicInstant) -> [Action] {
         var actions: [Action] = []
-        let serving = staying.filter { state(of: $0, in: observation)?.isActive == true }
-        let anyFree = staying.contains { isIdleOrStarting($0, observation) }
+        // A worker on a kept connection gives it up for a new client when nobody else can take
+        // one (see AcceptLoop): for these warnings it is not busy.
+        let serving = staying.filter { state(of: $0, in: observation)?.isActive == true && state(of: $0, in: observation) != .kept }
+        let anyFree = staying.contains { isIdleOrStarting($0, observation) || state(of: $0, in: observation) == .kept }
         // Every worker busy, and no more may be forked: clients wait.
         if !staying.isEmpty && !anyFree && serving.count == staying.count && staying.count >= target {
             let since = watch.allBusySince ?? now

@@ -335,7 +335,9 @@ struct PoolCore {
         let condition: HostState.Condition = phase == .stopping ? .stopping : failures.isBackingOff ? .backingOff : .normal
         return HostState(hostPID: hostPID, condition: condition, consecutiveFailures: failures.consecutive,
                          backoffUntil: failures.backoffUntil, allBusySince: watch.allBusySince, workerTarget: target,
-                         highWater: highWater)
+                         highWater: highWater,
+                         // No worker is coming: none may be forked, and none is being forked or in worker init.
+                         atCeiling: staying.count + forksInFlight >= target && forksInFlight == 0 && staying.allSatisfy { $0.ready != nil })
     }
 
     /// What a state dump says about this host.

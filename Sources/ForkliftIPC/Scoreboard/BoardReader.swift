@@ -107,12 +107,12 @@ public enum BoardReader {
 
     static func hostState(from header: forklift_board_header, board: GenerationBoard, now: MonotonicInstant) -> HostState {
         HostState(hostPID: header.host_pid,
-                  condition: HostState.Condition(rawValue: header.pool_state) ?? .normal,
+                  condition: HostState.Condition(rawValue: header.pool_state & 0xFF) ?? .normal,
                   consecutiveFailures: Int(header.consecutive_failures),
                   backoffUntil: header.backoff_until_ns == 0 ? nil : MonotonicInstant(nanoseconds: header.backoff_until_ns),
                   allBusySince: header.all_busy_since_ns == 0 ? nil : clampedInstant(header.all_busy_since_ns, now),
                   workerTarget: max(0, min(Int(header.effective_target), board.capacity)),
-                  highWater: min(Int(header.high_water), board.capacity))
+                  highWater: min(Int(header.high_water), board.capacity), atCeiling: header.pool_state & 0x100 != 0)
     }
 
     static func worker(from slot: forklift_worker_slot, slot index: Int, now: MonotonicInstant) -> WorkerRecord {

@@ -64,6 +64,29 @@ public struct GenerationBoard: @unchecked Sendable {
         (0..<capacity).reduce(0) { $0 + (forklift_slot_waiting(forklift_board_slot(header, UInt32($1))) != 0 ? 1 : 0) }
     }
 
+    /// Worker: whether its host may fork no more workers (or cannot say).
+    public var hostAtCeiling: Bool {
+        var copy = forklift_board_header()
+        guard forklift_header_read(header, &copy) == 1 else { return true }
+        return copy.pool_state & 0x100 != 0
+    }
+
+    /// Worker: claims the right to give its kept connection up for a new client; false if
+    /// another claimed it within the last `maxAge` seconds (a claim of a worker that died with it
+    /// lapses then).
+    public func claimYield(now: MonotonicInstant = .now(), maxAge: Double = 0.1) -> Bool {
+        forklift_board_claim_yield(header, now.nanoseconds, UInt64(maxAge * 1e9)) == 1
+    }
+
+    /// Worker: it gave way and listens now.
+    public func releaseYield() { forklift_board_release_yield(header) }
+
+    /// Workers waiting on the listener itself (not on a kept connection): whether a new client
+    /// will be taken without one of the kept connections giving way.
+    public var listeningWorkers: Int {
+        (0..<capacity).reduce(0) { $0 + (forklift_slot_waiting(forklift_board_slot(header, UInt32($1))) == 1 ? 1 : 0) }
+    }
+
     // MARK: slots
 
     public func slot(_ index: Int) -> WorkerSlot {
@@ -87,7 +110,8 @@ public struct GenerationBoard: @unchecked Sendable {
     public func publish(_ state: HostState) {
         forklift_header_write_begin(header)
         header.pointee.host_pid = state.hostPID
-        header.pointee.pool_state = state.condition.rawValue
+        // The condition in the low byte; bit 8: no more workers may be forked (at the ceiling).
+        header.pointee.pool_state = state.condition.rawValue | (state.atCeiling ? 0x100 : 0)
         header.pointee.consecutive_failures = UInt32(clamping: state.consecutiveFailures)
         header.pointee.backoff_until_ns = state.backoffUntil?.nanoseconds ?? 0
         header.pointee.all_busy_since_ns = state.allBusySince?.nanoseconds ?? 0
@@ -123,9 +147,13 @@ public struct HostState: Equatable, Sendable {
     public var workerTarget: Int
     /// Slots below this index have been used.
     public var highWater: Int
+    /// As many workers as it may have, and none of them still starting: a new client gets a
+    /// worker only if one is free, or a kept connection gives way.
+    public var atCeiling: Bool = false
 
     public init(hostPID: pid_t, condition: Condition = .normal, consecutiveFailures: Int = 0, backoffUntil: MonotonicInstant? = nil,
-                allBusySince: MonotonicInstant? = nil, workerTarget: Int = 0, highWater: Int = 0) {
+                allBusySince: MonotonicInstant? = nil, workerTarget: Int = 0, highWater: Int = 0, atCeiling: Bool = false) {
+        self.atCeiling = atCeiling
         self.hostPID = hostPID
         self.condition = condition
         self.consecutiveFailures = consecutiveFailures
@@ -175,10 +203,10 @@ public struct WorkerSlot: @unchecked Sendable {
                                   (kept ? WorkerState.kept : WorkerState.idle).rawValue)
     }
 
-    /// Worker: about to wait for a connection. Returns false (and backs out) if its generation
-    /// was retired (see `GenerationBoard`).
-    public func enterWaiting(retiredBy board: GenerationBoard) -> Bool {
-        forklift_slot_set_waiting(pointer, 1)
+    /// Worker: about to wait for a connection (on the listener, or the next request on a kept
+    /// one). Returns false (and backs out) if its generation was retired (see `GenerationBoard`).
+    public func enterWaiting(retiredBy board: GenerationBoard, kept: Bool = false) -> Bool {
+        forklift_slot_set_waiting(pointer, kept ? 2 : 1)
         if board.isRetired {
             leaveWaiting()
             return false

@@ -1,0 +1,402 @@
+import CFastCGI
+import CForkliftSys
+import ForkliftLogging
+import ForkliftSystem
+import Glibc
+import Logging
+
+/// The request loop proper, separated so that `Worker.run` reads as setup, loop, teardown.
+///
+/// The worker accepts each connection itself and sets the pool's read and write timeouts on
+/// it; then, in its own poll, it waits until the request's records up to the end of its params
+/// have arrived and are well-formed (`RecordScanner`), for at most `request_read_timeout`.
+/// Only then does libfcgi get the open descriptor (`FCGX_Accept_r` skips its own accept when
+/// the request already has one), so its blocking reads of those records never wait on a client.
+/// A client that says nothing, stops half-way or sends nonsense costs at most the read timeout
+/// and is logged; the worker goes on.
+///
+/// A connection the client keeps open (FCGI_KEEP_CONN) stays with the worker between
+/// requests, for at most `keepalive_timeout` of idleness, and is given up at once when a new
+/// client waits and no worker is listening: kept connections can never starve the pool. A
+/// worker that must leave (stop, retire, recycle) closes a kept connection only between
+/// requests, and serves a request already sent on it first.
+struct AcceptLoop {
+    let launch: WorkerLaunch
+    let signals: SignalPipe
+    let waiter: ConnectionWaiter
+    var dispatcher: Dispatcher
+    let request: UnsafeMutablePointer<FCGX_Request>
+    let scanner: RecordScanner
+    private let peekBuffer: UnsafeMutableRawBufferPointer
+    private(set) var served = 0
+    private var stopping = false
+    private(set) var acceptFailed = false
+    /// The connection the client keeps open, between requests.
+    private var kept: Int32?
+    private var keptIdleSince = MonotonicInstant.now()
+    /// A listener readable while another worker listens: it will take the connection.
+    private var listenerQuietUntil: MonotonicInstant?
+    private var refusals = RefusalLog()
+    /// It gave its kept connection up for a new client: the claim is released once it listens.
+    private var yielding = false
+
+    /// After a stop, a request still being sent gets this long at most.
+    static let stopReadGrace = 1.0
+    static let listenerQuietPeriod = 0.005
+
+    init(launch: WorkerLaunch, signals: SignalPipe, waiter: ConnectionWaiter) {
+        self.launch = launch
+        self.signals = signals
+        self.waiter = waiter
+        dispatcher = Dispatcher(plugins: launch.plugins, pool: launch.pool, generation: launch.generation, board: launch.board,
+                                slot: launch.slot, counters: launch.counters)
+        request = .allocate(capacity: 1)
+        request.initialize(to: FCGX_Request())
+        // No listening socket for libfcgi: when a connection's first records fail, its
+        // FCGX_Accept_r would accept the next connection itself, without our timeouts.
+        FCGX_InitRequest(request, -1, 0)
+        let maxParams = launch.pool.maxParamsSize
+        scanner = RecordScanner(maxParamsSize: maxParams)
+        // The params, their records' headers and padding, BEGIN_REQUEST, a management record.
+        peekBuffer = .allocate(byteCount: maxParams + 4096 + (maxParams / 65535 + 2) * 264, alignment: 8)
+    }
+
+    /// Serves until told to stop, retired, or orphaned; returns why it stopped.
+    mutating func run() -> String {
+        launch.slot.set(.idle)
+        while true {
+            if let reason = reasonToLeave() {
+                closeKept()
+                return reason
+            }
+            let next: Int32?
+            if let connection = kept { next = nextOnKept(connection) } else { next = acceptNext() }
+            guard let connection = next else { continue }
+            serve(connection)
+        }
+    }
+
+    /// Why the worker must leave now, between requests, if it must.
+    private mutating func reasonToLeave() -> String? {
+        if acceptFailed { return "accept failed" }
+        if stopping { return "stop requested" }
+        if launch.board.isRetired { return "its generation was retired" }
+        if launch.requestLimit > 0 && served >= launch.requestLimit { return "served its \(served) requests (max_requests)" }
+        if getppid() != launch.hostPID { return "its host is gone" }
+        return nil
+    }
+
+    // MARK: - Connections
+
+    /// Waits on the listener and accepts a connection; nil when another worker took it, or a
+    /// signal came.
+    private mutating func acceptNext() -> Int32? {
+        // Flagged as waiting from here until accept() returned; see GenerationBoard.
+        guard launch.slot.enterWaiting(retiredBy: launch.board) else { return nil } // retired: the loop leaves
+        defer { launch.slot.leaveWaiting() }
+        if yielding {
+            // Listening now: other kept workers see it, and need not give way.
+            yielding = false
+            launch.board.releaseYield()
+        }
+        let events: [ConnectionWaiter.Event]
+        do {
+            events = try waiter.waitForConnection()
+        } catch {
+            ForkliftLogging.logger.error("worker wait failed: \(error)")
+            acceptFailed = true
+            return nil
+        }
+        if events.contains(.signal) { handleSignals() }
+        // Retired: a newer generation takes the connection once its gate opens (it finds it
+        // still queued). Otherwise take it even when a stop just arrived: the kernel woke this
+        // worker alone (EPOLLEXCLUSIVE), nobody else would.
+        guard events.contains(.listenerReadable), !launch.board.isRetired else { return nil }
+        let connection = Glibc.accept(launch.listenFD, nil, nil)
+        guard connection >= 0 else {
+            switch errno {
+            case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED:
+                return nil // another worker took it
+            case EINVAL:
+                stopping = true // the master shut the listener down: forklift is stopping
+                return nil
+            default:
+                // EMFILE and the like fail again at once while the listener stays readable:
+                // leave, and let the host start a fresh worker.
+                ForkliftLogging.logger.error("accept failed (\(String(cString: strerror(errno)))); this worker leaves")
+                acceptFailed = true
+                return nil
+            }
+        }
+        try? setCloseOnExec(connection)
+        Self.setTimeout(connection, SO_RCVTIMEO, launch.pool.requestReadTimeout)
+        Self.setTimeout(connection, SO_SNDTIMEO, launch.pool.requestWriteTimeout)
+        return connection
+    }
+
+    /// Waits for the next request on the kept connection; nil when the worker gave the
+    /// connection up (idle too long, a new client waiting, leaving) or a signal came.
+    private mutating func nextOnKept(_ connection: Int32) -> Int32? {
+        let now = MonotonicInstant.now()
+        let keepalive = launch.pool.keepaliveTimeout
+        let idleLeft: Double? = keepalive > 0 ? max(0, keepalive - keptIdleSince.seconds(until: now)) : nil
+        let quietLeft: Double? = listenerQuietUntil.map { now.seconds(until: $0) }.flatMap { $0 > 0 ? $0 : nil }
+        let timeout = [idleLeft, quietLeft].compactMap { $0 }.min()
+        // Flagged as waiting (on a kept connection): a switch waits for it to close or serve.
+        guard launch.slot.enterWaiting(retiredBy: launch.board, kept: true) else { return nil }
+        defer { launch.slot.leaveWaiting() }
+        let events: [ConnectionWaiter.Event]
+        do {
+            events = try waiter.waitOnKept(connection, watchingListener: quietLeft == nil, timeout: timeout)
+        } catch {
+            closeKept()
+            return nil
+        }
+        if events.contains(.signal) { handleSignals() }
+        if events.contains(.connectionReadable) { return connection }
+        if events.contains(.timedOut), keepalive > 0, keptIdleSince.seconds(until: .now()) >= keepalive {
+            ForkliftLogging.logger.debug("closing a kept connection idle for \(Formatting.seconds(keepalive)) (keepalive_timeout)")
+            closeKept()
+            return nil
+        }
+        if events.contains(.listenerReadable) {
+            if launch.board.listeningWorkers == 0 && launch.board.hostAtCeiling && launch.board.claimYield() {
+                // A new client, no worker to take it, and no more may be forked: this idle
+                // connection yields to it. (nginx notices the close of an idle cached
+                // connection and drops it.) Below the ceiling the host forks one instead.
+                ForkliftLogging.logger.debug("giving up an idle kept connection: a new client waits and no worker is free")
+                closeKept()
+                yielding = true
+            } else {
+                listenerQuietUntil = MonotonicInstant.now().advanced(bySeconds: Self.listenerQuietPeriod)
+            }
+        }
+        return nil
+    }
+
+    /// Between requests: what the client already sent on the connection is served first (a
+    /// few requests at most), so that closing it drops nothing.
+    private mutating func closeKept() {
+        var rounds = 0
+        while let connection = kept, rounds < 16, Self.hasPendingBytes(connection) {
+            rounds += 1
+            serve(connection)
+        }
+        guard let connection = kept else { return }
+        kept = nil
+        request.pointee.ipcFd = -1
+        request.pointee.keepConnection = 0
+        closeDescriptor(connection)
+        launch.slot.set(.idle)
+    }
+
+    // MARK: - One request
+
+    private mutating func serve(_ connection: Int32) {
+        let started = MonotonicInstant.now()
+        launch.slot.markReading(now: started)
+        switch readRequestStart(connection, started: started) {
+        case .ready:
+            break
+        case .closed:
+            // The client closed (a kept connection's end, or one that never sent anything).
+            dropConnection(connection)
+            return
+        case .refused(let kind, let reason):
+            refusals.note(kind, reason, peer: Self.peer(connection))
+            dropConnection(connection)
+            return
+        }
+        // A stop signal waits until the response is complete: blocked, it cannot cut a
+        // plugin's sleep, poll or read short with EINTR. It is delivered at the unblock.
+        try? SignalPipe.mask(Self.requestSignals, blocked: true)
+        defer { try? SignalPipe.mask(Self.requestSignals, blocked: false) }
+        // libfcgi finishes "the previous request" first, closing the descriptor unless the
+        // connection is kept: say it is. Its BEGIN_REQUEST says what the client wants.
+        request.pointee.ipcFd = connection
+        request.pointee.keepConnection = 1
+        guard FCGX_Accept_r(request) >= 0 else {
+            // The records were complete and checked: only a failing read gets here. libfcgi
+            // closed the connection.
+            kept = nil
+            request.pointee.ipcFd = -1
+            launch.slot.set(.idle)
+            return
+        }
+        let outcome = dispatcher.serve(request, started: started) // through to .finishing
+        if outcome == .abort {
+            // Part of the response went out and the rest never will: the client must not take
+            // it for complete. No END_REQUEST; a TCP client gets a reset.
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(connection, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            shutdown(connection, Int32(SHUT_RDWR))
+            request.pointee.keepConnection = 0
+        } else if request.pointee.keepConnection != 0 && !drainBody() {
+            request.pointee.keepConnection = 0 // too much left unread to keep the connection in step
+        }
+        FCGX_Finish_r(request)
+        // libfcgi keeps the descriptor open when the client asked to keep the connection.
+        kept = request.pointee.ipcFd >= 0 ? request.pointee.ipcFd : nil
+        keptIdleSince = .now()
+        dispatcher.finished(kept: kept != nil)
+        served += 1
+    }
+
+    /// The most unread body a kept connection is drained of, after its plugin returned.
+    static let drainLimit = 1 << 20
+
+    /// Reads what the plugin left of the body, so the connection's next request starts at a
+    /// record boundary. False if there was too much (or the client broke the stream).
+    private func drainBody() -> Bool {
+        var drained = 0
+        while drained <= Self.drainLimit {
+            let count = FCGX_GetStr(peekBuffer.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(min(peekBuffer.count, 65536)), request.pointee.in)
+            if count <= 0 { return FCGX_GetError(request.pointee.in) == 0 }
+            drained += Int(count)
+        }
+        return false
+    }
+
+    enum Start { case ready, closed, refused(RefusalLog.Kind, String) }
+
+    /// Waits until the request's records up to the end of its params are in the socket and
+    /// well-formed; answers management records itself on the way.
+    private mutating func readRequestStart(_ connection: Int32, started: MonotonicInstant) -> Start {
+        var deadline = started.advanced(bySeconds: launch.pool.requestReadTimeout)
+        while true {
+            let count = recv(connection, peekBuffer.baseAddress, peekBuffer.count, Int32(MSG_PEEK | MSG_DONTWAIT))
+            if count == 0 { return .closed }
+            if count < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { return .closed }
+            let bytes = UnsafeRawBufferPointer(rebasing: peekBuffer[0..<max(0, count)])
+            switch scanner.scan(bytes) {
+            case .complete:
+                return .ready
+            case .management(let record, let length):
+                answer(record, length: length, on: connection)
+                continue
+            case .unknownRole(let requestID, let role):
+                Self.send(ManagementAnswers.unknownRole(requestID: requestID), on: connection)
+                return .refused(.protocolError, "role \(role) is not one this server plays (answered FCGI_UNKNOWN_ROLE)")
+            case .tooLarge(let limit):
+                return .refused(.tooLarge, "its params exceed max_params_size (\(limit) bytes)")
+            case .malformed(let reason):
+                return .refused(.protocolError, reason)
+            case .incomplete:
+                if count == peekBuffer.count {
+                    return .refused(.tooLarge, "its records up to the end of its params exceed max_params_size (\(launch.pool.maxParamsSize) bytes)")
+                }
+            }
+            let now = MonotonicInstant.now()
+            guard now < deadline else {
+                return .refused(.readTimeout, "it sent \(max(0, count)) bytes and not the rest of its request's params within request_read_timeout (\(Formatting.seconds(launch.pool.requestReadTimeout)))")
+            }
+            let ready = (try? waitReadable([connection, signals.fileDescriptor], timeoutSeconds: now.seconds(until: deadline))) ?? []
+            if ready.contains(signals.fileDescriptor) {
+                handleSignals()
+                // Stopping: a request that is really on its way arrives within the grace.
+                if stopping { deadline = min(deadline, MonotonicInstant.now().advanced(bySeconds: Self.stopReadGrace)) }
+            }
+        }
+    }
+
+    /// Consumes a management record and writes its answer.
+    private func answer(_ record: RecordScanner.ManagementRecord, length: Int, on connection: Int32) {
+        var consumed = 0
+        while consumed < length {
+            let count = recv(connection, peekBuffer.baseAddress, length - consumed, 0)
+            if count <= 0 && errno != EINTR { return }
+            consumed += max(0, count)
+        }
+        switch record {
+        case .getValues(let names): Self.send(ManagementAnswers.getValues(names), on: connection)
+        case .unknown(let type): Self.send(ManagementAnswers.unknown(type: type), on: connection)
+        }
+    }
+
+    private mutating func dropConnection(_ connection: Int32) {
+        if kept == connection { kept = nil }
+        request.pointee.ipcFd = -1
+        request.pointee.keepConnection = 0
+        closeDescriptor(connection)
+        launch.slot.set(.idle)
+    }
+
+    // MARK: - Helpers
+
+    /// Every signal the worker catches: none may interrupt a plugin's system calls.
+    static let requestSignals: [UnixSignal] = [.term, .int, .quit, .usr1]
+
+    private mutating func handleSignals() {
+        for signal in signals.drain() {
+            switch signal {
+            case .term, .int, .quit: stopping = true
+            case .usr1: try? LogDestination.reopen()
+            default: break
+            }
+        }
+    }
+
+    static func setTimeout(_ fd: Int32, _ option: Int32, _ seconds: Double) {
+        var value = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - seconds.rounded(.down)) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    static func send(_ bytes: [UInt8], on fd: Int32) {
+        bytes.withUnsafeBytes { _ = Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    static func hasPendingBytes(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
+    }
+
+    static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// "127.0.0.1:54321", "[::1]:54321", or "a unix socket client".
+    static func peer(_ fd: Int32) -> String {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) == 0 } }
+        guard ok else { return "a client" }
+        var host = [CChar](repeating: 0, count: 64)
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                var ip = address.pointee.sin_addr
+                inet_ntop(AF_INET, &ip, &host, socklen_t(host.count))
+                return "\(Self.text(host)):\(UInt16(bigEndian: address.pointee.sin_port))"
+            } }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                var ip = address.pointee.sin6_addr
+                inet_ntop(AF_INET6, &ip, &host, socklen_t(host.count))
+                return "[\(Self.text(host))]:\(UInt16(bigEndian: address.pointee.sin6_port))"
+            } }
+        default:
+            return "a unix socket client"
+        }
+    }
+}
+
+/// Refused connections, logged once per episode: the first of a kind at once, then at most one
+/// line per kind every `interval`, with how many there were meanwhile.
+struct RefusalLog {
+    enum Kind: String { case readTimeout = "read timeout", tooLarge = "too large", protocolError = "protocol error" }
+
+    static let interval = 10.0
+    private var last: [Kind: MonotonicInstant] = [:]
+    private var suppressed: [Kind: Int] = [:]
+
+    mutating func note(_ kind: Kind, _ reason: String, peer: String, now: MonotonicInstant = .now()) {
+        if let at = last[kind], at.seconds(until: now) < Self.interval {
+            suppressed[kind, default: 0] += 1
+            return
+        }
+        let more = suppressed[kind].map { " (and \($0) more like it in the last \(Formatting.seconds(Self.interval)))" } ?? ""
+        ForkliftLogging.logger.warning("closed a connection from \(peer): \(reason)\(more)")
+        last[kind] = now
+        suppressed[kind] = nil
+    }
+}
