@@ -32,10 +32,12 @@ final class Echo: ForkliftHandler {
         let body: [UInt8]
         do {
             body = try request.body(limit: maxBody)
-        } catch {
+        } catch .tooLarge {
             try response.setStatus(413)
             try response.write("request body larger than \(maxBody) bytes\n")
             return
+        } catch {
+            throw error // the client went away: nothing to answer
         }
         var head = "method: \(request.method)\npath: \(request.path)\npid: \(getpid())\n"
         for (name, value) in request.params {

@@ -39,22 +39,47 @@ public final class Request {
     public var query: String { param("QUERY_STRING") ?? "" }
 
     /// Reads up to `buffer.count` body bytes; returns 0 at the end of the body.
-    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+    /// Reads up to `buffer.count` bytes of the body; 0 at its end. Throws
+    /// `RequestBodyError.interrupted` when the client broke the stream off (it closed the
+    /// connection, or sent nothing for `request_read_timeout`).
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(RequestBodyError) -> Int {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
         let count = api.pointee.request_read?(raw, base, buffer.count) ?? -1
-        if count < 0 { throw PluginError("the client closed the connection while the body was being read") }
+        if count < 0 { throw .interrupted }
         return count
     }
 
-    /// The whole body. Throws when it is longer than `limit` bytes.
-    public func body(limit: Int = 64 << 20) throws -> [UInt8] {
+    /// The whole body. Throws `RequestBodyError.tooLarge` when it is longer than `limit`
+    /// bytes, `.interrupted` when the client broke it off.
+    public func body(limit: Int = 64 << 20) throws(RequestBodyError) -> [UInt8] {
         var body: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let count = try chunk.withUnsafeMutableBytes { try read(into: $0) }
+            let count: Int
+            do {
+                count = try chunk.withUnsafeMutableBytes { try read(into: $0) }
+            } catch {
+                throw .interrupted // the only error read(into:) throws
+            }
             if count == 0 { return body }
-            guard body.count + count <= limit else { throw PluginError("the request body is larger than \(limit) bytes") }
+            guard body.count + count <= limit else { throw .tooLarge(limit: limit) }
             body += chunk[0..<count]
+        }
+    }
+}
+
+/// Why a request's body could not be read whole.
+public enum RequestBodyError: Error, CustomStringConvertible, Equatable {
+    /// Longer than the limit the handler asked for.
+    case tooLarge(limit: Int)
+    /// The client closed the connection, or stalled, before the body's end: not a body that is
+    /// too large, and nothing to answer.
+    case interrupted
+
+    public var description: String {
+        switch self {
+        case .tooLarge(let limit): "the request body is larger than \(limit) bytes"
+        case .interrupted: "the client broke the request body off (it closed the connection or stalled)"
         }
     }
 }

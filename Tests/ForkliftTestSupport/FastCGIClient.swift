@@ -58,7 +58,7 @@ public struct FastCGIError: Error, CustomStringConvertible {
 
 public enum FastCGIClient {
     static let version: UInt8 = 1
-    enum RecordType: UInt8 { case beginRequest = 1, endRequest = 3, params = 4, stdin = 5, stdout = 6, stderr = 7 }
+    public enum RecordType: UInt8 { case beginRequest = 1, endRequest = 3, params = 4, stdin = 5, stdout = 6, stderr = 7, getValues = 9, getValuesResult = 10 }
 
     /// Sends one request and reads the whole response.
     public static func request(_ address: FastCGIAddress, params: [(String, String)], body: [UInt8] = [],
@@ -93,7 +93,7 @@ public enum FastCGIClient {
 
     // MARK: - Records
 
-    static func record(_ type: RecordType, _ content: [UInt8]) -> [UInt8] {
+    public static func record(_ type: RecordType, _ content: [UInt8]) -> [UInt8] {
         precondition(content.count <= 65535)
         let padding = (8 - content.count % 8) % 8
         return [version, type.rawValue, 0, 1, UInt8(content.count >> 8), UInt8(content.count & 0xFF), UInt8(padding), 0]
@@ -101,7 +101,7 @@ public enum FastCGIClient {
     }
 
     /// A stream split into records of at most 65535 bytes, closed by an empty record.
-    static func stream(_ type: RecordType, _ bytes: [UInt8]) -> [UInt8] {
+    public static func stream(_ type: RecordType, _ bytes: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         var offset = 0
         while offset < bytes.count {
@@ -112,11 +112,11 @@ public enum FastCGIClient {
         return out + record(type, [])
     }
 
-    static func length(_ n: Int) -> [UInt8] {
+    public static func length(_ n: Int) -> [UInt8] {
         n < 128 ? [UInt8(n)] : [UInt8((n >> 24) & 0x7F) | 0x80, UInt8((n >> 16) & 0xFF), UInt8((n >> 8) & 0xFF), UInt8(n & 0xFF)]
     }
 
-    static func readResponse(_ fd: Int32) throws -> FastCGIResponse {
+    public static func readResponse(_ fd: Int32) throws -> FastCGIResponse {
         var stdout: [UInt8] = [], stderr: [UInt8] = []
         while true {
             let header = try readExactly(fd, 8)
@@ -136,7 +136,7 @@ public enum FastCGIClient {
 
     // MARK: - Sockets
 
-    static func connect(_ address: FastCGIAddress, timeout: Double) throws -> Int32 {
+    public static func connect(_ address: FastCGIAddress, timeout: Double) throws -> Int32 {
         let fd: Int32
         var result: Int32
         switch address {
@@ -165,7 +165,7 @@ public enum FastCGIClient {
         return fd
     }
 
-    static func sendAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+    public static func sendAll(_ fd: Int32, _ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

@@ -14,6 +14,8 @@ import Glibc
 /// - `.../leak?mb=N`: keeps N more MiB of dirty memory (for max_private_memory);
 /// - `.../inject`: tries to add a header value with CR LF in it, says whether it was refused;
 /// - `.../exit`: the worker exits with status 1 in the middle of the request;
+/// - `.../throw-late`: writes part of the body, flushes it, then throws;
+/// - `.../big?mb=N`: N MiB of body;
 /// - `.../shared-maps`: how many shared anonymous mappings this worker has (its scoreboard's);
 /// - `.../scribble-slot`: overwrites this worker's own scoreboard slot with random bytes, as a
 ///   hostile worker could (the layout is Forklift's `forklift_scoreboard.h`);
@@ -94,6 +96,14 @@ final class Behaviors: ForkliftHandler {
             try response.write("leaked \(mb) MiB\n")
         case "exit":
             exit(1)
+        case "throw-late":
+            try response.write(String(repeating: "p", count: 10_000))
+            try response.flush()
+            throw PluginError("thrown on purpose by /throw-late after part of the body")
+        case "big":
+            let mb = Int(request.query.split(separator: "=").last ?? "1") ?? 1
+            let chunk = [UInt8](repeating: 98, count: 1 << 20)
+            for _ in 0..<mb { try response.write(chunk) }
         case "shared-maps":
             try response.write("\(SharedMaps.all().count) shared mappings\n")
         case "scribble-slot":

@@ -1,0 +1,181 @@
+import Foundation
+import ForkliftTestSupport
+import Testing
+
+/// Clients that stall, send nonsense or crafted records: each costs at most its own
+/// connection, is logged, and the pool keeps serving.
+@Suite(.serialized) struct HostileClientTests {
+    static let pool = "max_children = 2\nrequest_read_timeout = \"1s\"\nmax_params_size = \"8k\""
+
+    func send(_ path: String, _ bytes: [UInt8]) throws -> Int32 {
+        let fd = try rawConnection(path)
+        try FastCGIClient.sendAll(fd, bytes)
+        return fd
+    }
+
+    func begin(role: UInt16 = 1) -> [UInt8] {
+        FastCGIClient.record(.beginRequest, [UInt8(role >> 8), UInt8(role & 0xFF), 0, 0, 0, 0, 0, 0])
+    }
+
+    /// max_children silent clients and as many stopping half-way through their params: a real
+    /// request still succeeds within request_read_timeout and a second; a stop exits 0 at once.
+    @Test func silentAndHalfSentClientsCostTheirReadTimeoutOnly() throws {
+        let server = try ForkliftServer(config: sizedPool(Self.pool))
+        defer { server.shutdown() }
+        let path = server.directory + "/www.sock"
+        var stalled: [Int32] = []
+        defer { for fd in stalled { close(fd) } }
+        for _ in 0..<2 { stalled.append(try rawConnection(path)) }
+        let half = Array((begin() + FastCGIClient.record(.params, Array(FastCGIClient.length(11) + FastCGIClient.length(6) + Array("SCRIPT_NAME".utf8)))).dropLast(3))
+        for _ in 0..<2 { stalled.append(try send(path, half)) }
+        let started = Date()
+        let response = try FastCGIClient.get(server.www, "/behaviors", timeout: 10)
+        #expect(response.status == 200)
+        #expect(Date().timeIntervalSince(started) < 1 * 2 + 1, "within two read timeouts (two workers, four stalled clients) and a second")
+        try server.waitForLog("within request_read_timeout (1.0 s)")
+        // Stalled clients again, then a stop: no die_timeout, exit 0.
+        for _ in 0..<2 { stalled.append(try send(path, half)) }
+        _ = try server.waitForStatus(server.statusSocket, "both reading") { $0.processes.filter { $0["state"] as? String == "Reading headers" }.count == 2 }
+        let stopping = Date()
+        server.signal(SIGTERM)
+        #expect(server.waitForExit(timeout: 10) == 0)
+        #expect(Date().timeIntervalSince(stopping) < 2.5, "a stop cuts half-sent requests after a second")
+    }
+
+    /// The record that aborts libfcgi 2.4.2 (a PARAMS name length of 0x7ffffffe), 20 times at
+    /// once: refused before libfcgi reads it, no worker dies, service resumes at once.
+    @Test func twentyCraftedParamsRecordsCostNothingButThemselves() throws {
+        let server = try ForkliftServer(config: sizedPool(Self.pool))
+        defer { server.shutdown() }
+        let path = server.directory + "/www.sock"
+        let workers = server.workerPIDs()
+        let crafted = begin() + [1, 4, 0, 1, 0x7F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFE, 0x01]
+        var fds: [Int32] = []
+        defer { for fd in fds { close(fd) } }
+        for _ in 0..<20 { fds.append(try send(path, crafted)) }
+        let started = Date()
+        #expect(try FastCGIClient.get(server.www, "/behaviors", timeout: 10).status == 200)
+        #expect(Date().timeIntervalSince(started) < 1, "served right after the crafted ones are refused")
+        try server.waitForLog("its params exceed max_params_size (8192 bytes)")
+        #expect(server.workerPIDs() == workers, "no worker died")
+        #expect(!server.log.contains("killed by"))
+    }
+
+    /// GET_VALUES naming FCGI_MPXS_CONNS four times smashes libfcgi's stack; answered by the
+    /// worker instead, correctly, with zeroed padding.
+    @Test func getValuesIsAnsweredCorrectlyWithNoStrayBytes() throws {
+        let server = try ForkliftServer(config: sizedPool(Self.pool))
+        defer { server.shutdown() }
+        let names = (0..<4).flatMap { _ in FastCGIClient.length(15) + FastCGIClient.length(0) + Array("FCGI_MPXS_CONNS".utf8) }
+            + FastCGIClient.length(14) + FastCGIClient.length(0) + Array("FCGI_MAX_CONNS".utf8)
+        let fd = try send(server.directory + "/www.sock", [1, 9, 0, 0, UInt8(names.count >> 8), UInt8(names.count & 0xFF), 0, 0] + names)
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: 8)
+        #expect(recv(fd, &header, 8, Int32(MSG_WAITALL)) == 8)
+        #expect(header[1] == 10 && header[2] == 0 && header[3] == 0, "FCGI_GET_VALUES_RESULT for the null request: \(header)")
+        let length = Int(header[4]) << 8 | Int(header[5]), padding = Int(header[6])
+        var content = [UInt8](repeating: 0xAA, count: length + padding)
+        #expect(recv(fd, &content, content.count, Int32(MSG_WAITALL)) == content.count)
+        // Each name once, in the order asked: FCGI_MPXS_CONNS (four times asked), FCGI_MAX_CONNS.
+        let expected: [UInt8] = [15, 1] + Array("FCGI_MPXS_CONNS".utf8) + Array("0".utf8) + [14, 1] + Array("FCGI_MAX_CONNS".utf8) + Array("1".utf8)
+        #expect(Array(content.prefix(length)) == expected)
+        #expect(content.dropFirst(length).allSatisfy { $0 == 0 }, "padding is zeros")
+        #expect((length + padding) % 8 == 0)
+        #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
+    }
+
+    @Test func anUnknownRoleGetsEndRequestWithUnknownRole() throws {
+        let server = try ForkliftServer(config: sizedPool(Self.pool))
+        defer { server.shutdown() }
+        let fd = try send(server.directory + "/www.sock", begin(role: 9))
+        defer { close(fd) }
+        var record = [UInt8](repeating: 0, count: 16)
+        #expect(recv(fd, &record, 16, Int32(MSG_WAITALL)) == 16)
+        #expect(record[1] == 3, "FCGI_END_REQUEST")
+        #expect(record[8 + 4] == 3, "protocolStatus FCGI_UNKNOWN_ROLE")
+    }
+
+    /// Oversized params, garbage, truncated records: each is logged and closed; the master
+    /// and the workers live on and the next request succeeds.
+    @Test func nonsenseIsRefusedAndNothingElseSuffers() throws {
+        let server = try ForkliftServer(config: sizedPool(Self.pool))
+        defer { server.shutdown() }
+        let path = server.directory + "/www.sock"
+        let workers = server.workerPIDs()
+        var generator = SystemRandomNumberGenerator()
+        let big = FastCGIClient.cgiParams(path: "/behaviors", extra: [("HTTP_COOKIE", String(repeating: "c", count: 9000))])
+        let bigParams = big.flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
+        let inputs: [[UInt8]] = [
+            begin() + FastCGIClient.stream(.params, bigParams),
+            (0..<512).map { _ in UInt8.random(in: 0...255, using: &generator) },
+            [9, 9, 9, 9, 9, 9, 9, 9],
+            Array(begin().prefix(5)),
+            begin() + FastCGIClient.record(.stdin, [1, 2, 3]),
+        ]
+        for input in inputs {
+            let fd = try send(path, input)
+            shutdown(fd, Int32(SHUT_WR))
+            var byte: UInt8 = 0
+            _ = recv(fd, &byte, 1, 0) // the server closes
+            close(fd)
+        }
+        #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
+        try server.waitForLog("its params exceed max_params_size (8192 bytes)")
+        try server.waitForLog("closed a connection from a unix socket client: FastCGI version")
+        #expect(server.workerPIDs() == workers && server.process.isRunning)
+    }
+
+    @Test func aBodyOverMaxBodySizeGets413BeforeThePluginRuns() throws {
+        let server = try ForkliftServer(config: sizedPool(Self.pool + "\nmax_body_size = \"1k\"", extra: """
+            [pool.www.plugin.echo]
+            path = "{build}/libEcho.so"
+            route = "/echo"
+            """))
+        defer { server.shutdown() }
+        let body = [UInt8](repeating: 7, count: 2048)
+        let response = try FastCGIClient.request(server.www, params: FastCGIClient.cgiParams(method: "POST", path: "/echo", bodyLength: body.count), body: body)
+        #expect(response.status == 413)
+        #expect(response.bodyText.contains("at most 1024 bytes"))
+        try server.waitForLog("refused a body of 2048 bytes for /echo: above max_body_size (1024 bytes)")
+        let small = try FastCGIClient.request(server.www, params: FastCGIClient.cgiParams(method: "POST", path: "/echo", bodyLength: 10), body: Array(body.prefix(10)))
+        #expect(small.status == 200)
+    }
+
+    /// A handler that fails after writing part of the body: the client never gets an
+    /// END_REQUEST (nginx reports the response as cut off) instead of a complete-looking one.
+    @Test func aFailureAfterTheHeadersAbortsTheConnection() throws {
+        let server = try ForkliftServer(config: sizedPool(Self.pool))
+        defer { server.shutdown() }
+        #expect(throws: (any Error).self, "no END_REQUEST") { try FastCGIClient.get(server.www, "/behaviors/throw-late", timeout: 5) }
+        try server.waitForLog("the connection is aborted")
+        #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
+    }
+
+    /// A client that keeps its end open after the response (or trickles bytes) no longer holds
+    /// the worker: libfcgi's lingering close reads only what has arrived.
+    @Test func aClientThatKeepsItsEndOpenDoesNotHoldTheWorker() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1"))
+        defer { server.shutdown() }
+        let fd = try FastCGIClient.connect(server.www, timeout: 10)
+        defer { close(fd) }
+        let params = FastCGIClient.cgiParams(path: "/behaviors").flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
+        try FastCGIClient.sendAll(fd, begin() + FastCGIClient.stream(.params, params) + FastCGIClient.stream(.stdin, []))
+        _ = try FastCGIClient.readResponse(fd) // and then neither reads nor closes
+        let started = Date()
+        #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
+        #expect(Date().timeIntervalSince(started) < 0.5, "not 2 s later")
+    }
+
+    /// A client that stops reading a large response is given up after request_write_timeout.
+    @Test func aClientThatStopsReadingIsGivenUp() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nrequest_write_timeout = \"1s\""))
+        defer { server.shutdown() }
+        let fd = try FastCGIClient.connect(server.www, timeout: 10)
+        defer { close(fd) }
+        let params = FastCGIClient.cgiParams(path: "/behaviors/big", query: "mb=32").flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
+        try FastCGIClient.sendAll(fd, begin() + FastCGIClient.stream(.params, params) + FastCGIClient.stream(.stdin, []))
+        // Never read: the worker's writes stall, then time out.
+        _ = try server.waitForStatus(server.statusSocket, timeout: 10, "the worker free again") { $0.processes.first?["state"] as? String == "Idle" && $0.int("accepted conn") >= 1 }
+        #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
+    }
+}
