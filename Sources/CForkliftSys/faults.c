@@ -15,6 +15,7 @@
 static struct { const char *start, *end; char label[LABEL_SIZE]; } regions[MAX_REGIONS];
 static int region_count = 0;
 static int fault_log_fd = 2;
+static int crash_backtraces = 0;
 /* What was installed before us (the Swift runtime's backtracer, or the default): restored
  * before the fault re-runs, so it still gets its say. */
 static struct sigaction previous_segv, previous_bus, previous_abrt, previous_ill, previous_fpe, previous_trap;
@@ -56,60 +57,62 @@ static size_t append_number(char *buffer, size_t used, size_t size, unsigned lon
     return used;
 }
 
+/* A fault inside a recorded region: one line naming it. */
+static void report_region(int signo, const char *address) {
+    for (int i = 0; i < region_count; i++) {
+        if (address < regions[i].start || address >= regions[i].end) continue;
+        char line[512];
+        size_t n = 0;
+        n = append(line, n, sizeof line, "forklift: worker ");
+        n = append_number(line, n, sizeof line, (unsigned long)getpid(), 10);
+        if (signo == SIGBUS) {
+            /* Reading a mapped file past its end: the file was truncated on disk. */
+            n = append(line, n, sizeof line, ": SIGBUS reading ");
+            n = append(line, n, sizeof line, regions[i].label);
+            n = append(line, n, sizeof line, ": the file was changed or truncated on disk while mapped; replace data files by rename()\n");
+        } else {
+            n = append(line, n, sizeof line, ": SIGSEGV writing to read-only shared memory of ");
+            n = append(line, n, sizeof line, regions[i].label);
+            n = append(line, n, sizeof line, " at 0x");
+            n = append_number(line, n, sizeof line, (unsigned long)address, 16);
+            n = append(line, n, sizeof line, ": data preloaded before fork must not be modified by workers\n");
+        }
+        ssize_t ignored = write(fault_log_fd, line, n);
+        (void)ignored;
+        return;
+    }
+}
+
 static void fault_handler(int signo, siginfo_t *info, void *context) {
     (void)context;
     if (info != NULL && info->si_code <= 0 && (info->si_pid != getpid() || signo != SIGABRT)) {
         /* Sent, not a fault: by another process, or raised here (kill, raise, pthread_kill).
          * Die of it, as its sender means (and as the host counts it). Only abort() is left to
-         * the previous handler: it re-raises with the default action itself. */
+         * the crash path below: it re-raises with the default action itself. */
         signal(signo, SIG_DFL);
         raise(signo); /* pending until this handler returns, then the default action */
         return;
     }
+    int fault = info != NULL && info->si_code > 0;
+    if (fault && (signo == SIGSEGV || signo == SIGBUS)) report_region(signo, (const char *)info->si_addr);
+    if (crash_backtraces) {
+        /* The host names the frames and logs them with the request; the worker dies at once,
+         * without the Swift backtracer (which takes a fraction of a second, and cannot name
+         * the frames of plugins loaded from a private copy). */
+        forklift_write_backtrace("crash", signo);
+        signal(signo, SIG_DFL);
+        if (!fault) raise(signo); /* abort(): the default action once we return */
+        return; /* a fault recurs at once, and ends the process */
+    }
+    /* The previous handler (the Swift backtracer, or the default) gets its say: a fault
+     * recurs when this returns; abort() re-raises. */
     sigaction(signo, previous_for(signo), NULL);
-    if (info == NULL || info->si_code <= 0) {
-        /* abort(): the previous handler (the Swift backtracer) gets its say, then abort()
-         * ends the process. */
-        raise(signo);
-        return;
-    }
-    if (signo != SIGSEGV && signo != SIGBUS) return; /* a real fault: the previous handler runs when it recurs */
-    const char *address = (const char *)info->si_addr;
-    for (int i = 0; i < region_count; i++) {
-        if (address >= regions[i].start && address < regions[i].end) {
-            if (signo == SIGBUS) {
-                /* Reading a mapped file past its end: the file was truncated on disk. */
-                char line[512];
-                size_t n = 0;
-                n = append(line, n, sizeof line, "forklift: worker ");
-                n = append_number(line, n, sizeof line, (unsigned long)getpid(), 10);
-                n = append(line, n, sizeof line, ": SIGBUS reading ");
-                n = append(line, n, sizeof line, regions[i].label);
-                n = append(line, n, sizeof line, ": the file was changed or truncated on disk while mapped; replace data files by rename()\n");
-                ssize_t ignored = write(fault_log_fd, line, n);
-                (void)ignored;
-                break;
-            }
-            char line[512];
-            size_t n = 0;
-            n = append(line, n, sizeof line, "forklift: worker ");
-            n = append_number(line, n, sizeof line, (unsigned long)getpid(), 10);
-            n = append(line, n, sizeof line, ": SIGSEGV");
-            n = append(line, n, sizeof line, " writing to read-only shared memory of ");
-            n = append(line, n, sizeof line, regions[i].label);
-            n = append(line, n, sizeof line, " at 0x");
-            n = append_number(line, n, sizeof line, (unsigned long)address, 16);
-            n = append(line, n, sizeof line, ": data preloaded before fork must not be modified by workers\n");
-            ssize_t ignored = write(fault_log_fd, line, n);
-            (void)ignored;
-            break;
-        }
-    }
-    /* The previous action is back: returning re-runs the write, which ends the process. */
+    if (!fault) raise(signo);
 }
 
-int forklift_fault_reporter_install(int log_fd) {
+int forklift_fault_reporter_install(int log_fd, int backtraces) {
     fault_log_fd = log_fd;
+    crash_backtraces = backtraces;
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_sigaction = fault_handler;

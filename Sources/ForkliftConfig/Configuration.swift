@@ -114,8 +114,10 @@ public struct PoolSettings: Equatable, Sendable {
     /// A socket where the status page and ping are answered by a process of their own, so
     /// they answer even while every worker is busy (PHP-FPM's `pm.status_listen`).
     public var statusListen: ListenAddress?
-    /// A request running longer is counted as slow and logged once; 0: off.
+    /// A request running longer is counted as slow and logged once, with its worker's stack; 0: off.
     public var requestSlowlogTimeout: Double = 0
+    /// Where slow requests are logged (PHP-FPM's `slowlog`); nil: the error log.
+    public var slowlog: String?
     /// A pool whose every worker has been busy this long is reported (log and status); 0: off.
     public var allBusyWarning: Double = 10
     /// A connection has this long to send its request's records up to the end of its params,

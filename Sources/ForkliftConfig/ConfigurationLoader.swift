@@ -11,7 +11,7 @@ public enum ConfigurationLoader {
     static let poolKeys = ["listen", "listen_backlog", "pm", "max_children", "max_requests", "max_requests_jitter",
                            "max_private_memory", "memory_log_interval"] + PoolSizingReader.keys + PoolStatusReader.keys
         + ["request_slowlog_timeout", "all_busy_warning", "request_read_timeout", "request_write_timeout", "keepalive_timeout",
-           "request_terminate_timeout", "max_params_size", "max_body_size", "plugin"]
+           "request_terminate_timeout", "max_params_size", "max_body_size", "slowlog", "plugin"]
     static let pluginKeys = ["path", "route", "settings", "request_terminate_timeout"]
 
     /// Loads every `*.toml` file of `directory`.
@@ -119,6 +119,10 @@ public enum ConfigurationLoader {
             pool.maxParamsSize = size
         }
         pool.maxBodySize = try table.size("max_body_size") ?? 0
+        if let slowlog = try table.string("slowlog") {
+            guard !slowlog.isEmpty else { throw table.error("slowlog", "must not be empty") }
+            pool.slowlog = slowlog
+        }
         for (pluginName, plugin) in try table.tables(in: "plugin") {
             pool.plugins.append(try readPlugin(name: pluginName, plugin))
         }

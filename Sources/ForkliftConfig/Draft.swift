@@ -30,6 +30,7 @@ struct Draft {
         var requestTerminateTimeout = 0.0
         var maxParamsSize = 64 * 1024
         var maxBodySize = 0
+        var slowlog: String?
         var maxRequests = 0
         var maxRequestsJitter = 0
         var maxPrivateMemory = 0
@@ -118,6 +119,7 @@ struct Draft {
             settings.requestTerminateTimeout = pool.requestTerminateTimeout
             settings.maxParamsSize = pool.maxParamsSize
             settings.maxBodySize = pool.maxBodySize
+            settings.slowlog = pool.slowlog.map { Paths.resolve($0, against: prefixPath) }
             settings.maxRequests = pool.maxRequests
             settings.maxRequestsJitter = pool.maxRequestsJitter
             settings.maxPrivateMemory = pool.maxPrivateMemory

@@ -31,6 +31,9 @@ struct WorkerPool {
     private var pending: [PoolCore.Event] = []
     /// Builds the ready report's summary, once the first workers passed worker init.
     private let summary: () -> String
+    private var symbolicator = Symbolicator()
+    /// The pool's slow log, opened at its first record (and again after USR1).
+    private var slowlogFD: Int32 = -1
 
     init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe, workerBody: @escaping WorkerBody,
          summary: @escaping () -> String) throws {
@@ -84,6 +87,10 @@ struct WorkerPool {
     private mutating func readWorkerLines() {
         while let bytes = try? readAvailable(readyPipe.readEnd), !bytes.isEmpty {
             for line in readyLines.append(bytes) {
+                if line.hasPrefix("backtrace ") {
+                    readBacktrace(line)
+                    continue
+                }
                 let fields = line.split(separator: " ", maxSplits: 2).map(String.init)
                 guard fields.count >= 2, let pid = pid_t(fields[1]) else { continue }
                 switch fields[0] {
@@ -94,6 +101,20 @@ struct WorkerPool {
             }
         }
     }
+
+    /// "backtrace KIND PID SIGNO ADDR...", written by a worker's signal handler: named here,
+    /// where the same images sit at the same addresses.
+    private mutating func readBacktrace(_ line: String) {
+        let words = line.split(separator: " ")
+        guard words.count >= 4, let pid = pid_t(words[2]), let signo = Int32(words[3]), core.workers[pid] != nil else { return }
+        let addresses = words.dropFirst(4).compactMap { UInt($0, radix: 16) }
+        // The first frames are the capture itself, its handler and the signal trampoline; the
+        // last ones, below the worker's body, are how the host and the master forked it.
+        var frames = symbolicator.describe(addresses, skipping: min(addresses.count, 3))
+        if let body = frames.firstIndex(where: { $0.contains("ForkliftWorker.Worker.run(") }) { frames = Array(frames.prefix(through: body)) }
+        pending.append(.backtrace(pid: pid, kind: String(words[1]), signal: UnixSignal(signo), frames: frames))
+    }
+
 
     private mutating func handleSignals() {
         for signal in signals.drain() {
@@ -106,6 +127,8 @@ struct WorkerPool {
                 pending.append(.goLive)
             case .usr1:
                 try? LogDestination.reopen()
+                closeDescriptor(slowlogFD) // reopened at its next record
+                slowlogFD = -1
                 for pid in core.workers.keys { ChildProcess.send(.usr1, to: pid) }
                 if let responder = core.responder.pid { ChildProcess.send(.usr1, to: responder) }
             case .dump:
@@ -190,6 +213,8 @@ struct WorkerPool {
             launch.counters.countMaxChildrenReached()
         case .countSlowRequest:
             launch.counters.countSlowRequest()
+        case .slowlog(let record):
+            writeSlowlog(record)
         case .forkResponder:
             switch spawnResponder() {
             case .success(let pid): pending.append(.responderForked(pid: pid))
@@ -234,6 +259,20 @@ struct WorkerPool {
             workerSlot.release()
             return .failure(SystemError("fork"))
         }
+    }
+
+    /// A slow request with its stack, to `slowlog` (the error log if it is not set).
+    private mutating func writeSlowlog(_ record: String) {
+        guard let path = launch.pool.slowlog else {
+            log.warning("\(record)")
+            return
+        }
+        if slowlogFD < 0 { slowlogFD = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640) }
+        guard slowlogFD >= 0 else {
+            log.error("cannot open slowlog \(path): \(String(cString: strerror(errno))); the record follows: \(record)")
+            return
+        }
+        try? writeAll(slowlogFD, "\(ForkliftLogHandler.timestamp()) [pool \(launch.pool.name) gen \(launch.generation)] \(record)\n")
     }
 
     /// The process that answers status_listen: it runs no plugin code, only reads the board.

@@ -54,7 +54,8 @@ public struct ForkliftLogHandler: LogHandler {
         }
     }
 
-    static func timestamp() -> String {
+    /// "2026-12-01 21:33:47.123", local time: how every log line starts.
+    public static func timestamp() -> String {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         var parts = tm()

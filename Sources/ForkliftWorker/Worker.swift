@@ -32,8 +32,12 @@ public enum Worker {
             // held the worker that long. With 0 it reads only what has already arrived.
             setenv("LIBFCGI_OS_CLOSE_POLL_TIMEOUT", "0", 1)
             _ = FCGX_Init()
-            // A write to sealed preloaded memory still kills the worker, but says where.
-            _ = forklift_fault_reporter_install(LogDestination.fileDescriptor)
+            // A write to sealed preloaded memory still kills the worker, but says where; a crash
+            // sends its backtrace to the host, which names the frames; SIGPWR makes the worker
+            // send its current stack (the slow log, request_terminate_timeout) and carry on.
+            forklift_backtrace_init(launch.readyFD)
+            _ = forklift_fault_reporter_install(LogDestination.fileDescriptor, 1)
+            _ = forklift_stack_dump_install(UnixSignal.dump.rawValue)
             _ = signal(SIGHUP, SIG_IGN)
             ignoreBrokenPipe()
         } catch {
@@ -45,7 +49,7 @@ public enum Worker {
         // their system calls, and their handlers would not run where the worker expects).
         // The main thread unblocks them once worker init is done.
         unblockAllSignals()
-        try? SignalPipe.mask(AcceptLoop.requestSignals, blocked: true)
+        try? SignalPipe.mask(AcceptLoop.requestSignals + [.dump], blocked: true)
 
         // Forked while the master had the host loading at idle CPU priority: back to normal
         // before any plugin code runs here, so that the threads worker init may start are
@@ -64,9 +68,9 @@ public enum Worker {
                 failInit(launch, error.description)
             }
         }
-        try? SignalPipe.mask(AcceptLoop.requestSignals, blocked: false)
+        try? SignalPipe.mask(AcceptLoop.requestSignals + [.dump], blocked: false)
+        // The pipe stays open: backtraces go to the host through it.
         try? writeAll(launch.readyFD, "ready \(getpid())\n")
-        closeDescriptor(launch.readyFD)
 
         var gate = Gate(launch: launch, signals: signals)
         guard gate.waitUntilOpen() else {

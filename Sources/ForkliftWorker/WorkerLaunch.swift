@@ -11,7 +11,7 @@ public struct WorkerLaunch {
     public let plugins: [PluginInstance]
     /// Requests before this worker retires: max_requests plus its share of jitter; 0 = never.
     public let requestLimit: Int
-    /// The worker writes "ready" here once worker init passed.
+    /// The worker writes "ready" here once worker init passed, and its backtraces afterwards.
     public let readyFD: Int32
     /// The host that forked this worker; if it goes away, the worker finishes and leaves.
     public let hostPID: pid_t

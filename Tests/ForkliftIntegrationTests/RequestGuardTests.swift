@@ -158,3 +158,71 @@ func rawConnection(_ path: String) throws -> Int32 {
     guard result == 0 else { throw FastCGIError("connect \(path) failed") }
     return fd
 }
+
+/// The slow log and request_terminate_timeout, with the worker's own stack (no ptrace), and
+/// crash records with the plugin's frames named.
+@Suite(.serialized) struct StackTests {
+    @Test func aSlowRequestIsLoggedOnceWithThePluginFunctionItIsIn() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nrequest_slowlog_timeout = \"500ms\"\nslowlog = \"{dir}/slow.log\""))
+        defer { server.shutdown() }
+        let response = try FastCGIClient.get(server.www, "/behaviors/hang", query: "ms=2000", timeout: 10)
+        #expect(response.status == 200 && response.bodyText == "hung 2000 ms\n", "it is not stopped")
+        try server.waitForLog("slow request: worker")
+        let slowlog = server.directory + "/slow.log"
+        #expect(ForkliftServer.eventually { ((try? String(contentsOfFile: slowlog, encoding: .utf8)) ?? "").contains("its stack:") })
+        let record = try String(contentsOfFile: slowlog, encoding: .utf8)
+        #expect(record.contains("[pool www gen 1] pool www: slow request: worker"), "\(record)")
+        #expect(record.contains("GET /behaviors/hang?ms=2000 (plugin behaviors)"), "\(record)")
+        #expect(record.contains("Behaviors.handle("), "the plugin's function, named: \(record)")
+        #expect(record.contains("(plugin behaviors: libForkliftTestBehaviors.so)"), "\(record)")
+        #expect(record.components(separatedBy: "slow request:").count == 2, "once per request")
+        let page = try PoolStatusPage.fetch(server.statusSocket)
+        #expect(page.int("slow requests") == 1)
+    }
+
+    @Test func aRequestPastRequestTerminateTimeoutIsKilledAndReplaced() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nrequest_terminate_timeout = \"1s\"", extra: """
+            [pool.www.plugin.hello]
+            path = "{build}/libHello.so"
+            route = "/hello"
+            request_terminate_timeout = 0
+            """))
+        defer { server.shutdown() }
+        let victim = try #require(server.workerPIDs().first)
+        let started = Date()
+        #expect(throws: (any Error).self, "the client's connection closes") {
+            try FastCGIClient.get(server.www, "/behaviors/hang", query: "ms=10000", timeout: 20)
+        }
+        #expect(Date().timeIntervalSince(started) < 4, "killed after the timeout, not after the 10 s")
+        try server.waitForLog("past request_terminate_timeout (1.0 s): killing it")
+        try server.waitForLog("GET /behaviors/hang?ms=10000 (plugin behaviors) for 1.")
+        try server.waitForLog("Behaviors.handle(")
+        try server.waitForLog("worker \(victim) was killed for running past request_terminate_timeout; replacing it")
+        #expect(try FastCGIClient.get(server.www, "/hello").status == 200, "its replacement serves")
+    }
+
+    /// A crash in a handler (a Swift trap, a bad pointer, abort): the log names the signal, the
+    /// pool, plugin, method, URI and the plugin's function; nothing of it reaches the client;
+    /// the pool answers again at once.
+    @Test(arguments: [("trap", "SIGILL"), ("segv", "SIGSEGV"), ("abort", "SIGABRT")])
+    func aCrashInAHandlerIsRecordedWithItsFrames(endpoint: String, signal: String) throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 2"))
+        defer { server.shutdown() }
+        let slow = InBackground { try FastCGIClient.get(server.www, "/behaviors/hang", query: "ms=1500", timeout: 20) }
+        _ = try server.waitForStatus(server.statusSocket, "the slow request running") { $0.int("active processes") == 1 }
+        let crashed = Date()
+        #expect(throws: (any Error).self) { try FastCGIClient.get(server.www, "/behaviors/\(endpoint)", timeout: 10) }
+        var answeredAfter: Double?
+        while Date().timeIntervalSince(crashed) < 5 {
+            if (try? FastCGIClient.get(server.www, "/behaviors", timeout: 1))?.status == 200 {
+                answeredAfter = Date().timeIntervalSince(crashed)
+                break
+            }
+        }
+        #expect(try #require(answeredAfter) < 1, "the pool answers again at once (here \(answeredAfter ?? -1) s)")
+        try server.waitForLog("crashed (\(signal)); its stack:")
+        try server.waitForLog("in the middle of a request: GET /behaviors/\(endpoint) (plugin behaviors")
+        #expect(server.log.contains("Behaviors.handle("), "\(server.log)")
+        #expect(try #require(try slow.wait()?.get()).bodyText == "hung 1500 ms\n", "the request on the other worker completes")
+    }
+}

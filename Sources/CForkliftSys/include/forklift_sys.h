@@ -68,7 +68,9 @@ int forklift_fault_region_add(const void *start, size_t length, const char *labe
  * `log_fd`, then die of the signal as usual (the handler is reset after one use). A fatal
  * signal (SEGV, BUS, ABRT, ILL, FPE, TRAP) sent by another process kills the worker at once:
  * the Swift runtime's backtracer, left to itself, would print a backtrace and carry on. */
-int forklift_fault_reporter_install(int log_fd);
+/* `backtraces`: a crash writes its backtrace through forklift_write_backtrace and the worker
+ * dies at once, instead of going to the Swift backtracer. */
+int forklift_fault_reporter_install(int log_fd, int backtraces);
 
 /* Listening sockets ------------------------------------------------------------------- */
 
@@ -90,6 +92,18 @@ typedef struct {
     const char *query_string;
 } forklift_request_params;
 void forklift_scan_params(char *const *envp, forklift_request_params *out);
+
+/* Backtraces --------------------------------------------------------------------------- */
+
+/* Workers: where backtraces go (the host's pipe); warms the unwinder up so that the signal
+ * handlers below never allocate. */
+void forklift_backtrace_init(int report_fd);
+/* Signal-safe: one line "backtrace KIND PID SIGNO ADDR..." (hex return addresses). */
+void forklift_write_backtrace(const char *kind, int signo);
+/* `signo` makes the worker write its current stack ("stack") and carry on (SA_RESTART). */
+int forklift_stack_dump_install(int signo);
+/* The host: the object whose segment holds `address`, its path, and its load bias. */
+int forklift_find_image(uintptr_t address, char *path, size_t capacity, uintptr_t *bias);
 
 /* Process title ------------------------------------------------------------------------ */
 

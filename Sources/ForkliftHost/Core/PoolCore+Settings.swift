@@ -22,6 +22,9 @@ extension PoolCore {
         var maxPrivateMemory: Int
         var memoryLogInterval: Double
         var hasStatusListen: Bool
+        /// request_terminate_timeout of the pool (0: none), and of plugins that set their own.
+        var terminateTimeout: Double
+        var pluginTerminateTimeouts: [String: Double]
 
         init(pool: PoolSettings, global: GlobalSettings, generation: Int, capacity: Int) {
             self.pool = pool.name
@@ -41,7 +44,14 @@ extension PoolCore {
             maxPrivateMemory = pool.maxPrivateMemory
             memoryLogInterval = pool.memoryLogInterval
             hasStatusListen = pool.statusListen != nil
+            terminateTimeout = pool.requestTerminateTimeout
+            var plugins: [String: Double] = [:]
+            for plugin in pool.plugins { if let own = plugin.requestTerminateTimeout { plugins[plugin.name] = own } }
+            pluginTerminateTimeouts = plugins
         }
+
+        /// The request_terminate_timeout of a request the slot says runs `plugin` (0: none).
+        func terminateTimeout(plugin: String) -> Double { pluginTerminateTimeouts[plugin] ?? terminateTimeout }
     }
 
     /// Slots a generation's board has: room for scaling up to twice `max_children`.

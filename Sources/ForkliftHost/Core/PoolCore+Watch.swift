@@ -78,7 +78,11 @@ extension PoolCore {
             current.insert(request)
             guard !watch.slowRequests.contains(request) else { continue }
             actions.append(.countSlowRequest)
-            actions.append(.log(.warning, "pool \(settings.pool): slow request: worker \(worker.pid) has run \(record.method) \(record.uri) (plugin \(record.plugin.isEmpty ? "-" : record.plugin)) for \(Formatting.oneDecimal(age)) s (request_slowlog_timeout \(Formatting.seconds(settings.slowlogTimeout)))"))
+            let what = "pool \(settings.pool): slow request: worker \(worker.pid) has run \(record.method) \(record.uri) (plugin \(record.plugin.isEmpty ? "-" : record.plugin)) for \(Formatting.oneDecimal(age)) s (request_slowlog_timeout \(Formatting.seconds(settings.slowlogTimeout)))"
+            actions.append(.log(.warning, what))
+            // Its stack, from the worker itself (no ptrace); logged when it arrives.
+            stackRequests[worker.pid] = what
+            actions.append(.signal(worker.pid, .dump))
         }
         watch.slowRequests = current
         return actions

@@ -22,6 +22,8 @@ struct PoolCore {
     /// Why the host signalled a worker, so that its exit is read right.
     enum Dismissal: Equatable {
         case idle, scaledDown, memory, probe, stop
+        /// Killed for running past request_terminate_timeout.
+        case terminated
     }
 
     struct Worker: Equatable {
@@ -59,6 +61,9 @@ struct PoolCore {
         case responderForked(pid: pid_t)
         case responderForkFailed(reason: String)
         case responderExited(pid: pid_t, status: ExitStatus)
+        /// A worker's backtrace, its frames already named: `crash` (it is dying of `signal`) or
+        /// `stack` (it was asked, and goes on).
+        case backtrace(pid: pid_t, kind: String, signal: UnixSignal, frames: [String])
     }
 
     enum Action: Equatable {
@@ -75,6 +80,8 @@ struct PoolCore {
         case storeHostMemory(MemoryUsage)
         case countMaxChildrenReached
         case countSlowRequest
+        /// A slow request's record, for the slow log (the error log if none is set).
+        case slowlog(String)
         /// Fork the process that answers status_listen.
         case forkResponder
         /// Every worker is gone and the host may leave with this status.
@@ -108,6 +115,10 @@ struct PoolCore {
     /// The scoreboard as last observed (for idle counts between ticks).
     private(set) var lastObservation: Observation?
     var responder = ResponderLife()
+    /// Requests past request_terminate_timeout: when each one's worker gets KILL.
+    var terminating: [pid_t: MonotonicInstant] = [:]
+    /// Why a worker was asked for its stack, to say so when it arrives.
+    var stackRequests: [pid_t: String] = [:]
     private var startFailure: String?
     private var exitStatus: Int32 = 0
 
@@ -157,6 +168,8 @@ struct PoolCore {
             actions.append(.log(.info, "pool \(settings.pool) gen \(settings.generation) is live: workers accept connections"))
             // Only the live generation answers status_listen.
             if settings.hasStatusListen && phase == .serving { actions += responder.start(now: now) }
+        case .backtrace(let pid, let kind, let signal, let frames):
+            actions += backtrace(pid, kind: kind, signal: signal, frames: frames)
         case .responderForked(let pid):
             responder.forked(pid)
         case .responderForkFailed(let reason):
@@ -183,7 +196,7 @@ struct PoolCore {
     /// When the shell must call `tick` next, whatever else happens.
     var nextDeadline: MonotonicInstant? {
         guard phase != .stopping else { return nil } // nothing is timed while stopping: the master's die_timeout is
-        return [nextTick, failures.backoffUntil, memory.nextDue, listenerQuietUntil, responder.restartAt].compactMap { $0 }.min()
+        return ([nextTick, failures.backoffUntil, memory.nextDue, listenerQuietUntil, responder.restartAt] + requestDeadlines).compactMap { $0 }.min()
     }
 
     /// ondemand: whether the shell should wake when the listener has a connection.
@@ -285,7 +298,11 @@ struct PoolCore {
     private mutating func workerExited(_ pid: pid_t, status: ExitStatus, served: Bool, active: Bool, request: String?,
                                        now: MonotonicInstant) -> [Action] {
         guard let worker = workers.removeValue(forKey: pid) else { return [] }
-        defer { failures.reasons[pid] = nil }
+        defer {
+            failures.reasons[pid] = nil
+            terminating[pid] = nil
+            stackRequests[pid] = nil
+        }
         release(slot: worker.slot)
         memory.forget(pid)
         if phase == .stopping { return [] }
@@ -302,6 +319,8 @@ struct PoolCore {
             actions.append(.log(.info, "worker \(pid) left after exceeding max_private_memory; replacing it"))
         case (.exited(0), .idle?):
             actions.append(.log(.info, "worker \(pid) left after being idle (pm = \(settings.processManager.rawValue))"))
+        case (.signaled, .terminated?):
+            actions.append(.log(.error, "worker \(pid) was killed for running past request_terminate_timeout; replacing it"))
         case (.exited(0), .scaledDown?):
             actions.append(.log(.info, "worker \(pid) left: the pool was scaled down to \(target)"))
         case (.exited(0), _):

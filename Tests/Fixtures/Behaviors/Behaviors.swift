@@ -15,6 +15,9 @@ import Glibc
 /// - `.../inject`: tries to add a header value with CR LF in it, says whether it was refused;
 /// - `.../exit`: the worker exits with status 1 in the middle of the request;
 /// - `.../throw-late`: writes part of the body, flushes it, then throws;
+/// - `.../hang?ms=N`: sleeps N ms in a loop that resumes after a signal (as robust code does);
+/// - `.../trap`: a Swift runtime trap (an array index out of range);
+/// - `.../segv`: a write through a bad pointer; `.../abort`: abort();
 /// - `.../big?mb=N`: N MiB of body;
 /// - `.../shared-maps`: how many shared anonymous mappings this worker has (its scoreboard's);
 /// - `.../scribble-slot`: overwrites this worker's own scoreboard slot with random bytes, as a
@@ -96,6 +99,20 @@ final class Behaviors: ForkliftHandler {
             try response.write("leaked \(mb) MiB\n")
         case "exit":
             exit(1)
+        case "hang":
+            let ms = Int(request.query.split(separator: "=").last ?? "0") ?? 0
+            var remaining = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+            var left = timespec()
+            while nanosleep(&remaining, &left) == -1 && errno == EINTR { remaining = left }
+            try response.write("hung \(ms) ms\n")
+        case "segv":
+            UnsafeMutablePointer<Int>(bitPattern: 16)!.pointee = 1
+        case "abort":
+            abort()
+        case "trap":
+            let values = [1, 2, 3]
+            let index = Int(request.query.split(separator: "=").last ?? "7") ?? 7
+            try response.write("\(values[index])\n")
         case "throw-late":
             try response.write(String(repeating: "p", count: 10_000))
             try response.flush()
