@@ -118,6 +118,13 @@ public struct PoolSettings: Equatable, Sendable {
     public var requestSlowlogTimeout: Double = 0
     /// Where slow requests are logged (PHP-FPM's `slowlog`); nil: the error log.
     public var slowlog: String?
+    /// Workers' standard output and error go to the error log, line by line.
+    public var catchWorkersOutput = false
+    /// ... prefixed with the pool, the worker and the stream.
+    public var decorateWorkersOutput = true
+    /// One line per request (PHP-FPM's `access.log`), in `accessFormat`; nil: none.
+    public var accessLog: String?
+    public var accessFormat = AccessLogFormat.phpFPMDefault
     /// A pool whose every worker has been busy this long is reported (log and status); 0: off.
     public var allBusyWarning: Double = 10
     /// A connection has this long to send its request's records up to the end of its params,

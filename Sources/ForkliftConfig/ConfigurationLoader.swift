@@ -11,7 +11,8 @@ public enum ConfigurationLoader {
     static let poolKeys = ["listen", "listen_backlog", "pm", "max_children", "max_requests", "max_requests_jitter",
                            "max_private_memory", "memory_log_interval"] + PoolSizingReader.keys + PoolStatusReader.keys
         + ["request_slowlog_timeout", "all_busy_warning", "request_read_timeout", "request_write_timeout", "keepalive_timeout",
-           "request_terminate_timeout", "max_params_size", "max_body_size", "slowlog", "plugin"]
+           "request_terminate_timeout", "max_params_size", "max_body_size", "slowlog", "catch_workers_output",
+           "decorate_workers_output", "access_log", "access_format", "plugin"]
     static let pluginKeys = ["path", "route", "settings", "request_terminate_timeout"]
 
     /// Loads every `*.toml` file of `directory`.
@@ -122,6 +123,21 @@ public enum ConfigurationLoader {
         if let slowlog = try table.string("slowlog") {
             guard !slowlog.isEmpty else { throw table.error("slowlog", "must not be empty") }
             pool.slowlog = slowlog
+        }
+        pool.catchWorkersOutput = try table.bool("catch_workers_output") ?? false
+        pool.decorateWorkersOutput = try table.bool("decorate_workers_output") ?? true
+        if let log = try table.string("access_log") {
+            guard !log.isEmpty else { throw table.error("access_log", "must not be empty") }
+            pool.accessLog = log
+        }
+        if let format = try table.string("access_format") {
+            do {
+                _ = try AccessLogFormat(format)
+            } catch {
+                throw table.error("access_format", error.message)
+            }
+            guard pool.accessLog != nil else { throw table.error("access_format", "needs access_log (where the lines go)") }
+            pool.accessFormat = format
         }
         for (pluginName, plugin) in try table.tables(in: "plugin") {
             pool.plugins.append(try readPlugin(name: pluginName, plugin))

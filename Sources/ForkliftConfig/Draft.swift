@@ -31,6 +31,10 @@ struct Draft {
         var maxParamsSize = 64 * 1024
         var maxBodySize = 0
         var slowlog: String?
+        var catchWorkersOutput = false
+        var decorateWorkersOutput = true
+        var accessLog: String?
+        var accessFormat = AccessLogFormat.phpFPMDefault
         var maxRequests = 0
         var maxRequestsJitter = 0
         var maxPrivateMemory = 0
@@ -120,6 +124,10 @@ struct Draft {
             settings.maxParamsSize = pool.maxParamsSize
             settings.maxBodySize = pool.maxBodySize
             settings.slowlog = pool.slowlog.map { Paths.resolve($0, against: prefixPath) }
+            settings.catchWorkersOutput = pool.catchWorkersOutput
+            settings.decorateWorkersOutput = pool.decorateWorkersOutput
+            settings.accessLog = pool.accessLog.map { Paths.resolve($0, against: prefixPath) }
+            settings.accessFormat = pool.accessFormat
             settings.maxRequests = pool.maxRequests
             settings.maxRequestsJitter = pool.maxRequestsJitter
             settings.maxPrivateMemory = pool.maxPrivateMemory

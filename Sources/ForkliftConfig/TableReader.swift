@@ -35,6 +35,20 @@ final class TableReader {
         return string
     }
 
+    /// true or false (PHP-FPM's "yes" and "no" too).
+    func bool(_ key: String) throws(ConfigurationError) -> Bool? {
+        guard let value = value(key) else { return nil }
+        if let flag = value.bool { return flag }
+        if let text = value.string {
+            switch text.lowercased() {
+            case "yes", "on", "true": return true
+            case "no", "off", "false": return false
+            default: break
+            }
+        }
+        throw wrongType(key, value, expected: "true or false")
+    }
+
     func requiredString(_ key: String) throws(ConfigurationError) -> String {
         guard let string = try string(key) else { throw error(key, "is required (a string)") }
         guard !string.isEmpty else { throw error(key, "must not be empty") }

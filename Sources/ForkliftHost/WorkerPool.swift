@@ -32,6 +32,8 @@ struct WorkerPool {
     /// Builds the ready report's summary, once the first workers passed worker init.
     private let summary: () -> String
     private var symbolicator = Symbolicator()
+    /// catch_workers_output: each worker's stdout and stderr, by read end.
+    private var outputs: [Int32: WorkerOutput] = [:]
     /// The pool's slow log, opened at its first record (and again after USR1).
     private var slowlogFD: Int32 = -1
 
@@ -42,6 +44,14 @@ struct WorkerPool {
         self.signals = signals
         self.workerBody = workerBody
         self.summary = summary
+        // A log the pool cannot write is a failed start (or a rolled-back reload) naming it,
+        // not lines lost in silence later.
+        for (key, path) in [("access_log", launch.pool.accessLog), ("slowlog", launch.pool.slowlog)] {
+            guard let path else { continue }
+            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+            guard fd >= 0 else { throw SystemError("cannot open \(key) \(path)") }
+            close(fd)
+        }
         readyPipe = try Pipe(nonBlocking: true)
         gate = try Pipe(nonBlocking: false)
         let settings = PoolCore.Settings(pool: launch.pool, global: launch.global, generation: launch.generation, capacity: launch.board.capacity)
@@ -56,7 +66,7 @@ struct WorkerPool {
         while true {
             drainPending()
             let now = MonotonicInstant.now()
-            var fds = [signals.fileDescriptor, readyPipe.readEnd]
+            var fds = [signals.fileDescriptor, readyPipe.readEnd] + outputs.keys.sorted()
             let watchListener = core.watchesListener(now: now)
             if watchListener { fds.append(launch.listenFD) }
             let timeout = core.nextDeadline.map { now.seconds(until: $0) }
@@ -64,6 +74,7 @@ struct WorkerPool {
             // Lines first: a worker whose init failed wrote its reason before exiting, and
             // that reason is worth more than "exited with status 3".
             if ready.contains(readyPipe.readEnd) { readWorkerLines() }
+            for fd in ready where outputs[fd] != nil { readOutput(fd) }
             handleSignals()
             if watchListener && ready.contains(launch.listenFD) {
                 pending.append(.connectionWaiting(observe(measuringQueue: false)))
@@ -131,6 +142,8 @@ struct WorkerPool {
                 slowlogFD = -1
                 for pid in core.workers.keys { ChildProcess.send(.usr1, to: pid) }
                 if let responder = core.responder.pid { ChildProcess.send(.usr1, to: responder) }
+                // Workers reopen before their next accept, so this line says the pool is done.
+                log.notice("pool \(launch.pool.name) gen \(launch.generation): log files reopened, SIGUSR1 sent to \(core.workers.count) workers")
             case .dump:
                 dumpState()
             default:
@@ -156,6 +169,10 @@ struct WorkerPool {
         // A worker writes its failure's reason before it exits: read the lines again now that
         // it is reaped, so that the reason is handled before the exit.
         readWorkerLines()
+        // And what it printed last, before its exit is logged.
+        for pid in reaped.map(\.pid) {
+            for (fd, output) in outputs where output.pid == pid { readOutput(fd, final: true) }
+        }
         for (pid, status) in reaped {
             if pid == core.responder.pid {
                 pending.append(.responderExited(pid: pid, status: status))
@@ -229,7 +246,36 @@ struct WorkerPool {
         try? writeAll(launch.reportFD, message.line)
     }
 
-    private func spawn(slot: Int) -> Result<pid_t, SystemError> {
+    /// Logs what a worker printed, a line at a time; at its end (EOF, or `final` once it is
+    /// reaped) whatever is left.
+    private mutating func readOutput(_ fd: Int32, final: Bool = false) {
+        guard var output = outputs[fd] else { return }
+        var closed = false
+        for _ in 0..<4 { // at most 256 KiB per wake: one chatty worker cannot stall the host
+            guard let bytes = try? readAvailable(fd) else {
+                closed = true
+                break
+            }
+            if bytes.isEmpty { break }
+            for line in output.lines.append(bytes) { logOutput(line, of: output) }
+        }
+        if closed || final {
+            if let rest = output.lines.remainder() { logOutput(rest, of: output) }
+            closeDescriptor(fd)
+            outputs[fd] = nil
+        } else {
+            outputs[fd] = output
+        }
+    }
+
+    private func logOutput(_ line: String, of output: WorkerOutput) {
+        let text = launch.pool.decorateWorkersOutput
+            ? "[pool \(launch.pool.name)] worker \(output.pid) said into \(output.stream): \(line)"
+            : line
+        log.notice("\(text)")
+    }
+
+    private mutating func spawn(slot: Int) -> Result<pid_t, SystemError> {
         let limit = launch.pool.maxRequests > 0 ? launch.pool.maxRequests + Int.random(in: 0...launch.pool.maxRequestsJitter) : 0
         let workerSlot = launch.board.slot(slot)
         workerSlot.prepare()
@@ -243,6 +289,23 @@ struct WorkerPool {
         let reportFD = launch.reportFD
         let statusListenFD = launch.statusListenFD ?? -1
         let body = workerBody
+        // catch_workers_output: the worker's stdout and stderr, each a pipe of its own (lines
+        // of different workers never mix; a line longer than PIPE_BUF stays whole).
+        var capture: (stdout: Pipe, stderr: Pipe)?
+        if launch.pool.catchWorkersOutput {
+            do {
+                capture = (try Pipe(nonBlocking: false), try Pipe(nonBlocking: false))
+                try setNonBlocking(capture!.stdout.readEnd)
+                try setNonBlocking(capture!.stderr.readEnd)
+            } catch {
+                capture?.stdout.close()
+                capture?.stderr.close()
+                capture = nil
+                log.error("catch_workers_output: cannot make a pipe: \(error); this worker prints where forklift does")
+            }
+        }
+        let captured = capture
+        let otherOutputs = Array(outputs.keys)
         do {
             let pid = try ChildProcess.spawn(prepareChild: {
                 signals.reset()
@@ -250,7 +313,22 @@ struct WorkerPool {
                 closeDescriptor(reportFD) // the master's EOF on it must mean "the host is gone"
                 closeDescriptor(gateWriteEnd) // a worker holding it would keep its own gate shut
                 closeDescriptor(statusListenFD) // answered by the host's status responder only
+                for fd in otherOutputs { closeDescriptor(fd) } // other workers' pipes: their EOF is theirs
+                if let captured {
+                    // Forklift's own log lines must not go round through the pipe.
+                    LogDestination.moveOffStandardError()
+                    dup2(captured.stdout.writeEnd, 1)
+                    dup2(captured.stderr.writeEnd, 2)
+                    captured.stdout.close()
+                    captured.stderr.close()
+                }
             }, { body(workerLaunch) })
+            if let captured {
+                closeDescriptor(captured.stdout.writeEnd)
+                closeDescriptor(captured.stderr.writeEnd)
+                outputs[captured.stdout.readEnd] = WorkerOutput(pid: pid, stream: "stdout")
+                outputs[captured.stderr.readEnd] = WorkerOutput(pid: pid, stream: "stderr")
+            }
             return .success(pid)
         } catch let error as SystemError {
             workerSlot.release()
@@ -304,4 +382,11 @@ struct WorkerPool {
         }
         if snapshot.unreadable > 0 { log.notice("dump:   \(snapshot.unreadable) slots could not be read") }
     }
+}
+
+/// One of a worker's output streams, caught for the log.
+struct WorkerOutput {
+    let pid: pid_t
+    let stream: String
+    var lines = LineBuffer()
 }

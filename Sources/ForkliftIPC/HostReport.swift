@@ -62,4 +62,10 @@ public struct LineBuffer {
         }
         return lines
     }
+
+    /// What is left after the last newline (the stream ended), if anything.
+    public mutating func remainder() -> String? {
+        defer { pending = [] }
+        return pending.isEmpty ? nil : String(decoding: pending, as: UTF8.self)
+    }
 }

@@ -35,12 +35,23 @@ public enum LogDestination {
         }
     }
 
+    /// In a forked child about to point its standard error elsewhere: if log lines go to
+    /// standard error, they keep going where it points now, through a copy of it.
+    public static func moveOffStandardError() {
+        state.withLock { state in
+            guard state.fd == 2 else { return }
+            let copy = fcntl(2, F_DUPFD_CLOEXEC, 3)
+            if copy >= 0 { state.fd = copy }
+        }
+    }
+
     /// The descriptor log lines go to (children must keep it open).
     public static var fileDescriptor: Int32 { state.withLock { $0.fd } }
 
-    /// Reopen the log file (after logrotate moved it away).
+    /// Reopen the log file (after logrotate moved it away). Standard error is left as it is.
     public static func reopen() throws {
-        try open(path: state.withLock { $0.path })
+        guard let path = state.withLock({ $0.path }) else { return }
+        try open(path: path)
     }
 
     public static var level: LogLevel {

@@ -38,13 +38,14 @@ public final class Request {
     /// QUERY_STRING without the "?", or "".
     public var query: String { param("QUERY_STRING") ?? "" }
 
-    /// Reads up to `buffer.count` body bytes; returns 0 at the end of the body.
     /// Reads up to `buffer.count` bytes of the body; 0 at its end. Throws
     /// `RequestBodyError.interrupted` when the client broke the stream off (it closed the
-    /// connection, or sent nothing for `request_read_timeout`).
+    /// connection, or sent nothing for `request_read_timeout`), `.overMaxBodySize` when the
+    /// body is longer than the pool allows (the server answers 413 if nothing was sent yet).
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(RequestBodyError) -> Int {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
         let count = api.pointee.request_read?(raw, base, buffer.count) ?? -1
+        if count == Int(FORKLIFT_BODY_TOO_LARGE) { throw .overMaxBodySize }
         if count < 0 { throw .interrupted }
         return count
     }
@@ -58,8 +59,10 @@ public final class Request {
             let count: Int
             do {
                 count = try chunk.withUnsafeMutableBytes { try read(into: $0) }
+            } catch let error as RequestBodyError {
+                throw error
             } catch {
-                throw .interrupted // the only error read(into:) throws
+                throw .interrupted // withUnsafeMutableBytes rethrows only read(into:)'s
             }
             if count == 0 { return body }
             guard body.count + count <= limit else { throw .tooLarge(limit: limit) }
@@ -75,11 +78,15 @@ public enum RequestBodyError: Error, CustomStringConvertible, Equatable {
     /// The client closed the connection, or stalled, before the body's end: not a body that is
     /// too large, and nothing to answer.
     case interrupted
+    /// Longer than the pool's `max_body_size`: the server answers 413 when the handler
+    /// returns (or throws) without having sent its headers.
+    case overMaxBodySize
 
     public var description: String {
         switch self {
         case .tooLarge(let limit): "the request body is larger than \(limit) bytes"
         case .interrupted: "the client broke the request body off (it closed the connection or stalled)"
+        case .overMaxBodySize: "the request body is larger than the pool's max_body_size"
         }
     }
 }

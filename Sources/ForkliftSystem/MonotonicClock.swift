@@ -23,3 +23,14 @@ public struct MonotonicInstant: Comparable, Sendable {
 
     public static func < (a: MonotonicInstant, b: MonotonicInstant) -> Bool { a.nanoseconds < b.nanoseconds }
 }
+
+/// Wall-clock time of a monotonic instant (for logs that print dates).
+public enum WallClock {
+    /// Seconds since the epoch at `instant` (now minus how long ago it was).
+    public static func realtime(at instant: MonotonicInstant) -> Double {
+        var wall = timespec()
+        clock_gettime(CLOCK_REALTIME, &wall)
+        let now = Double(wall.tv_sec) + Double(wall.tv_nsec) / 1e9
+        return now - max(0, instant.seconds(until: .now()))
+    }
+}

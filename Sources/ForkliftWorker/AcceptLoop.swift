@@ -330,7 +330,9 @@ struct AcceptLoop {
         for signal in signals.drain() {
             switch signal {
             case .term, .int, .quit: stopping = true
-            case .usr1: try? LogDestination.reopen()
+            case .usr1:
+                try? LogDestination.reopen()
+                dispatcher.accessLog?.reopen()
             default: break
             }
         }

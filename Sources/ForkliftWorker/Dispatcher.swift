@@ -23,6 +23,7 @@ struct Dispatcher {
     private var cpuBefore: UInt64 = ProcessCPU.used().nanoseconds
 
     let pages: BuiltInPages
+    var accessLog: AccessLog?
 
     init(plugins: [PluginInstance], pool: PoolSettings, generation: Int, board: GenerationBoard, slot: WorkerSlot, counters: PoolCounters) {
         self.plugins = plugins
@@ -30,6 +31,7 @@ struct Dispatcher {
         self.slot = slot
         self.counters = counters
         pages = BuiltInPages(pool: pool, generation: generation, board: board, counters: counters)
+        accessLog = AccessLog(pool: pool)
         router = Router(routes: plugins.map(\.settings.route))
         pluginNames = plugins.map { Array($0.settings.name.utf8) }
     }
@@ -46,12 +48,19 @@ struct Dispatcher {
     /// `started`: when the worker began reading the request.
     @discardableResult
     mutating func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>, started: MonotonicInstant) -> Outcome {
-        let request = RequestBridge(fcgiRequest)
+        let request = RequestBridge(fcgiRequest, bodyLimit: pool.maxBodySize)
         let response = ResponseBridge(out: fcgiRequest.pointee.out)
         let path = request.routedPath
         counters.requestStarted()
+        var pluginName = ""
         defer {
             lastStatus = response.status
+            if accessLog != nil {
+                let cpu = accessLog!.measuresCPU ? ProcessCPU.used() : nil
+                accessLog!.record(request, response: response, pool: pool.name, plugin: pluginName, started: started,
+                                  receivedAt: WallClock.realtime(at: started),
+                                  cpu: cpu.map { ($0.nanoseconds &- cpuBefore, $0.maxRSSKB) })
+            }
             slot.set(.finishing)
             // The message is built only when debug logging is on: nothing extra per request otherwise.
             ForkliftLogging.logger.debug("\(request.param("REQUEST_METHOD") ?? "-") \(path) \(response.status) \(Formatting.milliseconds(from: started)) ms")
@@ -69,13 +78,21 @@ struct Dispatcher {
             return .complete
         }
         let plugin = plugins[index]
+        pluginName = plugin.settings.name
         if pool.maxBodySize > 0, let length = request.known.content_length.map({ strtoull($0, nil, 10) }), length > UInt64(pool.maxBodySize) {
             // Before the plugin reads a byte of it.
             ForkliftLogging.logger.warning("refused a body of \(length) bytes for \(path): above max_body_size (\(pool.maxBodySize) bytes)")
             response.respond(status: 413, body: "413 Content Too Large: the body may have at most \(pool.maxBodySize) bytes\n")
             return .complete
         }
-        if let failure = plugin.handle(request.opaque, response.opaque) {
+        let failure = plugin.handle(request.opaque, response.opaque)
+        if request.exceededBodyLimit && !response.headersSent {
+            // A body longer than its CONTENT_LENGTH said (or without one): a client error, not the plugin's.
+            ForkliftLogging.logger.warning("refused the body of \(path) after \(pool.maxBodySize) bytes: above max_body_size")
+            response.respond(status: 413, body: "413 Content Too Large: the body may have at most \(pool.maxBodySize) bytes\n")
+            return .complete
+        }
+        if let failure {
             ForkliftLogging.logger.error("plugin \(plugin.settings.name) failed on \(path): \(failure)")
             if response.headersSent {
                 // Part of the response is already on the wire: the status cannot change now,
@@ -95,6 +112,7 @@ struct Dispatcher {
         let cpu = ProcessCPU.used()
         slot.markDone(status: lastStatus, cpuNanoseconds: cpu.nanoseconds &- cpuBefore, maxRSSKB: cpu.maxRSSKB, kept: kept, now: .now())
         cpuBefore = cpu.nanoseconds
+        accessLog?.flush()
         counters.requestFinished()
     }
 

@@ -1,4 +1,5 @@
 import CFastCGI
+import CForkliftABI
 import CForkliftSys
 import Glibc
 
@@ -13,8 +14,16 @@ final class RequestBridge {
     /// The params the worker reads itself, found in one pass.
     let known: forklift_request_params
 
-    init(_ request: UnsafeMutablePointer<FCGX_Request>) {
+    /// max_body_size (0: none): a body that turns out longer than CONTENT_LENGTH said (or
+    /// than the limit, with no CONTENT_LENGTH) stops here.
+    let bodyLimit: Int
+    private var bodyRead = 0
+    /// A read went past `bodyLimit`: every later one fails the same way.
+    private(set) var exceededBodyLimit = false
+
+    init(_ request: UnsafeMutablePointer<FCGX_Request>, bodyLimit: Int = 0) {
         self.request = request
+        self.bodyLimit = bodyLimit
         var params = forklift_request_params()
         forklift_scan_params(request.pointee.envp, &params)
         known = params
@@ -41,11 +50,20 @@ final class RequestBridge {
         FCGX_GetParam(name, envp).map { String(cString: $0) }
     }
 
-    /// Up to `capacity` body bytes; 0 at the end; -1 when the client broke the stream.
+    /// Up to `capacity` body bytes; 0 at the end; -1 when the client broke the stream; -2 once
+    /// the body is longer than `bodyLimit`.
     func read(into buffer: UnsafeMutableRawPointer, capacity: Int) -> Int {
-        let chunk = Int32(clamping: capacity)
+        if exceededBodyLimit { return Int(FORKLIFT_BODY_TOO_LARGE) }
+        // With a limit, at most one byte past it is read: enough to know it is exceeded.
+        let room = bodyLimit > 0 ? min(capacity, bodyLimit - bodyRead + 1) : capacity
+        let chunk = Int32(clamping: room)
         let count = FCGX_GetStr(buffer.assumingMemoryBound(to: CChar.self), chunk, request.pointee.in)
         if count < chunk && FCGX_GetError(request.pointee.in) != 0 { return -1 }
+        bodyRead += Int(count)
+        if bodyLimit > 0 && bodyRead > bodyLimit {
+            exceededBodyLimit = true
+            return Int(FORKLIFT_BODY_TOO_LARGE)
+        }
         return Int(count)
     }
 

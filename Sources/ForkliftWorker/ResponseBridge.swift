@@ -27,6 +27,14 @@ final class ResponseBridge {
         return true
     }
 
+    /// A header the response has (for the access log's %{Name}o), case-insensitive.
+    func header(_ name: String) -> String? {
+        if name.lowercased() == "content-type" && !headers.contains(where: { $0.name.lowercased() == "content-type" }) {
+            return "text/plain; charset=utf-8"
+        }
+        return headers.first { $0.name.lowercased() == name.lowercased() }?.value
+    }
+
     func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard sendHeadersIfNeeded() else { return false }
         // FCGX_PutStr takes an Int32 length: hand it at most 1 GiB at a time.

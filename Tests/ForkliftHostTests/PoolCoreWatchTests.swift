@@ -112,8 +112,8 @@ import Testing
         let (a, b) = (pool.staying[0], pool.staying[1])
         pool.advance(by: 0.5)
         pool.set(a, .running) // started at t0 + 0.5
-        #expect(pool.tickSeconds(5).count(.countSlowRequest) == 0, "4.5 s at the tick at t0 + 5")
-        let slow = pool.tickSeconds(1)
+        #expect(pool.tickSeconds(4).count(.countSlowRequest) == 0, "4 s old at t0 + 4.5")
+        let slow = pool.tickSeconds(1) // its deadline, t0 + 5.5, is the end of this second
         #expect(slow.count(.countSlowRequest) == 1)
         #expect(slow.logs(.warning, containing: "slow request: worker \(a)").count == 1)
         #expect(pool.tickSeconds(20).count(.countSlowRequest) == 0)
@@ -126,6 +126,35 @@ import Testing
         #expect(pool.tickSeconds(2).count(.countSlowRequest) == 2)
         #expect(pool.tickSeconds(10).count(.countSlowRequest) == 0)
         #expect(pool.history.count(.countSlowRequest) == 3)
+    }
+
+    @Test func aShortSlowRequestBetweenTwoTicksIsSeenAndLoggedAtItsOwnMoment() {
+        var pool = PoolDriver(poolSettings(.static, maxChildren: 1) { $0.requestSlowlogTimeout = 0.3 })
+        pool.startServing()
+        let a = pool.staying[0]
+        pool.tickSeconds(1)
+        pool.advance(by: 0.05)
+        pool.set(a, .running) // 0.6 s long: over before the next 1 s tick
+        var seenAt: Double?
+        var elapsed = 0.0
+        while elapsed < 0.6, let deadline = pool.core.nextDeadline {
+            elapsed += pool.now.seconds(until: deadline)
+            if pool.tickAtDeadline().count(.countSlowRequest) == 1 { seenAt = elapsed; break }
+        }
+        #expect(seenAt != nil, "the board is read every 0.13 s with a 0.3 s slowlog timeout")
+        #expect((seenAt ?? 9) <= 0.3 + 0.001, "once running is seen, its deadline is its start + 0.3 s: \(seenAt ?? -1)")
+    }
+
+    @Test func aKeptConnectionIsNotASlowRequest() {
+        var pool = PoolDriver(poolSettings(.static, maxChildren: 1) {
+            $0.requestSlowlogTimeout = 1
+            $0.requestTerminateTimeout = 2
+        })
+        pool.startServing()
+        pool.set(pool.staying[0], .kept)
+        let actions = pool.tickSeconds(10)
+        #expect(actions.count(.countSlowRequest) == 0)
+        #expect(actions.logs(.error).isEmpty, "nor past request_terminate_timeout")
     }
 
     @Test func noSlowRequestsWithoutATimeout() {

@@ -141,6 +141,46 @@ import Testing
         #expect(small.status == 200)
     }
 
+    static let echoPool = sizedPool(pool + "\nmax_body_size = \"1k\"", extra: """
+        [pool.www.plugin.echo]
+        path = "{build}/libEcho.so"
+        route = "/echo"
+        """)
+
+    /// A body longer than its CONTENT_LENGTH said, or one without CONTENT_LENGTH, stops at
+    /// max_body_size as it is read: 413, and the worker serves on.
+    @Test(arguments: [10, 0])
+    func aBodyThatTurnsOutOverMaxBodySizeGets413(declared: Int) throws {
+        let server = try ForkliftServer(config: Self.echoPool)
+        defer { server.shutdown() }
+        let workers = server.workerPIDs()
+        let body = [UInt8](repeating: 7, count: 4096)
+        var params = FastCGIClient.cgiParams(method: "POST", path: "/echo", bodyLength: declared)
+        if declared == 0 { params.append(("CONTENT_TYPE", "application/octet-stream")) }
+        let response = try FastCGIClient.request(server.www, params: params, body: body)
+        #expect(response.status == 413, "\(response.status) \(response.bodyText)")
+        try server.waitForLog("refused the body of /echo after 1024 bytes: above max_body_size")
+        #expect(try FastCGIClient.request(server.www, params: FastCGIClient.cgiParams(method: "POST", path: "/echo", bodyLength: 10), body: Array(body.prefix(10))).status == 200)
+        #expect(server.workerPIDs() == workers)
+    }
+
+    /// An upload the client half-closed before its end is broken off, not too large.
+    @Test func aHalfClosedUploadIsNotReportedTooLarge() throws {
+        let server = try ForkliftServer(config: Self.echoPool)
+        defer { server.shutdown() }
+        let fd = try FastCGIClient.connect(server.www, timeout: 10)
+        defer { close(fd) }
+        let params = FastCGIClient.cgiParams(method: "POST", path: "/echo", bodyLength: 1000)
+            .flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
+        try FastCGIClient.sendAll(fd, begin() + FastCGIClient.stream(.params, params) + FastCGIClient.record(.stdin, [UInt8](repeating: 1, count: 500)))
+        shutdown(fd, Int32(SHUT_WR))
+        let response = try? FastCGIClient.readResponse(fd)
+        #expect(response?.status != 413, "\(response?.bodyText ?? "no response")")
+        try server.waitForLog("plugin echo failed on /echo: the client broke the request body off")
+        #expect(!server.log.contains("max_body_size"), "\(server.log)")
+        #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
+    }
+
     /// A handler that fails after writing part of the body: the client never gets an
     /// END_REQUEST (nginx reports the response as cut off) instead of a complete-looking one.
     @Test func aFailureAfterTheHeadersAbortsTheConnection() throws {

@@ -91,9 +91,11 @@ public final class ForkliftServer: @unchecked Sendable {
 
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    /// Waits until the log contains `text`; fails early if the server exited.
-    public func waitForLog(_ text: String, timeout: Double = 30) throws {
+    /// Waits until the log (or the file `path`, for a configured `error_log`) contains `text`;
+    /// fails early if the server exited.
+    public func waitForLog(_ text: String, in path: String? = nil, timeout: Double = 30) throws {
         let deadline = Date().addingTimeInterval(timeout)
+        var log: String { path.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" } ?? self.log }
         while Date() < deadline {
             if log.contains(text) { return }
             if !process.isRunning {

@@ -39,6 +39,9 @@ extern "C" {
 
 #define FORKLIFT_ERROR_CAPACITY 1024
 
+/* request_read's answer when the body is longer than the pool's max_body_size. */
+#define FORKLIFT_BODY_TOO_LARGE (-2)
+
 enum {
     FORKLIFT_OK = 0,
     FORKLIFT_FAILED = 1,
@@ -101,7 +104,9 @@ typedef struct forklift_host_api {
      * "NAME=VALUE" strings (libfcgi's envp, zero-copy). */
     const char *const *(*request_params)(const forklift_request *request);
     /* Read up to `capacity` bytes of the request body. Returns the number of bytes read,
-     * 0 at the end of the body, -1 if the client went away. */
+     * 0 at the end of the body, -1 if the client went away, FORKLIFT_BODY_TOO_LARGE (-2) once
+     * the body turned out longer than the pool's max_body_size (the host then answers 413 if
+     * the handler sent no headers). */
     long (*request_read)(forklift_request *request, void *buffer, size_t capacity);
 
     /* Set the status code (default 200). Fails once headers were sent. */

@@ -2,21 +2,25 @@ import ForkliftIPC
 import ForkliftSystem
 import Glibc
 
-/// request_terminate_timeout, and the backtraces workers send.
+/// request_terminate_timeout and request_slowlog_timeout deadlines, and the backtraces workers send.
 extension PoolCore {
     /// Grace between the stack request and KILL.
     static let terminateGrace = 0.5
 
-    /// When the next request passes its request_terminate_timeout, or a terminated worker is
-    /// due its KILL (from the last observation).
+    /// When the next request passes its request_terminate_timeout or request_slowlog_timeout,
+    /// or a terminated worker is due its KILL (from the last observation).
     var requestDeadlines: [MonotonicInstant?] {
         var deadlines: [MonotonicInstant?] = Array(terminating.values)
         guard let observation = lastObservation, phase == .serving else { return deadlines }
         for worker in workers.values where terminating[worker.pid] == nil && worker.dismissed != .terminated {
             guard let record = observation.records[worker.slot], record.pid == worker.pid,
-                  record.state == .running || record.state == .finishing || record.state == .reading else { continue }
+                  record.state.isInRequest else { continue }
             let timeout = settings.terminateTimeout(plugin: record.plugin)
             if timeout > 0 { deadlines.append(record.requestStarted.advanced(bySeconds: timeout)) }
+            // A request seen running is due its slow-log record at its own moment, not a watch later.
+            if settings.slowlogTimeout > 0 && !watch.slowRequests.contains(.init(pid: worker.pid, started: record.requestStarted.nanoseconds)) {
+                deadlines.append(record.requestStarted.advanced(bySeconds: settings.slowlogTimeout))
+            }
         }
         return deadlines
     }
@@ -30,7 +34,7 @@ extension PoolCore {
         }
         for worker in workers.values where terminating[worker.pid] == nil && worker.dismissed != .terminated {
             guard let record = observation.records[worker.slot], record.pid == worker.pid,
-                  record.state == .running || record.state == .finishing || record.state == .reading else { continue }
+                  record.state.isInRequest else { continue }
             let timeout = settings.terminateTimeout(plugin: record.plugin)
             guard timeout > 0, let age = record.requestAge(at: now), age >= timeout else { continue }
             dismiss(worker.pid, as: .terminated)

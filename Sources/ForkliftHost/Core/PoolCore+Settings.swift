@@ -50,6 +50,14 @@ extension PoolCore {
             pluginTerminateTimeouts = plugins
         }
 
+        /// How often the board is read for requests past a timeout, when a timeout is set: a
+        /// third of the shortest one, between 0.13 s and the 1 s tick (PHP-FPM's heartbeat), so
+        /// a request that starts and ends between two ticks is still seen.
+        var requestWatchInterval: Double? {
+            let timeouts = ([slowlogTimeout, terminateTimeout] + pluginTerminateTimeouts.values).filter { $0 > 0 }
+            return timeouts.min().map { min(PoolCore.tickInterval, max(0.13, $0 / 3)) }
+        }
+
         /// The request_terminate_timeout of a request the slot says runs `plugin` (0: none).
         func terminateTimeout(plugin: String) -> Double { pluginTerminateTimeouts[plugin] ?? terminateTimeout }
     }

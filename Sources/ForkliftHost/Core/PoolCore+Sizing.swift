@@ -49,7 +49,11 @@ extension PoolCore {
         if memory.isDue(now: now) {
             actions.append(.measureMemory(workers.keys.sorted()))
         }
-        if phase == .serving { actions += enforceTerminateTimeouts(observation, now: now) }
+        if phase == .serving {
+            actions += enforceTerminateTimeouts(observation, now: now)
+            actions += watchSlowRequests(observation, now: now)
+        }
+        scheduleRequestWatch(after: now)
         if now >= nextTick {
             // Re-armed in every phase: a past deadline would be a zero timeout, a busy loop.
             scheduleNextTick(after: now)

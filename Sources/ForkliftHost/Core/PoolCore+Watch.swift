@@ -51,7 +51,6 @@ extension PoolCore {
         } else if !anyFree && (observation.listenQueue ?? 0) > 0 {
             actions += maxChildrenReached(observation, wantedMore: false)
         }
-        actions += watchSlowRequests(observation, now: now)
         return actions
     }
 
@@ -66,12 +65,13 @@ extension PoolCore {
                 .log(.warning, "pool \(settings.pool): \(what)\(waiting); consider raising max_children")]
     }
 
-    private mutating func watchSlowRequests(_ observation: Observation, now: MonotonicInstant) -> [Action] {
+    /// On every tick (a request watch is due at least every `requestWatchInterval`).
+    mutating func watchSlowRequests(_ observation: Observation, now: MonotonicInstant) -> [Action] {
         guard settings.slowlogTimeout > 0 else { return [] }
         var actions: [Action] = []
         var current: Set<BusyWatch.SlowRequest> = []
         for worker in workers.values {
-            guard let record = observation.records[worker.slot], record.pid == worker.pid,
+            guard let record = observation.records[worker.slot], record.pid == worker.pid, record.state.isInRequest,
                   let age = record.requestAge(at: now) else { continue }
             let request = BusyWatch.SlowRequest(pid: worker.pid, started: record.requestStarted.nanoseconds)
             guard age >= settings.slowlogTimeout else { continue }

@@ -108,6 +108,8 @@ struct PoolCore {
     /// dynamic: forks per tick, doubling while idle workers are short (PHP-FPM's idle_spawn_rate).
     private(set) var spawnRate = 1
     private(set) var nextTick: MonotonicInstant
+    /// With a request timeout set: when the board is next read for slow and overdue requests.
+    private(set) var nextRequestWatch: MonotonicInstant?
     /// ondemand: an idle or starting worker will take the waiting connection; look again then.
     private(set) var listenerQuietUntil: MonotonicInstant?
     /// dynamic and ondemand: workers that left (retired, died) and are replaced at once.
@@ -134,6 +136,7 @@ struct PoolCore {
         emergency = EmergencyWindow(threshold: settings.emergencyThreshold, interval: settings.emergencyInterval)
         memory = MemorySchedule(settings: settings, now: now)
         nextTick = now.advanced(bySeconds: Self.tickInterval)
+        nextRequestWatch = settings.requestWatchInterval.map { now.advanced(bySeconds: $0) }
     }
 
     // MARK: - Events
@@ -196,7 +199,7 @@ struct PoolCore {
     /// When the shell must call `tick` next, whatever else happens.
     var nextDeadline: MonotonicInstant? {
         guard phase != .stopping else { return nil } // nothing is timed while stopping: the master's die_timeout is
-        return ([nextTick, failures.backoffUntil, memory.nextDue, listenerQuietUntil, responder.restartAt] + requestDeadlines).compactMap { $0 }.min()
+        return ([nextTick, nextRequestWatch, failures.backoffUntil, memory.nextDue, listenerQuietUntil, responder.restartAt] + requestDeadlines).compactMap { $0 }.min()
     }
 
     /// ondemand: whether the shell should wake when the listener has a connection.
@@ -379,6 +382,8 @@ struct PoolCore {
     }
     mutating func setSpawnRate(_ value: Int) { spawnRate = value }
     mutating func scheduleNextTick(after now: MonotonicInstant) { nextTick = now.advanced(bySeconds: Self.tickInterval) }
+    /// Every tick reads the board, so the next look for slow requests is due an interval later.
+    mutating func scheduleRequestWatch(after now: MonotonicInstant) { nextRequestWatch = settings.requestWatchInterval.map { now.advanced(bySeconds: $0) } }
     mutating func quietListener(until instant: MonotonicInstant?) { listenerQuietUntil = instant }
     mutating func dismiss(_ pid: pid_t, as reason: Dismissal) { workers[pid]?.dismissed = reason }
     mutating func prove(_ pid: pid_t) { workers[pid]?.proven = true }

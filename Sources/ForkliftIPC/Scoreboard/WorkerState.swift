@@ -24,6 +24,9 @@ public enum WorkerState: UInt32, CaseIterable, Sendable, CustomStringConvertible
 
     /// Serving a request: counted as an "active process".
     /// Kept counts too: such a worker takes no new connection.
+    /// Inside a request: what request timeouts apply to (a kept connection between requests is not).
+    public var isInRequest: Bool { self == .reading || self == .running || self == .finishing }
+
     public var isActive: Bool { self == .reading || self == .running || self == .finishing || self == .kept }
 
     public var description: String {

@@ -18,6 +18,7 @@ import Glibc
 /// - `.../hang?ms=N`: sleeps N ms in a loop that resumes after a signal (as robust code does);
 /// - `.../trap`: a Swift runtime trap (an array index out of range);
 /// - `.../segv`: a write through a bad pointer; `.../abort`: abort();
+/// - `.../print?n=N`: prints "out <pid>" on stdout, "err <pid>" and a line of N x's on stderr;
 /// - `.../big?mb=N`: N MiB of body;
 /// - `.../shared-maps`: how many shared anonymous mappings this worker has (its scoreboard's);
 /// - `.../scribble-slot`: overwrites this worker's own scoreboard slot with random bytes, as a
@@ -105,6 +106,13 @@ final class Behaviors: ForkliftHandler {
             var left = timespec()
             while nanosleep(&remaining, &left) == -1 && errno == EINTR { remaining = left }
             try response.write("hung \(ms) ms\n")
+        case "print":
+            let n = Int(request.query.split(separator: "=").last ?? "0") ?? 0
+            print("out \(getpid())")
+            fflush(nil)
+            let err = "err \(getpid())\n" + (n > 0 ? String(repeating: "x", count: n) + "\n" : "")
+            _ = err.withCString { write(2, $0, strlen($0)) }
+            try response.write("printed\n")
         case "segv":
             UnsafeMutablePointer<Int>(bitPattern: 16)!.pointee = 1
         case "abort":
