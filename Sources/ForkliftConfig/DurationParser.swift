@@ -24,6 +24,10 @@ public enum DurationParser {
 /// Sizes as PHP-FPM and uWSGI users write them: bytes, or a number with k, M or G (powers of
 /// 1024, case-insensitive, an optional trailing "B" or "iB").
 public enum SizeParser {
+    /// A pebibyte is more than any limit means; beyond it (or inf, nan) is a mistake, and
+    /// Int() of it would trap.
+    public static let largest = 1 << 50
+
     public static func bytes(fromString text: String) -> Int? {
         var rest = Substring(text.filter { !$0.isWhitespace }.lowercased())
         if rest.hasSuffix("ib") { rest = rest.dropLast(2) } else if rest.hasSuffix("b") { rest = rest.dropLast() }
@@ -33,9 +37,7 @@ public enum SizeParser {
             multiplier = factor
             rest = rest.dropLast()
         }
-        // A petabyte is more than any limit means; beyond it (or inf, nan) is a mistake, and
-        // Int() of it would trap.
-        guard let number = Double(rest), number >= 0, number * multiplier <= Double(1 << 50) else { return nil }
+        guard let number = Double(rest), number >= 0, number * multiplier <= Double(largest) else { return nil }
         return Int(number * multiplier)
     }
 }

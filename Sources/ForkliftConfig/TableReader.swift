@@ -96,6 +96,7 @@ final class TableReader {
         let expected = "a size: bytes (1048576) or a string with a unit (\"512k\", \"64M\", \"1G\")"
         if let bytes = value.int {
             guard bytes >= 0 else { throw error(key, "expected \(expected), got a negative number") }
+            guard bytes <= SizeParser.largest else { throw error(key, "expected a size of at most 1 PiB (\(SizeParser.largest) bytes), got \(bytes)") }
             return bytes
         }
         if value.double != nil { throw error(key, "expected \(expected), got \(ValueText.toml(value))") }

@@ -97,3 +97,43 @@ func pluginConfig(path: String, settings: String = "") -> String {
         #expect(result.output.contains("another process is already listening there"), "\(result.output)")
     }
 }
+
+/// Bad numbers through the real commands (ConfigurationNumbersTests has the whole table):
+/// `forklift check` refuses each naming its key, and so does a reload, while the running
+/// generation serves on; a good reload afterwards still works.
+@Suite struct BadNumberTests {
+    static let cases: [(global: String, pool: String, plugin: String, key: String)] = [
+        ("background_loading = inf", "", "", "global.background_loading"),
+        ("reload_timeout = nan", "", "", "global.reload_timeout"),
+        ("emergency_restart_interval = \"9999999999999999999999h\"", "", "", "global.emergency_restart_interval"),
+        ("", "request_read_timeout = \"1e400s\"", "", "pool.www.request_read_timeout"),
+        ("", "keepalive_timeout = -1", "", "pool.www.keepalive_timeout"),
+        ("", "max_body_size = 9223372036854775807", "", "pool.www.max_body_size"),
+        ("", "max_params_size = \"inf\"", "", "pool.www.max_params_size"),
+        ("", "max_requests = 1e300", "", "pool.www.max_requests"),
+        ("", "", "request_terminate_timeout = \"-5s\"", "pool.www.plugin.behaviors.request_terminate_timeout"),
+    ]
+
+    static func config(_ bad: (global: String, pool: String, plugin: String, key: String)) -> String {
+        sizedPool("max_children = 1\n" + bad.pool, global: bad.global) + "\n" + bad.plugin + "\n"
+    }
+
+    @Test func checkAndReloadRefuseEachAndTheMasterServesOn() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1"))
+        defer { server.shutdown() }
+        for bad in Self.cases {
+            let check = try forklift("check", config: Self.config(bad))
+            #expect(check.status != 0 && check.output.contains(bad.key), "check: \(check.output)")
+            try server.writeConfig(Self.config(bad))
+            let reload = try server.reload()
+            #expect(reload.status != 0 && reload.output.contains(bad.key), "reload: \(reload.output)")
+            #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
+        }
+        #expect(server.process.isRunning)
+        #expect(Set(server.hostGenerations().values) == [1], "no generation was started for a bad configuration")
+        try server.writeConfig(sizedPool("max_children = 1"))
+        let good = try server.reload()
+        #expect(good.status == 0 && good.output.contains("pool www gen 2"), "\(good.output)")
+        #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
+    }
+}
