@@ -46,8 +46,14 @@ enum Records {
     @Test func aPairSpanningTwoRecordsAndLongLengths() {
         let long = String(repeating: "x", count: 300)
         let encoded = Records.pairs([("HTTP_COOKIE", long), ("A", "")])
-        let bytes = Records.begin() + Records.record(4, Array(encoded.prefix(5))) + Records.record(4, Array(encoded.dropFirst(5))) + Records.record(4, [])
-        #expect(scan(bytes) == .complete)
+        // Split everywhere, inside the 4-byte lengths too: a length read wrong leaves the
+        // stream's end in the middle of a value (malformed) or past the limit.
+        for cut in 1..<encoded.count {
+            let bytes = Records.begin() + Records.record(4, Array(encoded.prefix(cut))) + Records.record(4, Array(encoded.dropFirst(cut))) + Records.record(4, [])
+            #expect(scan(bytes) == .complete, "split at \(cut)")
+        }
+        let oneShort = Records.begin() + Records.record(4, Array(encoded.dropLast())) + Records.record(4, [])
+        #expect(scan(oneShort) == .malformed("PARAMS: the stream ends in the middle of a name or value"))
     }
 
     /// The record that aborts libfcgi 2.4.2: a PARAMS name length of 0x7ffffffe. Refused as

@@ -117,7 +117,9 @@ struct ParamsParser {
     /// Bytes consumed so far.
     private(set) var total = 0
     private(set) var names: [String] = []
-    private var lengthBytes: [UInt8] = []
+    /// A 4-byte length being read: its bytes so far (0: none), and their value.
+    private var lengthBytesRead = 0
+    private var partialLength = 0
     private var nameLength: Int?
     private var nameLeft = 0
     private var valueLeft = 0
@@ -128,7 +130,7 @@ struct ParamsParser {
         self.keepsNames = keepsNames
     }
 
-    var isAtPairBoundary: Bool { lengthBytes.isEmpty && nameLength == nil && nameLeft == 0 && valueLeft == 0 }
+    var isAtPairBoundary: Bool { lengthBytesRead == 0 && nameLength == nil && nameLeft == 0 && valueLeft == 0 }
 
     mutating func feed(_ bytes: UnsafeRawBufferPointer) -> Result {
         var index = 0
@@ -147,11 +149,20 @@ struct ParamsParser {
                 total += step
                 continue
             }
-            lengthBytes.append(bytes[index])
+            let byte = bytes[index]
             index += 1
             total += 1
-            guard let length = readLength() else { continue }
-            lengthBytes.removeAll(keepingCapacity: true)
+            // A length is 1 byte (high bit clear) or 4 (high bit set, then 31 bits big-endian).
+            let length: Int
+            if lengthBytesRead == 0 && byte & 0x80 == 0 {
+                length = Int(byte)
+            } else {
+                partialLength = lengthBytesRead == 0 ? Int(byte & 0x7F) : partialLength << 8 | Int(byte)
+                lengthBytesRead += 1
+                guard lengthBytesRead == 4 else { continue }
+                lengthBytesRead = 0
+                length = partialLength
+            }
             guard let first = nameLength else {
                 nameLength = length
                 continue
@@ -164,14 +175,6 @@ struct ParamsParser {
             if first == 0 && length == 0 { finishPair() }
         }
         return total > limit ? .tooLarge : .ok
-    }
-
-    /// A length once its 1 or 4 bytes are in.
-    private func readLength() -> Int? {
-        guard let first = lengthBytes.first else { return nil }
-        if first & 0x80 == 0 { return Int(first) }
-        guard lengthBytes.count == 4 else { return nil }
-        return Int(first & 0x7F) << 24 | Int(lengthBytes[1]) << 16 | Int(lengthBytes[2]) << 8 | Int(lengthBytes[3])
     }
 
     private mutating func finishPair() {
