@@ -68,7 +68,8 @@ struct WorkerPool {
             let now = MonotonicInstant.now()
             var fds = [signals.fileDescriptor, readyPipe.readEnd] + outputs.keys.sorted()
             let watchListener = core.watchesListener(now: now)
-            if watchListener { fds.append(launch.listenFD) }
+            // ondemand: a parked connection sent back with a request waits for a worker too.
+            if watchListener { fds += [launch.listenFD, launch.parkFD].filter { $0 >= 0 } }
             let timeout = core.nextDeadline.map { now.seconds(until: $0) }
             let ready = (try? waitReadable(fds, timeoutSeconds: timeout)) ?? []
             // Lines first: a worker whose init failed wrote its reason before exiting, and
@@ -76,7 +77,7 @@ struct WorkerPool {
             if ready.contains(readyPipe.readEnd) { readWorkerLines() }
             for fd in ready where outputs[fd] != nil { readOutput(fd) }
             handleSignals()
-            if watchListener && ready.contains(launch.listenFD) {
+            if watchListener && (ready.contains(launch.listenFD) || (launch.parkFD >= 0 && ready.contains(launch.parkFD))) {
                 pending.append(.connectionWaiting(observe(measuringQueue: false)))
             }
             let woke = MonotonicInstant.now()
@@ -279,7 +280,7 @@ struct WorkerPool {
         let limit = launch.pool.maxRequests > 0 ? launch.pool.maxRequests + Int.random(in: 0...launch.pool.maxRequestsJitter) : 0
         let workerSlot = launch.board.slot(slot)
         workerSlot.prepare()
-        let workerLaunch = WorkerLaunch(pool: launch.pool, generation: launch.generation, listenFD: launch.listenFD, plugins: plugins,
+        let workerLaunch = WorkerLaunch(pool: launch.pool, generation: launch.generation, listenFD: launch.listenFD, parkFD: launch.parkFD, plugins: plugins,
                                         requestLimit: limit, readyFD: readyPipe.writeEnd, hostPID: getpid(), gateFD: gate.readEnd,
                                         board: launch.board, slot: workerSlot, counters: launch.counters,
                                         leavesIdlePriority: launch.loadsInBackground)

@@ -10,6 +10,8 @@ public struct HostLaunch {
     public let listenFD: Int32
     /// The `status_listen` socket, if the pool has one.
     public let statusListenFD: Int32?
+    /// The workers' end of the pool's parking channel (`ParkingChannel`), -1 for none.
+    public let parkFD: Int32
     /// The host reports `HostReport`s here, one per line, for as long as it lives.
     public let reportFD: Int32
     public let masterPID: pid_t
@@ -22,12 +24,13 @@ public struct HostLaunch {
     public let loadsInBackground: Bool
 
     public init(global: GlobalSettings, pool: PoolSettings, generation: Int, listenFD: Int32, statusListenFD: Int32? = nil,
-                reportFD: Int32, masterPID: pid_t, board: GenerationBoard, counters: PoolCounters, loadsInBackground: Bool = false) {
+                parkFD: Int32 = -1, reportFD: Int32, masterPID: pid_t, board: GenerationBoard, counters: PoolCounters, loadsInBackground: Bool = false) {
         self.global = global
         self.pool = pool
         self.generation = generation
         self.listenFD = listenFD
         self.statusListenFD = statusListenFD
+        self.parkFD = parkFD
         self.reportFD = reportFD
         self.masterPID = masterPID
         self.board = board

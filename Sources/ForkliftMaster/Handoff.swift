@@ -1,4 +1,5 @@
 import ForkliftConfig
+import ForkliftSystem
 import Foundation
 import Glibc
 
@@ -11,6 +12,7 @@ import Glibc
 /// listening sockets inherited, and leaves once the new one serves.
 public struct Handoff {
     public var listeners: [String: Int32]   // ListenAddress.description -> fd
+    public var parking: [String: ParkingChannel] = [:]
     public var controlFD: Int32
     public var channelFD: Int32
     public var previousMaster: pid_t
@@ -29,6 +31,9 @@ public struct Handoff {
             guard parts.count >= 2 else { continue }
             switch parts[0] {
             case "listen" where parts.count == 3: handoff.listeners[parts[1]] = Int32(parts[2])
+            case "park" where parts.count == 3:
+                let ends = parts[2].split(separator: "\t").compactMap { Int32($0) }
+                if ends.count == 2 { handoff.parking[parts[1]] = ParkingChannel(masterEnd: ends[0], workersEnd: ends[1]) }
             case "control": handoff.controlFD = Int32(parts[1]) ?? -1
             case "channel": handoff.channelFD = Int32(parts[1]) ?? -1
             case "from": handoff.previousMaster = pid_t(parts[1]) ?? 0
@@ -48,11 +53,12 @@ public struct Handoff {
 
     var environmentValue: String {
         var lines = listeners.map { "listen\t\($0.key)\t\($0.value)" }
+        lines += parking.map { "park\t\($0.key)\t\($0.value.masterEnd)\t\($0.value.workersEnd)" }
         lines += ["control\t\(controlFD)", "channel\t\(channelFD)", "from\t\(previousMaster)"]
         lines += generations.map { "generation\t\($0.key)\t\($0.value)" }
         return lines.joined(separator: "\n")
     }
 
     /// Every descriptor the new binary must find open.
-    var descriptors: [Int32] { Array(listeners.values) + [controlFD, channelFD] }
+    var descriptors: [Int32] { Array(listeners.values) + parking.values.flatMap { [$0.masterEnd, $0.workersEnd] } + [controlFD, channelFD] }
 }

@@ -8,6 +8,17 @@ import Glibc
 /// pool of the live configuration listens on its address any more.
 struct Listeners {
     private(set) var byAddress: [ListenAddress: Int32] = [:]
+    /// Each pool listener's channel for idle kept connections (see `ParkingChannel`): it lives
+    /// as long as the listener, across reloads and upgrades, like the socket.
+    private(set) var parking: [ListenAddress: ParkingChannel] = [:]
+
+    /// The parking channel of a pool's listener, made at its first use.
+    mutating func parkingChannel(for address: ListenAddress) throws -> ParkingChannel {
+        if let channel = parking[address] { return channel }
+        let channel = try ParkingChannel.make()
+        parking[address] = channel
+        return channel
+    }
 
     /// The descriptor for `address`, opening it if no socket is open there yet.
     /// Returns whether it was opened now.
@@ -24,12 +35,20 @@ struct Listeners {
         return (fd, true)
     }
 
-    /// Takes over the sockets an upgrading master handed over (by address text).
-    mutating func adopt(_ inherited: [String: Int32]) {
+    /// Takes over the sockets and parking channels an upgrading master handed over (by address text).
+    mutating func adopt(_ inherited: [String: Int32], parking inheritedParking: [String: ParkingChannel] = [:]) {
         for (text, fd) in inherited {
             guard let address = ListenAddress(parsing: text) else { continue }
             try? setCloseOnExec(fd)
             byAddress[address] = fd
+        }
+        for (text, channel) in inheritedParking {
+            guard let address = ListenAddress(parsing: text) else { continue }
+            for fd in [channel.masterEnd, channel.workersEnd] {
+                try? setCloseOnExec(fd)
+                try? setNonBlocking(fd)
+            }
+            parking[address] = channel
         }
     }
 
@@ -49,6 +68,8 @@ struct Listeners {
     mutating func closeDescriptors() {
         for fd in byAddress.values { closeDescriptor(fd) }
         byAddress = [:]
+        for channel in parking.values { channel.close() }
+        parking = [:]
     }
 
     /// What a listener is bound to, with the real port when port 0 was asked for.
@@ -68,6 +89,7 @@ struct Listeners {
             closeDescriptor(fd)
             if case .unix(let path) = address { unlink(path) }
             byAddress[address] = nil
+            parking.removeValue(forKey: address)?.close()
         }
     }
 

@@ -19,10 +19,13 @@ extension Master {
             acquireListeners(pools)
         case .closeListeners(let keeping):
             listeners.close(allBut: keeping)
+            dropParkedWithoutChannel()
         case .closeOpenedListeners(let addresses):
             listeners.close(addresses)
+            dropParkedWithoutChannel()
         case .refuseNewConnections:
             listeners.refuseNewConnections()
+            closeParkedConnections()
         case .forkHost(let spec):
             forkHost(spec)
         case .signal(let pid, let signal):
@@ -119,6 +122,7 @@ extension Master {
         let statusListenFD = pool.statusListen.flatMap { listeners.fd(for: $0) }
         var reportPipe: Pipe?
         do {
+            let parking = try listeners.parkingChannel(for: pool.listen)
             let poolCounters = try counters[pool.name] ?? PoolCounters()
             counters[pool.name] = poolCounters
             let board = try GenerationBoard(capacity: MasterCore.scaleLimit(pool))
@@ -127,13 +131,15 @@ extension Master {
             reportPipe = pipe
             try setNonBlocking(pipe.readEnd)
             let launch = HostLaunch(global: spec.global, pool: pool, generation: spec.generation, listenFD: listenFD,
-                                    statusListenFD: statusListenFD, reportFD: pipe.writeEnd, masterPID: getpid(),
+                                    statusListenFD: statusListenFD, parkFD: parking.workersEnd, reportFD: pipe.writeEnd, masterPID: getpid(),
                                     board: board, counters: poolCounters, loadsInBackground: spec.loadsInBackground)
             let signals = self.signals!
             let body = hostBody
             // Everything shared the host must not keep: other pools' counters, other hosts' boards.
             let foreign = boards.values.map(\.mapping) + counters.filter { $0.key != pool.name }.map(\.value.mapping)
-            let keep: Set<Int32> = [listenFD, statusListenFD ?? -1, pipe.writeEnd, LogDestination.fileDescriptor]
+            // Not the parking channel's master end: a worker reading it would take connections
+            // workers parked. Nor the parked connections: the master's close must close them.
+            let keep: Set<Int32> = [listenFD, statusListenFD ?? -1, parking.workersEnd, pipe.writeEnd, LogDestination.fileDescriptor]
             let pid = try ChildProcess.spawn(newProcessGroup: true, prepareChild: {
                 signals.reset()
                 // A pool's workers can write nothing of another pool's (or generation's) scoreboard.
@@ -187,9 +193,11 @@ extension Master {
     /// The loop is over: remove what is ours, then tell `forklift stop` it is done.
     private func finish(status: Int32, answering waiters: [MasterCore.ClientID]) {
         if core.ownsFiles {
+            closeParkedConnections()
             listeners.close(allBut: [])
             PidFile(path: configuration.global.pidFile).remove()
         } else {
+            handParkedConnectionsOver()
             listeners.closeDescriptors() // the files belong to the other master
         }
         for waiter in waiters { control?.answer(waiter, ok: status == 0, "stopped, exit status \(status)") }

@@ -6,7 +6,7 @@ import Glibc
 import Logging
 
 /// The master: plugin-free, single-threaded, synchronous. It owns the listening sockets,
-/// the pid file, the control socket and the scoreboards; it starts one host per pool and
+/// the pid file, the control socket, the scoreboards and the parked idle kept connections; it starts one host per pool and
 /// generation, and stops everything the way FCGI::ProcManager does.
 ///
 /// This is the shell around `MasterCore`, which decides everything: the loop only waits in
@@ -24,6 +24,10 @@ public final class Master {
     var signals: SignalPipe!
     var control: ControlServer?
     var listeners = Listeners()
+    /// Idle kept connections workers parked here (see `ParkingChannel`).
+    var parked = ParkedConnections()
+    /// Stopping: parked connections are closed at once.
+    var refusingParked = false
     /// Each host's report pipe (read end) and what it has sent of its current line.
     var reports: [pid_t: (fd: Int32, lines: LineBuffer)] = [:]
     /// Each host's scoreboard, and each pool's counters.
@@ -62,7 +66,7 @@ public final class Master {
             ignoreBrokenPipe()
             if let handoff {
                 control = ControlServer(adopting: handoff.controlFD, path: configuration.global.controlSocket)
-                listeners.adopt(handoff.listeners)
+                listeners.adopt(handoff.listeners, parking: handoff.parking)
                 try setNonBlocking(handoff.channelFD)
                 try? setCloseOnExec(handoff.channelFD)
                 handoffChannel = (handoff.channelFD, LineBuffer())
@@ -98,8 +102,9 @@ public final class Master {
         requests += reports.values.map { PollRequest(fd: $0.fd, readable: true) }
         if let upgradeChannel { requests.append(PollRequest(fd: upgradeChannel.fd, readable: true)) }
         if let handoffChannel { requests.append(PollRequest(fd: handoffChannel.fd, readable: true)) }
+        requests += parkingPollRequests()
         let now = MonotonicInstant.now()
-        let deadline = [core.nextDeadline, control?.nextDeadline].compactMap { $0 }.min()
+        let deadline = [core.nextDeadline, control?.nextDeadline, parked.nextDeadline].compactMap { $0 }.min()
         let ready = (try? waitForEvents(requests, timeoutSeconds: deadline.map { now.seconds(until: $0) })) ?? [:]
 
         for signal in signals.drain() { pending.append(.signal(signal)) }
@@ -109,6 +114,7 @@ public final class Master {
         }
         readReports(ready)
         readChannels(ready)
+        serviceParking(ready)
         reapChildren()
     }
 

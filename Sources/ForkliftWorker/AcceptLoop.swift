@@ -18,8 +18,10 @@ import Logging
 /// A connection the client keeps open (FCGI_KEEP_CONN) stays with the worker between
 /// requests, for at most `keepalive_timeout` of idleness, and is given up at once when a new
 /// client waits and no worker is listening: kept connections can never starve the pool. A
-/// worker that must leave (stop, retire, recycle) closes a kept connection only between
-/// requests, and serves a request already sent on it first.
+/// kept connection given up for a client, or by a worker that must leave (stop, retire,
+/// recycle), is parked with the master, not closed (see `ParkingChannel`): a web server that
+/// picks it for its next request at that moment would fail that request. The master sends it
+/// back when its next request comes, and a free worker takes it as from the listener.
 struct AcceptLoop {
     let launch: WorkerLaunch
     let signals: SignalPipe
@@ -39,6 +41,8 @@ struct AcceptLoop {
     private var refusals = RefusalLog()
     /// It gave its kept connection up for a new client: the claim is released once it listens.
     private var yielding = false
+    /// Quiet periods in a row with a client waiting (see `nextOnKept`).
+    private var quietRounds = 0
 
     /// After a stop, a request still being sent gets this long at most.
     static let stopReadGrace = 1.0
@@ -66,7 +70,7 @@ struct AcceptLoop {
         launch.slot.set(.idle)
         while true {
             if let reason = reasonToLeave() {
-                closeKept()
+                giveUpKept()
                 return reason
             }
             let next: Int32?
@@ -111,7 +115,10 @@ struct AcceptLoop {
         // Retired: a newer generation takes the connection once its gate opens (it finds it
         // still queued). Otherwise take it even when a stop just arrived: the kernel woke this
         // worker alone (EPOLLEXCLUSIVE), nobody else would.
-        guard events.contains(.listenerReadable), !launch.board.isRetired else { return nil }
+        guard !launch.board.isRetired else { return nil }
+        // A parked connection with its client's next request on it has waited longest.
+        if events.contains(.parkedReadable), adoptParked() { return nil }
+        guard events.contains(.listenerReadable) else { return nil }
         let connection = Glibc.accept(launch.listenFD, nil, nil)
         guard connection >= 0 else {
             switch errno {
@@ -134,6 +141,22 @@ struct AcceptLoop {
         return connection
     }
 
+    /// Takes a connection the master sent back (its client sent a request on it) as this
+    /// worker's kept connection; false when another worker took it first.
+    private mutating func adoptParked() -> Bool {
+        let parked: (connection: Int32, idleSince: MonotonicInstant)?
+        do {
+            parked = try ParkingChannel.receive(from: launch.parkFD)
+        } catch {
+            ForkliftLogging.logger.error("cannot take a parked connection: \(error)")
+            return false
+        }
+        guard let parked else { return false }
+        kept = parked.connection
+        keptIdleSince = parked.idleSince
+        return true
+    }
+
     /// Waits for the next request on the kept connection; nil when the worker gave the
     /// connection up (idle too long, a new client waiting, leaving) or a signal came.
     private mutating func nextOnKept(_ connection: Int32) -> Int32? {
@@ -153,25 +176,52 @@ struct AcceptLoop {
             return nil
         }
         if events.contains(.signal) { handleSignals() }
+        if quietLeft == nil && !events.contains(.listenerReadable) && !events.contains(.parkedReadable) {
+            quietRounds = 0 // it watched, and nobody is waiting (any more)
+        }
         if events.contains(.connectionReadable) { return connection }
         if events.contains(.timedOut), keepalive > 0, keptIdleSince.seconds(until: .now()) >= keepalive {
+            // Closed, not parked: idle this long it would be closed by the master as well.
+            // (nginx's upstream keepalive_timeout should be the shorter, as with any server.)
             ForkliftLogging.logger.debug("closing a kept connection idle for \(Formatting.seconds(keepalive)) (keepalive_timeout)")
             closeKept()
             return nil
         }
-        if events.contains(.listenerReadable) {
-            if launch.board.listeningWorkers == 0 && launch.board.hostAtCeiling && launch.board.claimYield() {
-                // A new client, no worker to take it, and no more may be forked: this idle
-                // connection yields to it. (nginx notices the close of an idle cached
-                // connection and drops it.) Below the ceiling the host forks one instead.
+        if events.contains(.listenerReadable) || events.contains(.parkedReadable) {
+            // A client waits. Nobody listening and no more workers may be forked, or it is
+            // still waiting after two quiet periods (the worker the kernel woke for it is this
+            // one): this idle connection makes way, parked with the master. Otherwise another
+            // worker, or one the host forks, takes it.
+            let nobodyElse = launch.board.listeningWorkers == 0 && launch.board.hostAtCeiling
+            if (nobodyElse || quietRounds >= 2) && launch.board.claimYield() {
                 ForkliftLogging.logger.debug("giving up an idle kept connection: a new client waits and no worker is free")
-                closeKept()
+                giveUpKept()
                 yielding = true
+                quietRounds = 0
             } else {
+                quietRounds += 1
                 listenerQuietUntil = MonotonicInstant.now().advanced(bySeconds: Self.listenerQuietPeriod)
             }
         }
         return nil
+    }
+
+    /// Between requests: the kept connection goes to the master to wait for its client's next
+    /// request (closed only if it cannot be parked).
+    private mutating func giveUpKept() {
+        guard let connection = kept else { return }
+        guard launch.parkFD >= 0 else { return closeKept() }
+        do {
+            try ParkingChannel.send(connection, idleSince: keptIdleSince, over: launch.parkFD)
+        } catch {
+            ForkliftLogging.logger.warning("cannot park a kept connection (\(error)); closing it")
+            return closeKept()
+        }
+        kept = nil
+        request.pointee.ipcFd = -1
+        request.pointee.keepConnection = 0
+        closeDescriptor(connection) // the master has its own copy now
+        launch.slot.set(.idle)
     }
 
     /// Between requests: what the client already sent on the connection is served first (a

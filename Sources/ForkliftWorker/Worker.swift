@@ -82,7 +82,7 @@ public enum Worker {
         // epoll_ctl ADD sees a connection already queued.
         let waiter: ConnectionWaiter
         do {
-            waiter = try ConnectionWaiter(listenFD: launch.listenFD, signalFD: signals.fileDescriptor)
+            waiter = try ConnectionWaiter(listenFD: launch.listenFD, parkFD: launch.parkFD, signalFD: signals.fileDescriptor)
         } catch {
             log.error("worker setup failed: \(error)")
             ChildProcess.exitImmediately(WorkerExitCode.setupFailed)

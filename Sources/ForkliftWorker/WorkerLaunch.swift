@@ -8,6 +8,9 @@ public struct WorkerLaunch {
     public let generation: Int
     /// The pool's listening socket (non-blocking, shared by every worker of the pool).
     public let listenFD: Int32
+    /// The pool's parking channel (workers' end, shared by all of them), -1 for none: idle kept
+    /// connections go to the master over it, and come back when their client sends a request.
+    public let parkFD: Int32
     public let plugins: [PluginInstance]
     /// Requests before this worker retires: max_requests plus its share of jitter; 0 = never.
     public let requestLimit: Int
@@ -28,12 +31,13 @@ public struct WorkerLaunch {
     /// `HostLaunch.loadsInBackground`): the worker then raises itself to normal priority.
     public let leavesIdlePriority: Bool
 
-    public init(pool: PoolSettings, generation: Int, listenFD: Int32, plugins: [PluginInstance],
+    public init(pool: PoolSettings, generation: Int, listenFD: Int32, parkFD: Int32 = -1, plugins: [PluginInstance],
                 requestLimit: Int, readyFD: Int32, hostPID: pid_t, gateFD: Int32, board: GenerationBoard, slot: WorkerSlot,
                 counters: PoolCounters, leavesIdlePriority: Bool = false) {
         self.pool = pool
         self.generation = generation
         self.listenFD = listenFD
+        self.parkFD = parkFD
         self.plugins = plugins
         self.requestLimit = requestLimit
         self.readyFD = readyFD

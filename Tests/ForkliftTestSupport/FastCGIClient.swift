@@ -214,6 +214,14 @@ public final class KeptConnection: @unchecked Sendable {
         return try FastCGIClient.readResponse(fd)
     }
 
+    /// Whether the server closes the connection within `timeout` seconds (false: still open).
+    public func closedByServer(within timeout: Double) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, Int32(timeout * 1000)) == 1 else { return false }
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) <= 0
+    }
+
     public func close() { Glibc.close(fd) }
     deinit { Glibc.close(fd) }
 }

@@ -116,6 +116,13 @@ void forklift_set_process_title(const char *title);
 
 /* epoll (not in Swift's Glibc module; epoll_event is packed on x86_64) ------------------ */
 
+/* Passing a descriptor (SCM_RIGHTS) with an 8-byte payload over a unix datagram socket,
+ * without blocking. send: 0, or -1 with errno (EAGAIN when the peer's queue is full).
+ * receive: the descriptor (close-on-exec), or -1 with errno (EAGAIN when none is queued,
+ * EPROTO for a message that is not one descriptor and its payload). */
+int forklift_send_descriptor(int channel, int fd, uint64_t payload);
+int forklift_receive_descriptor(int channel, uint64_t *payload);
+
 int forklift_epoll_create(void);
 /* Watch `fd` for readability; `exclusive` sets EPOLLEXCLUSIVE (wake one waiter, not all). */
 int forklift_epoll_add(int epfd, int fd, int exclusive);

@@ -1,0 +1,47 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include "forklift_sys.h"
+
+/* SCM_RIGHTS needs the CMSG_* macros, which Swift cannot import. */
+
+int forklift_send_descriptor(int channel, int fd, uint64_t payload) {
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = { .iov_base = &payload, .iov_len = sizeof payload };
+    struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space };
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &fd, sizeof(int));
+    ssize_t sent;
+    do { sent = sendmsg(channel, &message, MSG_DONTWAIT | MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
+    return sent == (ssize_t)sizeof payload ? 0 : -1;
+}
+
+int forklift_receive_descriptor(int channel, uint64_t *payload) {
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = { .iov_base = payload, .iov_len = sizeof *payload };
+    struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space };
+    ssize_t received;
+    do { received = recvmsg(channel, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); } while (received < 0 && errno == EINTR);
+    if (received < 0) return -1;
+    int fd = -1;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS && header->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            memcpy(&fd, CMSG_DATA(header), sizeof(int));
+        }
+    }
+    if (fd < 0 || received != (ssize_t)sizeof *payload || (message.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) {
+        /* A message without exactly one descriptor and its payload is not ours to trust. */
+        if (fd >= 0) close(fd);
+        errno = EPROTO;
+        return -1;
+    }
+    return fd;
+}
