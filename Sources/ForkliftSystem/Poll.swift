@@ -16,7 +16,7 @@ public func waitReadable(_ fds: [Int32], timeoutSeconds: Double?) throws -> [Int
 
 /// Milliseconds for poll(2), rounded up: a deadline 0.3 ms away must not become a zero
 /// timeout, a busy loop.
-func pollTimeout(_ seconds: Double?) -> Int32 {
+public func pollTimeout(_ seconds: Double?) -> Int32 {
     seconds.map { Int32(min(max(0, $0 * 1000).rounded(.up), 3_600_000)) } ?? -1
 }
 

@@ -103,7 +103,7 @@ struct AcceptLoop {
             yielding = false
             launch.board.releaseYield()
         }
-        let events: [ConnectionWaiter.Event]
+        let events: ConnectionWaiter.Events
         do {
             events = try waiter.waitForConnection()
         } catch {
@@ -168,7 +168,7 @@ struct AcceptLoop {
         // Flagged as waiting (on a kept connection): a switch waits for it to close or serve.
         guard launch.slot.enterWaiting(retiredBy: launch.board, kept: true) else { return nil }
         defer { launch.slot.leaveWaiting() }
-        let events: [ConnectionWaiter.Event]
+        let events: ConnectionWaiter.Events
         do {
             events = try waiter.waitOnKept(connection, watchingListener: quietLeft == nil, timeout: timeout)
         } catch {

@@ -11,7 +11,16 @@ import Glibc
 /// also (not exclusively) on both, so that it can give its idle kept connection up when a
 /// client would otherwise wait for a worker.
 struct ConnectionWaiter {
-    enum Event: Equatable { case listenerReadable, parkedReadable, connectionReadable, signal, timedOut }
+    /// What woke the worker; a set of flags, so that a wait allocates nothing (it is on the
+    /// request path of every kept connection).
+    struct Events: OptionSet {
+        let rawValue: UInt8
+        static let listenerReadable = Events(rawValue: 1)
+        static let parkedReadable = Events(rawValue: 2)
+        static let connectionReadable = Events(rawValue: 4)
+        static let signal = Events(rawValue: 8)
+        static let timedOut = Events(rawValue: 16)
+    }
 
     private let epoll: Int32
     private let listenFD: Int32
@@ -29,27 +38,42 @@ struct ConnectionWaiter {
     }
 
     /// Waits for the listener, the parking channel or a signal.
-    func waitForConnection() throws -> [Event] {
-        var ready: [Int32] = [-1, -1, -1]
-        let count = forklift_epoll_wait(epoll, &ready, 3, -1)
+    func waitForConnection() throws -> Events {
+        var ready: (Int32, Int32, Int32) = (-1, -1, -1)
+        let count = withUnsafeMutableBytes(of: &ready) { forklift_epoll_wait(epoll, $0.baseAddress!.assumingMemoryBound(to: Int32.self), 3, -1) }
         if count < 0 {
-            if errno == EINTR { return [.signal] }
+            if errno == EINTR { return .signal }
             throw SystemError("epoll_wait")
         }
-        return ready.prefix(Int(count)).map(event)
+        var events: Events = []
+        if count > 0 { events.insert(event(ready.0)) }
+        if count > 1 { events.insert(event(ready.1)) }
+        if count > 2 { events.insert(event(ready.2)) }
+        return events
     }
 
     /// Waits on a kept connection (and the listener and the parking channel too, if
     /// `watchingListener`) or a signal, for at most `timeout` seconds (nil: no limit).
-    func waitOnKept(_ connection: Int32, watchingListener: Bool, timeout: Double?) throws -> [Event] {
-        var fds = [connection, signalFD]
-        if watchingListener { fds += parkFD >= 0 ? [listenFD, parkFD] : [listenFD] }
-        let ready = try waitReadable(fds, timeoutSeconds: timeout)
-        if ready.isEmpty, let timeout, timeout >= 0 { return [.timedOut] }
-        return ready.map { $0 == connection ? .connectionReadable : event($0) }
+    func waitOnKept(_ connection: Int32, watchingListener: Bool, timeout: Double?) throws -> Events {
+        let none = pollfd(fd: -1, events: 0, revents: 0) // poll skips negative descriptors
+        func entry(_ fd: Int32) -> pollfd { pollfd(fd: fd, events: Int16(POLLIN), revents: 0) }
+        var fds = (entry(connection), entry(signalFD), watchingListener ? entry(listenFD) : none,
+                   watchingListener && parkFD >= 0 ? entry(parkFD) : none)
+        let count = withUnsafeMutableBytes(of: &fds) { poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), 4, pollTimeout(timeout)) }
+        if count < 0 {
+            if errno == EINTR { return .signal }
+            throw SystemError("poll")
+        }
+        if count == 0 { return timeout == nil ? [] : .timedOut }
+        var events: Events = []
+        if fds.0.revents != 0 { events.insert(.connectionReadable) }
+        if fds.1.revents != 0 { events.insert(.signal) }
+        if fds.2.revents != 0 { events.insert(.listenerReadable) }
+        if fds.3.revents != 0 { events.insert(.parkedReadable) }
+        return events
     }
 
-    private func event(_ fd: Int32) -> Event {
+    private func event(_ fd: Int32) -> Events {
         fd == listenFD ? .listenerReadable : fd == parkFD ? .parkedReadable : .signal
     }
 }

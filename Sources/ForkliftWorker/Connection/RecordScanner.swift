@@ -178,7 +178,8 @@ struct ParamsParser {
     }
 
     private mutating func finishPair() {
-        if keepsNames { names.append(String(decoding: name, as: UTF8.self)) }
+        guard keepsNames else { return }
+        names.append(String(decoding: name, as: UTF8.self))
         name.removeAll(keepingCapacity: true)
     }
 }
