@@ -32,6 +32,8 @@ struct WorkerPool {
     /// Builds the ready report's summary, once the first workers passed worker init.
     private let summary: () -> String
     private var symbolicator = Symbolicator()
+    /// Backtraces read from workers, to be named (see `nameBacktraces`).
+    private var unnamedBacktraces: [(pid: pid_t, kind: String, signal: UnixSignal, addresses: [UInt], received: MonotonicInstant)] = []
     /// catch_workers_output: each worker's stdout and stderr, by read end.
     private var outputs: [Int32: WorkerOutput] = [:]
     /// The pool's slow log, opened at its first record (and again after USR1).
@@ -65,12 +67,16 @@ struct WorkerPool {
         pending.append(.start)
         while true {
             drainPending()
+            if !unnamedBacktraces.isEmpty {
+                nameBacktraces(now: .now())
+                drainPending()
+            }
             let now = MonotonicInstant.now()
             var fds = [signals.fileDescriptor, readyPipe.readEnd] + outputs.keys.sorted()
             let watchListener = core.watchesListener(now: now)
             // ondemand: a parked connection sent back with a request waits for a worker too.
             if watchListener { fds += [launch.listenFD, launch.parkFD].filter { $0 >= 0 } }
-            let timeout = core.nextDeadline.map { now.seconds(until: $0) }
+            let timeout = [core.nextDeadline, backtraceDeadline].compactMap { $0 }.min().map { now.seconds(until: $0) }
             let ready = (try? waitReadable(fds, timeoutSeconds: timeout)) ?? []
             // Lines first: a worker whose init failed wrote its reason before exiting, and
             // that reason is worth more than "exited with status 3".
@@ -120,11 +126,35 @@ struct WorkerPool {
         let words = line.split(separator: " ")
         guard words.count >= 4, let pid = pid_t(words[2]), let signo = Int32(words[3]), core.workers[pid] != nil else { return }
         let addresses = words.dropFirst(4).compactMap { UInt($0, radix: 16) }
-        // The first frames are the capture itself, its handler and the signal trampoline; the
-        // last ones, below the worker's body, are how the host and the master forked it.
-        var frames = symbolicator.describe(addresses, skipping: min(addresses.count, 3))
-        if let body = frames.firstIndex(where: { $0.contains("ForkliftWorker.Worker.run(") }) { frames = Array(frames.prefix(through: body)) }
-        pending.append(.backtrace(pid: pid, kind: String(words[1]), signal: UnixSignal(signo), frames: frames))
+        unnamedBacktraces.append((pid, String(words[1]), UnixSignal(signo), addresses, .now()))
+    }
+
+    /// A crash record waits for its worker's reap (at most `crashReapWait`), so that its
+    /// replacement is forked before the naming.
+    static let crashReapWait = 0.5
+
+    private var backtraceDeadline: MonotonicInstant? {
+        unnamedBacktraces.map { $0.kind == "crash" && core.workers[$0.pid] != nil ? $0.received.advanced(bySeconds: Self.crashReapWait) : $0.received }.min()
+    }
+
+    /// Named once the events before them are handled: a crashed worker's replacement is forked
+    /// first (reading a plugin's symbol tables the first time takes a while, longer in a debug
+    /// build), so the pool answers again at once.
+    private mutating func nameBacktraces(now: MonotonicInstant) {
+        var due: [(pid: pid_t, kind: String, signal: UnixSignal, addresses: [UInt], received: MonotonicInstant)] = []
+        unnamedBacktraces.removeAll { backtrace in
+            let waits = backtrace.kind == "crash" && core.workers[backtrace.pid] != nil
+                && now < backtrace.received.advanced(bySeconds: Self.crashReapWait)
+            if !waits { due.append(backtrace) }
+            return !waits
+        }
+        for (pid, kind, signal, addresses, _) in due {
+            // The first frames are the capture itself, its handler and the signal trampoline; the
+            // last ones, below the worker's body, are how the host and the master forked it.
+            var frames = symbolicator.describe(addresses, skipping: min(addresses.count, 3))
+            if let body = frames.firstIndex(where: { $0.contains("ForkliftWorker.Worker.run(") }) { frames = Array(frames.prefix(through: body)) }
+            pending.append(.backtrace(pid: pid, kind: kind, signal: signal, frames: frames))
+        }
     }
 
 

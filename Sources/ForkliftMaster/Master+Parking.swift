@@ -13,7 +13,8 @@ extension Master {
             let waiting = !parked.waitingToForward(address).isEmpty
             requests.append(PollRequest(fd: channel.masterEnd, readable: true, writable: waiting))
         }
-        requests += parked.watched.map { PollRequest(fd: $0, readable: true) }
+        parkedPolled = parked.watched
+        requests += parkedPolled.map { PollRequest(fd: $0, readable: true) }
         return requests
     }
 
@@ -28,10 +29,17 @@ extension Master {
             if result.writable { performParking(parked.waitingToForward(address)) }
             if result.readable || result.closed { receiveParked(on: channel, at: address, now: now) }
         }
-        for fd in parked.watched {
-            guard ready[fd] != nil else { continue }
-            performParking(parked.readable(fd, hasRequest: Self.hasBytes(fd)))
+        // Only what was polled as a parked connection: a descriptor number closed and reused
+        // since (a host's report pipe at its end, then a connection just parked) says nothing
+        // of the connection.
+        for fd in parkedPolled where ready[fd] != nil && parked.connections[fd] != nil {
+            switch Self.peek(fd) {
+            case .request: performParking(parked.readable(fd, hasRequest: true))
+            case .closed: performParking(parked.readable(fd, hasRequest: false))
+            case .nothing: continue
+            }
         }
+        parkedPolled = []
         performParking(parked.expire(now: .now()))
     }
 
@@ -109,9 +117,14 @@ extension Master {
         }
     }
 
-    /// Whether a readable connection has bytes (a request), or only its end.
-    static func hasBytes(_ fd: Int32) -> Bool {
+    enum Peek { case request, closed, nothing }
+
+    /// Whether a readable connection has bytes (a request), its end, or nothing after all.
+    static func peek(_ fd: Int32) -> Peek {
         var byte: UInt8 = 0
-        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
+        let count = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        if count > 0 { return .request }
+        if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return .nothing }
+        return .closed
     }
 }

@@ -28,6 +28,8 @@ public final class Master {
     var parked = ParkedConnections()
     /// Stopping: parked connections are closed at once.
     var refusingParked = false
+    /// The parked connections the current poll watches.
+    var parkedPolled: [Int32] = []
     /// Each host's report pipe (read end) and what it has sent of its current line.
     var reports: [pid_t: (fd: Int32, lines: LineBuffer)] = [:]
     /// Each host's scoreboard, and each pool's counters.

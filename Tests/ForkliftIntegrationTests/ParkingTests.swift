@@ -21,7 +21,7 @@ import Testing
     }
 
     @Test func aKeptConnectionOutlivesAReload() throws {
-        let server = try ForkliftServer(config: sizedPool("max_children = 1\nkeepalive_timeout = \"60s\""))
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nkeepalive_timeout = \"60s\"", logLevel: "debug"))
         defer { server.shutdown() }
         let kept = try KeptConnection(server.www)
         let before = try kept.get("/behaviors")
@@ -30,7 +30,7 @@ import Testing
         #expect(reload.status == 0, "\(reload.output)")
         #expect(ForkliftServer.eventually { server.workerPIDs().isDisjoint(with: oldWorkers) && server.workerPIDs().count == 1 },
                 "the old generation's worker left")
-        #expect(!kept.closedByServer(within: 0.2))
+        #expect(!kept.closedByServer(within: 0.2), "\(server.log)")
         let after = try kept.get("/behaviors")
         #expect(after.status == 200)
         #expect(after.bodyText != before.bodyText, "served by the new generation")

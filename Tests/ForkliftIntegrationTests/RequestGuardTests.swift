@@ -221,7 +221,7 @@ func rawConnection(_ path: String) throws -> Int32 {
             }
         }
         print("crash (\(endpoint)): the pool answered again after \(answeredAfter.map { String(format: "%.3f", $0) } ?? "-") s")
-        #expect(try #require(answeredAfter) < 1, "the pool answers again at once (here \(answeredAfter ?? -1) s)")
+        #expect(try #require(answeredAfter) < 0.1, "the pool answers again within 100 ms (here \(answeredAfter ?? -1) s)")
         try server.waitForLog("crashed (\(signal)); its stack:")
         try server.waitForLog("in the middle of a request: GET /behaviors/\(endpoint) (plugin behaviors")
         #expect(server.log.contains("Behaviors.handle("), "\(server.log)")
