@@ -37,6 +37,11 @@ int forklift_receive_descriptor(int channel, uint64_t *payload) {
             memcpy(&fd, CMSG_DATA(header), sizeof(int));
         }
     }
+    if (fd < 0 && (message.msg_flags & MSG_CTRUNC) && received == (ssize_t)sizeof *payload) {
+        /* The kernel could not install the descriptor (the receiver is at RLIMIT_NOFILE). */
+        errno = EMFILE;
+        return -1;
+    }
     if (fd < 0 || received != (ssize_t)sizeof *payload || (message.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) {
         /* A message without exactly one descriptor and its payload is not ours to trust. */
         if (fd >= 0) close(fd);

@@ -88,6 +88,7 @@ extension Master {
         case .giveUpFiles:
             // The control socket is the new master's now: stop taking commands on it.
             control?.closeListener()
+            handParkedConnectionsOver()
         case .exit(let status, let waiters):
             finish(status: status, answering: waiters)
         }
@@ -197,7 +198,7 @@ extension Master {
             listeners.close(allBut: [])
             PidFile(path: configuration.global.pidFile).remove()
         } else {
-            handParkedConnectionsOver()
+            closeParkedConnections() // none, unless the new master could not take them
             listeners.closeDescriptors() // the files belong to the other master
         }
         for waiter in waiters { control?.answer(waiter, ok: status == 0, "stopped, exit status \(status)") }

@@ -30,6 +30,11 @@ public final class Master {
     var refusingParked = false
     /// The parked connections the current poll watches.
     var parkedPolled: [Int32] = []
+    /// The new master of an upgrade said it takes parked connections over.
+    var upgradeTakesParking = false
+    /// Handed over: the parking channels are the new master's to read.
+    var parkingHandedOver = false
+    var lastParkingWarning: MonotonicInstant?
     /// Each host's report pipe (read end) and what it has sent of its current line.
     var reports: [pid_t: (fd: Int32, lines: LineBuffer)] = [:]
     /// Each host's scoreboard, and each pool's counters.
@@ -144,7 +149,10 @@ public final class Master {
         if var channel = upgradeChannel, ready[channel.fd] != nil {
             let (lines, closed) = readLines(&channel)
             upgradeChannel = closed ? nil : channel
-            for line in lines { if let message = UpgradeMessage(line: line) { pending.append(.upgradeMessage(message)) } }
+            for line in lines {
+                if line.hasPrefix("ready") { upgradeTakesParking = line.split(separator: " ").contains("parking") }
+                if let message = UpgradeMessage(line: line) { pending.append(.upgradeMessage(message)) }
+            }
             if closed {
                 closeDescriptor(channel.fd)
                 pending.append(.upgradeMessage(.closed))

@@ -39,6 +39,17 @@ public struct ParkingChannel: Equatable {
         guard forklift_send_descriptor(end, connection, idleSince.nanoseconds) == 0 else { throw SystemError("sendmsg(SCM_RIGHTS)") }
     }
 
+    /// Whether `fd` is a connected stream socket (what a worker may park), not a listener,
+    /// a pipe or a datagram socket a plugin sent instead.
+    public static func isConnectedStream(_ fd: Int32) -> Bool {
+        func option(_ name: Int32) -> Int32? {
+            var value: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            return getsockopt(fd, SOL_SOCKET, name, &value, &length) == 0 ? value : nil
+        }
+        return option(SO_TYPE) == Int32(SOCK_STREAM.rawValue) && option(SO_ACCEPTCONN) == 0
+    }
+
     /// The next connection queued on `end`, nil when none is (another process took it).
     public static func receive(from end: Int32) throws -> (connection: Int32, idleSince: MonotonicInstant)? {
         var payload: UInt64 = 0

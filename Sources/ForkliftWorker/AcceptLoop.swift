@@ -44,6 +44,12 @@ struct AcceptLoop {
     /// Quiet periods in a row with a client waiting (see `nextOnKept`).
     private var quietRounds = 0
 
+    /// How long parking may wait for room in the master's queue.
+    static let parkWait = 0.5
+
+    /// A stopping worker serves at most this many connections left in the parking queue.
+    static let stopDrainLimit = 64
+
     /// After a stop, a request still being sent gets this long at most.
     static let stopReadGrace = 1.0
     static let listenerQuietPeriod = 0.005
@@ -70,7 +76,20 @@ struct AcceptLoop {
         launch.slot.set(.idle)
         while true {
             if let reason = reasonToLeave() {
-                giveUpKept()
+                if stopping && !launch.board.isRetired {
+                    // A stop (a retired generation's TERM is a reload's: it parks, for the new
+                    // one): nothing is parked any more (the master closes what it holds), so
+                    // what a client already sent is served, here and on connections the master
+                    // sent back just before the stop.
+                    closeKept()
+                    var drained = 0
+                    while drained < Self.stopDrainLimit, adoptParked() {
+                        drained += 1
+                        closeKept()
+                    }
+                } else {
+                    giveUpKept()
+                }
                 return reason
             }
             let next: Int32?
@@ -152,6 +171,9 @@ struct AcceptLoop {
             return false
         }
         guard let parked else { return false }
+        // This generation's timeouts (a reload may have changed them).
+        Self.setTimeout(parked.connection, SO_RCVTIMEO, launch.pool.requestReadTimeout)
+        Self.setTimeout(parked.connection, SO_SNDTIMEO, launch.pool.requestWriteTimeout)
         kept = parked.connection
         keptIdleSince = parked.idleSince
         return true
@@ -165,6 +187,9 @@ struct AcceptLoop {
         let idleLeft: Double? = keepalive > 0 ? max(0, keepalive - keptIdleSince.seconds(until: now)) : nil
         let quietLeft: Double? = listenerQuietUntil.map { now.seconds(until: $0) }.flatMap { $0 > 0 ? $0 : nil }
         let timeout = [idleLeft, quietLeft].compactMap { $0 }.min()
+        // A quiet period is over: a round counts only if a client is still waiting now (a new
+        // client some other worker took meanwhile starts again from one).
+        if quietLeft == nil && quietRounds > 0 && !waiter.clientWaiting() { quietRounds = 0 }
         // Flagged as waiting (on a kept connection): a switch waits for it to close or serve.
         guard launch.slot.enterWaiting(retiredBy: launch.board, kept: true) else { return nil }
         defer { launch.slot.leaveWaiting() }
@@ -176,10 +201,10 @@ struct AcceptLoop {
             return nil
         }
         if events.contains(.signal) { handleSignals() }
-        if quietLeft == nil && !events.contains(.listenerReadable) && !events.contains(.parkedReadable) {
-            quietRounds = 0 // it watched, and nobody is waiting (any more)
+        if events.contains(.connectionReadable) {
+            quietRounds = 0
+            return connection
         }
-        if events.contains(.connectionReadable) { return connection }
         if events.contains(.timedOut), keepalive > 0, keptIdleSince.seconds(until: .now()) >= keepalive {
             // Closed, not parked: idle this long it would be closed by the master as well.
             // (nginx's upstream keepalive_timeout should be the shorter, as with any server.)
@@ -188,18 +213,20 @@ struct AcceptLoop {
             return nil
         }
         if events.contains(.listenerReadable) || events.contains(.parkedReadable) {
-            // A client waits. Nobody listening and no more workers may be forked, or it is
-            // still waiting after two quiet periods (the worker the kernel woke for it is this
-            // one): this idle connection makes way, parked with the master. Otherwise another
-            // worker, or one the host forks, takes it.
-            let nobodyElse = launch.board.listeningWorkers == 0 && launch.board.hostAtCeiling
-            if (nobodyElse || quietRounds >= 2) && launch.board.claimYield() {
+            // A client waits. This idle connection makes way (parked with the master) when
+            // nobody is listening and no more workers may be forked; or when the client is
+            // still waiting after quiet periods: with nobody listening (the host did not fork
+            // in time), or after long enough that whoever listens was not woken for it (the
+            // kernel woke this worker's epoll alone). Otherwise another worker takes it.
+            quietRounds += 1
+            let nobodyListens = launch.board.listeningWorkers == 0
+            let makesWay = (nobodyListens && launch.board.hostAtCeiling) || (nobodyListens && quietRounds >= 3) || quietRounds >= 8
+            if makesWay && launch.board.claimYield() {
                 ForkliftLogging.logger.debug("giving up an idle kept connection: a new client waits and no worker is free")
                 giveUpKept()
                 yielding = true
                 quietRounds = 0
             } else {
-                quietRounds += 1
                 listenerQuietUntil = MonotonicInstant.now().advanced(bySeconds: Self.listenerQuietPeriod)
             }
         }
@@ -211,11 +238,18 @@ struct AcceptLoop {
     private mutating func giveUpKept() {
         guard let connection = kept else { return }
         guard launch.parkFD >= 0 else { return closeKept() }
-        do {
-            try ParkingChannel.send(connection, idleSince: keptIdleSince, over: launch.parkFD)
-        } catch {
-            ForkliftLogging.logger.warning("cannot park a kept connection (\(error)); closing it")
-            return closeKept()
+        let giveUpAt = MonotonicInstant.now().advanced(bySeconds: Self.parkWait)
+        while true {
+            do {
+                try ParkingChannel.send(connection, idleSince: keptIdleSince, over: launch.parkFD)
+                break
+            } catch let error as SystemError where error.errno == EAGAIN && MonotonicInstant.now() < giveUpAt {
+                // Many workers park at once (a generation retired): the master reads its queue.
+                _ = try? waitForEvents([PollRequest(fd: launch.parkFD, writable: true)], timeoutSeconds: 0.01)
+            } catch {
+                ForkliftLogging.logger.warning("cannot park a kept connection (\(error)); closing it")
+                return closeKept()
+            }
         }
         kept = nil
         request.pointee.ipcFd = -1

@@ -56,6 +56,21 @@ import Testing
         #expect(parked.watched == [7, 9, 10])
     }
 
+    /// The master's descriptors are finite: over all pools it holds at most `mostInAll`,
+    /// closing the connections idle longest, whichever pool they belong to.
+    @Test func theMasterHoldsAtMostMostInAllOverEveryPool() {
+        var parked = park(most: 10)
+        parked.mostInAll = 2
+        _ = parked.parked(7, at: www, idleSince: t0.advanced(bySeconds: 1), now: t0.advanced(bySeconds: 3))
+        _ = parked.parked(8, at: api, idleSince: t0, now: t0.advanced(bySeconds: 3))
+        let actions = parked.parked(9, at: www, idleSince: t0.advanced(bySeconds: 2), now: t0.advanced(bySeconds: 3))
+        #expect(actions == [.close(8, reason: "more than the master holds (2, half its RLIMIT_NOFILE) idle kept connections")])
+        #expect(parked.watched == [7, 9])
+        _ = parked.readable(7, hasRequest: true)
+        #expect(parked.parked(10, at: api, idleSince: t0, now: t0.advanced(bySeconds: 3)).isEmpty,
+                "one waiting to be forwarded is on its way out, not held idle")
+    }
+
     @Test func anUnknownPoolOrAGoneOneClosesThem() {
         var parked = park()
         #expect(parked.parked(7, at: .tcp(host: "127.0.0.1", port: 9), idleSince: t0, now: t0) == [.close(7, reason: "no pool listens on 127.0.0.1:9 any more")])

@@ -196,7 +196,7 @@ public enum FastCGIClient {
 /// A connection the client keeps open across requests (FCGI_KEEP_CONN), as nginx's upstream
 /// keepalive does.
 public final class KeptConnection: @unchecked Sendable {
-    let fd: Int32
+    private(set) var fd: Int32
 
     public init(_ address: FastCGIAddress, timeout: Double = 30) throws {
         fd = try FastCGIClient.connect(address, timeout: timeout)
@@ -222,6 +222,12 @@ public final class KeptConnection: @unchecked Sendable {
         return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) <= 0
     }
 
-    public func close() { Glibc.close(fd) }
-    deinit { Glibc.close(fd) }
+    /// Once: a second close() would close whatever descriptor another thread opened since.
+    public func close() {
+        guard fd >= 0 else { return }
+        Glibc.close(fd)
+        fd = -1
+    }
+
+    deinit { close() }
 }

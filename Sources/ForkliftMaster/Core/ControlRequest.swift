@@ -57,12 +57,17 @@ enum UpgradeMessage: Equatable {
     case closed
 
     init?(line: String) {
-        if line == "ready" { self = .ready } else if line.hasPrefix("failed ") { self = .failed(String(line.dropFirst(7))) } else { return nil }
+        // "ready" may carry what the new binary supports ("ready parking"); the shell reads that.
+        if line == "ready" || line.hasPrefix("ready ") { self = .ready } else if line.hasPrefix("failed ") { self = .failed(String(line.dropFirst(7))) } else { return nil }
     }
+
+    /// What this binary's master can take over besides the sockets: "parking", the parked
+    /// connections and their channels (a binary before it leaves them in a queue nobody reads).
+    static let capabilities = "parking"
 
     var line: String {
         switch self {
-        case .ready: "ready\n"
+        case .ready: "ready \(Self.capabilities)\n"
         case .failed(let reason): "failed " + String(reason.map { $0.isNewline ? " " : $0 }) + "\n"
         case .closed: ""
         }

@@ -29,6 +29,8 @@ struct ParkedConnections {
 
     /// Per listening address, from the live configuration.
     var limits: [ListenAddress: Limits] = [:]
+    /// Over all pools (the master's descriptors are finite).
+    var mostInAll = Int.max
     private(set) var connections: [Int32: Connection] = [:]
     /// Readable with a request, waiting for room in the channel back to the workers.
     private(set) var forwarding: [ListenAddress: [Int32]] = [:]
@@ -49,6 +51,13 @@ struct ParkedConnections {
             for oldest in ofPool.sorted(by: { $0.idleSince < $1.idleSince }).prefix(ofPool.count - limit.most) {
                 connections[oldest.fd] = nil
                 actions.append(.close(oldest.fd, reason: "more than listen_backlog (\(limit.most)) idle kept connections"))
+            }
+        }
+        let idle = connections.values.filter { !(forwarding[$0.address] ?? []).contains($0.fd) }
+        if idle.count > mostInAll {
+            for oldest in idle.sorted(by: { $0.idleSince < $1.idleSince }).prefix(idle.count - mostInAll) {
+                connections[oldest.fd] = nil
+                actions.append(.close(oldest.fd, reason: "more than the master holds (\(mostInAll), half its RLIMIT_NOFILE) idle kept connections"))
             }
         }
         return actions

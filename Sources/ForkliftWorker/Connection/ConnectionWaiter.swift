@@ -73,6 +73,13 @@ struct ConnectionWaiter {
         return events
     }
 
+    /// Whether a client waits on the listener or the parking channel right now (no wait).
+    func clientWaiting() -> Bool {
+        let none = pollfd(fd: -1, events: 0, revents: 0)
+        var fds = (pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0), parkFD >= 0 ? pollfd(fd: parkFD, events: Int16(POLLIN), revents: 0) : none)
+        return withUnsafeMutableBytes(of: &fds) { poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, 0) } > 0
+    }
+
     private func event(_ fd: Int32) -> Events {
         fd == listenFD ? .listenerReadable : fd == parkFD ? .parkedReadable : .signal
     }
