@@ -88,6 +88,7 @@ let package = Package(
         .target(name: "ForkliftTestVersionOne", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/VersionOne"),
         .target(name: "ForkliftTestVersionTwo", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/VersionTwo"),
         .target(name: "ForkliftBenchBallast", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Ballast"),
+        .executableTarget(name: "forklift-test-without-ptrace", path: "Tests/Fixtures/WithoutPtrace"),
         .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem"], path: "Tests/ForkliftTestSupport"),
         .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig"]),
         .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker"]),

@@ -163,9 +163,15 @@ func rawConnection(_ path: String) throws -> Int32 {
 /// The slow log and request_terminate_timeout, with the worker's own stack (no ptrace), and
 /// crash records with the plugin's frames named.
 @Suite(.serialized) struct StackTests {
+    /// Run where ptrace(2) and process_vm_readv(2) fail (a seccomp filter, as a container's
+    /// profile denies them; php-fpm's slowlog fails there).
     @Test func aSlowRequestIsLoggedOnceWithThePluginFunctionItIsIn() throws {
-        let server = try ForkliftServer(config: sizedPool("max_children = 1\nrequest_slowlog_timeout = \"500ms\"\nslowlog = \"{dir}/slow.log\""))
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nrequest_slowlog_timeout = \"500ms\"\nslowlog = \"{dir}/slow.log\""),
+                                        launcher: ["{build}/forklift-test-without-ptrace"])
         defer { server.shutdown() }
+        let worker = try #require(server.workerPIDs().first)
+        let status = try String(contentsOfFile: "/proc/\(worker)/status", encoding: .utf8)
+        #expect(status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"), "the worker runs under the filter")
         let response = try FastCGIClient.get(server.www, "/behaviors/hang", query: "ms=2000", timeout: 10)
         #expect(response.status == 200 && response.bodyText == "hung 2000 ms\n", "it is not stopped")
         try server.waitForLog("slow request: worker")

@@ -27,9 +27,10 @@ public final class ForkliftServer: @unchecked Sendable {
 
     /// Writes the configuration and starts the server; waits for "forklift is ready" unless
     /// `waitUntilReady` is false.
-    /// `executable` may name a copy of the binary inside the temporary directory (`{dir}`).
+    /// `executable` may name a copy of the binary inside the temporary directory (`{dir}`);
+    /// `launcher` is a command that runs it (its path and arguments, `{build}` expanded).
     public init(config: String, waitUntilReady: Bool = true, executable: String = ForkliftServer.binary,
-                prepare: (String) throws -> Void = { _ in }) throws {
+                launcher: [String] = [], prepare: (String) throws -> Void = { _ in }) throws {
         directory = try TemporaryDirectory.make()
         try prepare(directory)
         try FileManager.default.createDirectory(atPath: directory + "/conf.d", withIntermediateDirectories: true)
@@ -37,8 +38,9 @@ public final class ForkliftServer: @unchecked Sendable {
         logPath = directory + "/forklift.log"
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.expand(executable, directory: directory))
-        process.arguments = ["run", "--conf", directory + "/conf.d"]
+        let command = (launcher + [executable]).map { Self.expand($0, directory: directory) }
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = command.dropFirst() + ["run", "--conf", directory + "/conf.d"]
         let log = FileHandle(forWritingAtPath: logPath)!
         process.standardOutput = log
         process.standardError = log
