@@ -8,6 +8,7 @@
 //   ForkliftConfig, ForkliftLogging             pure configuration values; log line format
 //   ForkliftIPC                                 what master and host tell each other (launch, reports, the scoreboard)
 //   ForkliftStatus                              the status page's formats (PHP-FPM's text, JSON, OpenMetrics, HTML)
+//   ForkliftClient                              a FastCGI client (forklift request, the tests); depends on nothing
 //   ForkliftWorker                              libfcgi accept loop, routing, the ABI's request/response
 //   ForkliftHost                                dlopen + preload, forks and supervises workers
 //   ForkliftMaster                              plugin-free supervisor of hosts; receives the host body
@@ -56,6 +57,7 @@ let package = Package(
             dependencies: ["ForkliftSystem", "ForkliftConfig", .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "ForkliftStatus", dependencies: ["ForkliftSystem", "ForkliftIPC"]),
+        .target(name: "ForkliftClient"),
         .target(
             name: "ForkliftWorker",
             dependencies: ["CFastCGI", "CForkliftABI", "CForkliftSys", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC", "ForkliftStatus"]
@@ -71,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "forklift",
             dependencies: [
-                "ForkliftMaster", "ForkliftHost", "ForkliftConfig", "ForkliftLogging", "ForkliftSystem",
+                "ForkliftMaster", "ForkliftHost", "ForkliftConfig", "ForkliftLogging", "ForkliftSystem", "ForkliftClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -89,7 +91,7 @@ let package = Package(
         .target(name: "ForkliftTestVersionTwo", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/VersionTwo"),
         .target(name: "ForkliftBenchBallast", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Ballast"),
         .executableTarget(name: "forklift-test-without-ptrace", path: "Tests/Fixtures/WithoutPtrace"),
-        .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem"], path: "Tests/ForkliftTestSupport"),
+        .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem", "ForkliftClient"], path: "Tests/ForkliftTestSupport"),
         .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig"]),
         .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker"]),
         .testTarget(name: "ForkliftPluginTests", dependencies: ["ForkliftPlugin"]),

@@ -9,7 +9,7 @@ import Testing
         let server = try ForkliftServer(config: sizedPool("max_children = 2\nrequest_slowlog_timeout = \"1s\"\nall_busy_warning = \"1s\""))
         defer { server.shutdown() }
         // `hang` resumes its sleep after the slow log's stack capture interrupts it.
-        let slow = (0..<2).map { _ in InBackground { try FastCGIClient.get(server.www, "/behaviors/hang", query: "ms=4000", timeout: 30) } }
+        let slow = (0..<2).map { _ in InBackground { try FastCGIClient.get(server.www, "/behaviors/hang", query: "ms=8000", timeout: 30) } } // long enough for a loaded machine
         let busy = try server.waitForStatus(server.statusSocket, "both workers running") { page in
             page.int("active processes") == 2 && page.processes.allSatisfy { $0["state"] as? String == "Running" }
         }
@@ -17,7 +17,7 @@ import Testing
         #expect(busy.string("scoreboard") == "rr")
         for process in busy.processes {
             #expect(process["state"] as? String == "Running")
-            #expect(process["request uri"] as? String == "/behaviors/hang?ms=4000")
+            #expect(process["request uri"] as? String == "/behaviors/hang?ms=8000")
             #expect(process["script"] as? String == "behaviors")
             #expect(process["request method"] as? String == "GET")
         }

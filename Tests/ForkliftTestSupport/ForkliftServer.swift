@@ -232,15 +232,21 @@ public enum ProcessTable {
 public enum Command {
     public struct Result: Sendable {
         public let status: Int32
+        /// Standard output and error together, or standard output alone with `errorsApart`.
         public let output: String
+        /// Standard error, with `errorsApart`.
+        public let errors: String
 
-        public init(status: Int32, output: String) {
+        public init(status: Int32, output: String, errors: String = "") {
             self.status = status
             self.output = output
+            self.errors = errors
         }
     }
 
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
+    /// `input` is the file standard input reads (else none).
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                           input: String? = nil, errorsApart: Bool = false) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -249,16 +255,22 @@ public enum Command {
         // (a forklift that lives on) could inherit the pipe's write end and withhold EOF.
         let directory = try TemporaryDirectory.make()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/output"
-        _ = FileManager.default.createFile(atPath: path, contents: nil)
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        process.standardOutput = output
-        process.standardError = output
+        func file(_ name: String) throws -> (path: String, handle: FileHandle) {
+            let path = directory + "/" + name
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+            return (path, try FileHandle(forWritingTo: URL(fileURLWithPath: path)))
+        }
+        let output = try file("output")
+        let errors = errorsApart ? try file("errors") : output
+        process.standardOutput = output.handle
+        process.standardError = errors.handle
+        process.standardInput = try input.map { try FileHandle(forReadingFrom: URL(fileURLWithPath: $0)) } ?? FileHandle.nullDevice
         try process.run()
         process.waitUntilExit()
-        try output.close()
-        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        return Result(status: process.terminationStatus, output: text)
+        try output.handle.close()
+        if errorsApart { try errors.handle.close() }
+        func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        return Result(status: process.terminationStatus, output: text(output.path), errors: errorsApart ? text(errors.path) : "")
     }
 
     /// The first of `names` found on PATH (or in /usr/sbin), if any.
