@@ -46,4 +46,23 @@ public final class Response {
             throw PluginError("cannot flush the response: the client went away")
         }
     }
+
+    /// Completes the response now and lets the handler go on working, as PHP-FPM's
+    /// `fastcgi_finish_request()`: the client gets everything written so far and the request
+    /// ends for it; slow work after this (statistics, conversions, notifications) costs the
+    /// client nothing. Later writes throw, and the body reads as ended. The worker takes its
+    /// next request only when `handle` returns, and `request_terminate_timeout` counts until
+    /// then. Calling it twice is fine.
+    public func finish() throws {
+        guard api.pointee.struct_size >= Self.finishEnd, let finish = api.pointee.response_finish else {
+            throw PluginError("cannot finish the response early: the host is older than this SDK")
+        }
+        guard finish(raw) == Int32(FORKLIFT_OK) else {
+            throw PluginError("cannot finish the response: the client went away")
+        }
+    }
+
+    /// Where `response_finish` ends in the host's table: a host of ABI 1 before it was appended
+    /// has a shorter one.
+    private static let finishEnd = UInt32(MemoryLayout<forklift_host_api>.offset(of: \.response_finish)! + MemoryLayout<UnsafeRawPointer>.size)
 }

@@ -27,6 +27,7 @@ struct AcceptLoop {
     let signals: SignalPipe
     let waiter: ConnectionWaiter
     var dispatcher: Dispatcher
+    private let earlyFinish: EarlyFinish
     let request: UnsafeMutablePointer<FCGX_Request>
     let scanner: RecordScanner
     private let peekBuffer: UnsafeMutableRawBufferPointer
@@ -44,9 +45,6 @@ struct AcceptLoop {
     /// Quiet periods in a row with a client waiting (see `nextOnKept`).
     private var quietRounds = 0
 
-    /// How long parking may wait for room in the master's queue.
-    static let parkWait = 0.5
-
     /// A stopping worker serves at most this many connections left in the parking queue.
     static let stopDrainLimit = 64
 
@@ -58,8 +56,6 @@ struct AcceptLoop {
         self.launch = launch
         self.signals = signals
         self.waiter = waiter
-        dispatcher = Dispatcher(plugins: launch.plugins, pool: launch.pool, generation: launch.generation, board: launch.board,
-                                slot: launch.slot, counters: launch.counters)
         request = .allocate(capacity: 1)
         request.initialize(to: FCGX_Request())
         // No listening socket for libfcgi: when a connection's first records fail, its
@@ -69,6 +65,10 @@ struct AcceptLoop {
         scanner = RecordScanner(maxParamsSize: maxParams)
         // The params, their records' headers and padding, BEGIN_REQUEST, a management record.
         peekBuffer = .allocate(byteCount: maxParams + 4096 + (maxParams / 65535 + 2) * 264, alignment: 8)
+        // The peek buffer is free while a handler runs: an early finish drains the body with it.
+        earlyFinish = EarlyFinish(request: request, parkFD: launch.parkFD, drainBuffer: peekBuffer)
+        dispatcher = Dispatcher(plugins: launch.plugins, pool: launch.pool, generation: launch.generation, board: launch.board,
+                                slot: launch.slot, counters: launch.counters, earlyFinish: earlyFinish)
     }
 
     /// Serves until told to stop, retired, or orphaned; returns why it stopped.
@@ -237,20 +237,7 @@ struct AcceptLoop {
     /// request (closed only if it cannot be parked).
     private mutating func giveUpKept() {
         guard let connection = kept else { return }
-        guard launch.parkFD >= 0 else { return closeKept() }
-        let giveUpAt = MonotonicInstant.now().advanced(bySeconds: Self.parkWait)
-        while true {
-            do {
-                try ParkingChannel.send(connection, idleSince: keptIdleSince, over: launch.parkFD)
-                break
-            } catch let error as SystemError where error.errno == EAGAIN && MonotonicInstant.now() < giveUpAt {
-                // Many workers park at once (a generation retired): the master reads its queue.
-                _ = try? waitForEvents([PollRequest(fd: launch.parkFD, writable: true)], timeoutSeconds: 0.01)
-            } catch {
-                ForkliftLogging.logger.warning("cannot park a kept connection (\(error)); closing it")
-                return closeKept()
-            }
-        }
+        guard launch.parkFD >= 0, EarlyFinish.park(connection, idleSince: keptIdleSince, over: launch.parkFD) else { return closeKept() }
         kept = nil
         request.pointee.ipcFd = -1
         request.pointee.keepConnection = 0
@@ -307,8 +294,11 @@ struct AcceptLoop {
             launch.slot.set(.idle)
             return
         }
+        earlyFinish.reset()
         let outcome = dispatcher.serve(request, started: started) // through to .finishing
-        if outcome == .abort {
+        if earlyFinish.finished {
+            // The connection was given away when the handler finished its response.
+        } else if outcome == .abort {
             // Part of the response went out and the rest never will: the client must not take
             // it for complete. No END_REQUEST; a TCP client gets a reset.
             var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
@@ -326,20 +316,7 @@ struct AcceptLoop {
         served += 1
     }
 
-    /// The most unread body a kept connection is drained of, after its plugin returned.
-    static let drainLimit = 1 << 20
-
-    /// Reads what the plugin left of the body, so the connection's next request starts at a
-    /// record boundary. False if there was too much (or the client broke the stream).
-    private func drainBody() -> Bool {
-        var drained = 0
-        while drained <= Self.drainLimit {
-            let count = FCGX_GetStr(peekBuffer.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(min(peekBuffer.count, 65536)), request.pointee.in)
-            if count <= 0 { return FCGX_GetError(request.pointee.in) == 0 }
-            drained += Int(count)
-        }
-        return false
-    }
+    private func drainBody() -> Bool { EarlyFinish.drainBody(request.pointee.in, peekBuffer) }
 
     enum Start { case ready, closed, refused(RefusalLog.Kind, String) }
 

@@ -25,8 +25,13 @@ struct Dispatcher {
     let pages: BuiltInPages
     var accessLog: AccessLog?
 
-    init(plugins: [PluginInstance], pool: PoolSettings, generation: Int, board: GenerationBoard, slot: WorkerSlot, counters: PoolCounters) {
+    /// The worker's; nil where no handler may finish early (tests of the bridges).
+    let earlyFinish: EarlyFinish?
+
+    init(plugins: [PluginInstance], pool: PoolSettings, generation: Int, board: GenerationBoard, slot: WorkerSlot, counters: PoolCounters,
+         earlyFinish: EarlyFinish? = nil) {
         self.plugins = plugins
+        self.earlyFinish = earlyFinish
         self.pool = pool
         self.slot = slot
         self.counters = counters
@@ -48,8 +53,8 @@ struct Dispatcher {
     /// `started`: when the worker began reading the request.
     @discardableResult
     mutating func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>, started: MonotonicInstant) -> Outcome {
-        let request = RequestBridge(fcgiRequest, bodyLimit: pool.maxBodySize)
-        let response = ResponseBridge(out: fcgiRequest.pointee.out)
+        let request = RequestBridge(fcgiRequest, bodyLimit: pool.maxBodySize, earlyFinish: earlyFinish)
+        let response = ResponseBridge(out: fcgiRequest.pointee.out, earlyFinish: earlyFinish)
         let path = request.routedPath
         counters.requestStarted()
         var pluginName = ""
@@ -94,6 +99,10 @@ struct Dispatcher {
         }
         if let failure {
             ForkliftLogging.logger.error("plugin \(plugin.settings.name) failed on \(path): \(failure)")
+            if earlyFinish?.finished == true {
+                // After its response was finished: the client has all of it, nothing to undo.
+                return .complete
+            }
             if response.headersSent {
                 // Part of the response is already on the wire: the status cannot change now,
                 // and the client must not take what it got for the whole response.

@@ -53,6 +53,10 @@ enum HostAPI {
             guard let response else { return Int32(FORKLIFT_FAILED) }
             return ResponseBridge.from(response).flush() ? Int32(FORKLIFT_OK) : Int32(FORKLIFT_FAILED)
         }
+        api.response_finish = { response in
+            guard let response else { return Int32(FORKLIFT_FAILED) }
+            return ResponseBridge.from(response).finish() ? Int32(FORKLIFT_OK) : Int32(FORKLIFT_FAILED)
+        }
         api.register_read_only_region = { api, start, length, label in
             guard let api, let start, let context = api.pointee.host_context else { return Int32(FORKLIFT_FAILED) }
             let plugin = Unmanaged<PluginInstance>.fromOpaque(context).takeUnretainedValue()

@@ -21,8 +21,12 @@ final class RequestBridge {
     /// A read went past `bodyLimit`: every later one fails the same way.
     private(set) var exceededBodyLimit = false
 
-    init(_ request: UnsafeMutablePointer<FCGX_Request>, bodyLimit: Int = 0) {
+    /// After the response was finished early the body is drained: reads see its end.
+    private let earlyFinish: EarlyFinish?
+
+    init(_ request: UnsafeMutablePointer<FCGX_Request>, bodyLimit: Int = 0, earlyFinish: EarlyFinish? = nil) {
         self.request = request
+        self.earlyFinish = earlyFinish
         self.bodyLimit = bodyLimit
         var params = forklift_request_params()
         forklift_scan_params(request.pointee.envp, &params)
@@ -54,6 +58,7 @@ final class RequestBridge {
     /// the body is longer than `bodyLimit`.
     func read(into buffer: UnsafeMutableRawPointer, capacity: Int) -> Int {
         if exceededBodyLimit { return Int(FORKLIFT_BODY_TOO_LARGE) }
+        if earlyFinish?.finished == true { return 0 }
         // With a limit, at most one byte past it is read: enough to know it is exceeded.
         let room = bodyLimit > 0 ? min(capacity, bodyLimit - bodyRead + 1) : capacity
         let chunk = Int32(clamping: room)

@@ -12,7 +12,24 @@ final class ResponseBridge {
     private(set) var broken = false
     private(set) var bodyBytes = 0
 
-    init(out: UnsafeMutablePointer<FCGX_Stream>) { self.out = out }
+    private let earlyFinish: EarlyFinish?
+
+    init(out: UnsafeMutablePointer<FCGX_Stream>, earlyFinish: EarlyFinish? = nil) {
+        self.out = out
+        self.earlyFinish = earlyFinish
+    }
+
+    /// The handler is done with the response but not with its work (fastcgi_finish_request).
+    func finish() -> Bool {
+        guard let earlyFinish else { return false }
+        if earlyFinish.finished { return true }
+        guard sendHeadersIfNeeded() else { return false }
+        if !earlyFinish.finish() { broken = true }
+        return !broken
+    }
+
+    /// Finished early: later writes fail as if the client were gone.
+    private var closed: Bool { earlyFinish?.finished == true }
 
     func setStatus(_ code: Int) -> Bool {
         guard !headersSent, (100...999).contains(code) else { return false }
@@ -36,7 +53,7 @@ final class ResponseBridge {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard sendHeadersIfNeeded() else { return false }
+        guard !closed, sendHeadersIfNeeded() else { return false }
         // FCGX_PutStr takes an Int32 length: hand it at most 1 GiB at a time.
         var offset = 0
         while offset < bytes.count {
@@ -52,7 +69,7 @@ final class ResponseBridge {
     }
 
     func flush() -> Bool {
-        guard sendHeadersIfNeeded() else { return false }
+        guard !closed, sendHeadersIfNeeded() else { return false }
         if FCGX_FFlush(out) != 0 { broken = true }
         return !broken
     }

@@ -123,6 +123,16 @@ typedef struct forklift_host_api {
      * the plugin. Appended in ABI 1: check struct_size before calling. */
     int (*register_read_only_region)(const struct forklift_host_api *api, void *start, size_t length,
                                      const char *label);
+
+    /* Complete the response now, and go on working (PHP-FPM's fastcgi_finish_request): what
+     * was written is sent with FCGI_END_REQUEST, the client has the whole response, and the
+     * connection is closed, or (kept) handed back so that another worker serves the client's
+     * next request. The handler may then do slow work; later writes and flushes fail, reads of
+     * the body return 0 (the rest of it was read away). The worker takes its next request when
+     * handle returns, and request_terminate_timeout counts until then. Calling it twice is
+     * fine. Returns FORKLIFT_FAILED if the client was gone. Appended in ABI 1: check
+     * struct_size before calling. */
+    int (*response_finish)(forklift_response *response);
 } forklift_host_api;
 
 /* What a plugin exports. Every hook but handle may be NULL. `state` is whatever preload

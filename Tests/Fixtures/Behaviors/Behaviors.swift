@@ -29,6 +29,7 @@ final class Behaviors: ForkliftHandler {
     static let version = "0.0.1"
 
     let settings: PluginSettings
+    let log: PluginLog
     /// A little preloaded data, sealed read-only before fork (for `/scribble`).
     let preloaded: SharedArray<UInt64>
     /// What `/leak` keeps, so the memory stays dirty.
@@ -47,6 +48,7 @@ final class Behaviors: ForkliftHandler {
     /// `start_thread` (in preload), `worker_thread` (a thread started in worker init).
     init(context: PluginContext) throws {
         settings = context.settings
+        log = context.log
         if settings["fail_preload"] == "true" { throw PluginError("preload failed on purpose (fail_preload = true)") }
         if settings["crash_in_preload"] == "true" { abort() }
         if let ms = try settings.int("preload_sleep_ms") { usleep(UInt32(ms) * 1000) }
@@ -121,6 +123,16 @@ final class Behaviors: ForkliftHandler {
             let values = [1, 2, 3]
             let index = Int(request.query.split(separator: "=").last ?? "7") ?? 7
             try response.write("\(values[index])\n")
+        case "finish-then-sleep":
+            // fastcgi_finish_request: the client has the response before the sleep ends.
+            let ms = Int(request.query.split(separator: "&").first?.split(separator: "=").last ?? "0") ?? 0
+            try response.write("finished before the work, pid \(getpid())\n")
+            try response.finish()
+            let writeAfter = (try? response.write("too late\n")) == nil ? "refused" : "accepted"
+            let bodyAfter = try request.body(limit: 1 << 20).count
+            usleep(UInt32(ms) * 1000)
+            log.notice("work after finish done: slept \(ms) ms, a write after finish was \(writeAfter), body after finish \(bodyAfter) bytes")
+            if request.query.contains("then-throw") { throw PluginError("thrown on purpose after finishing") }
         case "throw-late":
             try response.write(String(repeating: "p", count: 10_000))
             try response.flush()
