@@ -5,6 +5,7 @@
 // The import graph, bottom to top:
 //   CFastCGI, CForkliftABI, CForkliftSys        C: libfcgi, the plugin ABI header, signal/fork/proctitle shims
 //   ForkliftSystem                              Swift wrappers over the syscalls (one place each)
+//   ForkliftJSON                                JSON string literals, by hand (no Foundation)
 //   ForkliftConfig, ForkliftLogging             pure configuration values; log line format
 //   ForkliftIPC                                 what master and host tell each other (launch, reports, the scoreboard)
 //   ForkliftStatus                              the status page's formats (PHP-FPM's text, JSON, OpenMetrics, HTML)
@@ -14,6 +15,7 @@
 //   ForkliftMaster                              plugin-free supervisor of hosts; receives the host body
 //   forklift                                    the CLI wiring it together
 //   ForkliftPlugin                              the SDK plugins link; depends on CForkliftABI only
+//   ForkliftTesting                             plugins' tests: the SDK's hooks driven by an in-memory host
 import PackageDescription
 
 let package = Package(
@@ -21,6 +23,8 @@ let package = Package(
     products: [
         .executable(name: "forklift", targets: ["forklift"]),
         .library(name: "ForkliftPlugin", targets: ["ForkliftPlugin"]),
+        // For plugins' own tests: load a handler (its type, or its built .so) without a server.
+        .library(name: "ForkliftTesting", targets: ["ForkliftTesting"]),
         // Example plugins: each is a shared object the host dlopen()s.
         .library(name: "Hello", type: .dynamic, targets: ["Hello"]),
         .library(name: "Echo", type: .dynamic, targets: ["Echo"]),
@@ -51,16 +55,17 @@ let package = Package(
         // MARK: the server
         .target(name: "ForkliftSystem", dependencies: ["CForkliftSys"]),
         .target(name: "ForkliftIPC", dependencies: ["ForkliftSystem", "ForkliftConfig"]),
-        .target(name: "ForkliftConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(name: "ForkliftJSON"),
+        .target(name: "ForkliftConfig", dependencies: ["ForkliftJSON", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(
             name: "ForkliftLogging",
             dependencies: ["ForkliftSystem", "ForkliftConfig", .product(name: "Logging", package: "swift-log")]
         ),
-        .target(name: "ForkliftStatus", dependencies: ["ForkliftSystem", "ForkliftIPC"]),
+        .target(name: "ForkliftStatus", dependencies: ["ForkliftSystem", "ForkliftIPC", "ForkliftJSON"]),
         .target(name: "ForkliftClient"),
         .target(
             name: "ForkliftWorker",
-            dependencies: ["CFastCGI", "CForkliftABI", "CForkliftSys", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC", "ForkliftStatus"]
+            dependencies: ["CFastCGI", "CForkliftABI", "CForkliftSys", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC", "ForkliftStatus", "ForkliftClient"]
         ),
         .target(
             name: "ForkliftHost",
@@ -68,7 +73,7 @@ let package = Package(
         ),
         .target(
             name: "ForkliftMaster",
-            dependencies: ["ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC", "ForkliftStatus"]
+            dependencies: ["ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC", "ForkliftStatus", "ForkliftJSON"]
         ),
         .executableTarget(
             name: "forklift",
@@ -80,6 +85,7 @@ let package = Package(
 
         // MARK: the SDK and the example plugins
         .target(name: "ForkliftPlugin", dependencies: ["CForkliftABI"]),
+        .target(name: "ForkliftTesting", dependencies: ["ForkliftPlugin", "CForkliftABI", "ForkliftClient", "ForkliftJSON"]),
         .target(name: "Hello", dependencies: ["ForkliftPlugin"], path: "Plugins/Hello"),
         .target(name: "Echo", dependencies: ["ForkliftPlugin"], path: "Plugins/Echo"),
         .target(name: "Dictionary", dependencies: ["ForkliftPlugin"], path: "Plugins/Dictionary"),
@@ -93,7 +99,11 @@ let package = Package(
         .executableTarget(name: "forklift-test-without-ptrace", path: "Tests/Fixtures/WithoutPtrace"),
         .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem", "ForkliftClient"], path: "Tests/ForkliftTestSupport"),
         .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig"]),
-        .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker"]),
+        .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker", "ForkliftClient"]),
+        // The example plugins' own tests, through ForkliftTesting: Echo in-process (one plugin
+        // type per test binary: each exports the entry symbol), all three through their .so.
+        .testTarget(name: "ExamplePluginTests", dependencies: ["ForkliftTesting", "Echo"]),
+        .testTarget(name: "ForkliftTestingTests", dependencies: ["ForkliftTesting"]),
         .testTarget(name: "ForkliftPluginTests", dependencies: ["ForkliftPlugin"]),
         .testTarget(name: "ForkliftIPCTests", dependencies: ["ForkliftIPC", "ForkliftSystem", "ForkliftStatus", "CForkliftSys"]),
         .testTarget(name: "ForkliftHostTests", dependencies: ["ForkliftHost", "ForkliftIPC", "ForkliftConfig", "ForkliftSystem"]),

@@ -1,3 +1,4 @@
+import ForkliftJSON
 import ForkliftConfig
 import ForkliftIPC
 import ForkliftStatus

@@ -52,12 +52,7 @@ enum Trampolines {
             return fail(failure, "the host passed no configuration")
         }
         do {
-            let handler = try type.init(context: PluginContext(config: config, log: PluginLog(api: api)))
-            try handler.warmUp()
-            SDKWarmUp.run()
-            // Before fork: what the plugin preloaded into shared storage becomes read-only.
-            SharedRegions.sealAll(api: api)
-            state.pointee = Unmanaged.passRetained(Instance(handler: handler, api: api)).toOpaque()
+            state.pointee = try PluginHooks.preload(type, api: api, config: config)
             return Int32(FORKLIFT_OK)
         } catch {
             return fail(failure, "\(error)")
@@ -103,5 +98,34 @@ enum Trampolines {
             }
         }
         return Int32(FORKLIFT_FAILED)
+    }
+}
+
+/// The hooks without the one-handler-per-image global, for ForkliftTesting: it preloads a
+/// handler type linked into a test and then drives it through the same C hooks a host calls.
+@_spi(Testing)
+public enum PluginHooks {
+    /// What the preload hook does: the initialiser, `warmUp`, the SDK's own warm-up, and the
+    /// sealing of shared storage. Returns the state later hooks take.
+    public static func preload(_ type: any ForkliftHandler.Type, api: UnsafePointer<forklift_host_api>,
+                               config: UnsafePointer<forklift_plugin_config>) throws -> UnsafeMutableRawPointer {
+        let handler = try type.init(context: PluginContext(config: config, log: PluginLog(api: api)))
+        try handler.warmUp()
+        SDKWarmUp.run()
+        // Before fork: what the plugin preloaded into shared storage becomes read-only.
+        SharedRegions.sealAll(api: api)
+        return Unmanaged.passRetained(Instance(handler: handler, api: api)).toOpaque()
+    }
+
+    /// A descriptor for `type` whose preload is nil (call `preload` above instead).
+    public static func descriptor(for type: any ForkliftHandler.Type) -> forklift_plugin {
+        forklift_plugin(abi_version: FORKLIFT_ABI_VERSION, struct_size: UInt32(MemoryLayout<forklift_plugin>.size),
+                        name: nil, version: nil, preload: nil, worker_init: Trampolines.workerInit,
+                        handle: Trampolines.handle, worker_exit: Trampolines.workerExit)
+    }
+
+    /// Releases what `preload` returned.
+    public static func release(_ state: UnsafeMutableRawPointer) {
+        Unmanaged<Instance>.fromOpaque(state).release()
     }
 }

@@ -1,3 +1,4 @@
+import ForkliftJSON
 import ForkliftIPC
 import ForkliftSystem
 import Glibc
@@ -168,31 +169,6 @@ public enum StatusPage {
             page += "</table>\n"
         }
         return page + "</body></html>\n"
-    }
-}
-
-/// JSON text for the formats above and for `forklift status --json`.
-public enum JSON {
-    /// `text` as a JSON string literal.
-    public static func string(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
     }
 }
 

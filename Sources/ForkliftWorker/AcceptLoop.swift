@@ -215,12 +215,13 @@ struct AcceptLoop {
         if events.contains(.listenerReadable) || events.contains(.parkedReadable) {
             // A client waits. This idle connection makes way (parked with the master) when
             // nobody is listening and no more workers may be forked; or when the client is
-            // still waiting after quiet periods: with nobody listening (the host did not fork
-            // in time), or after long enough that whoever listens was not woken for it (the
-            // kernel woke this worker's epoll alone). Otherwise another worker takes it.
+            // still waiting after quiet periods: 8 (40 ms) while another worker listens (the
+            // kernel woke this worker's epoll alone), 20 (100 ms) while the host may fork one
+            // (a fork takes a few ms, more on a loaded machine). Otherwise another worker
+            // takes it.
             quietRounds += 1
             let nobodyListens = launch.board.listeningWorkers == 0
-            let makesWay = (nobodyListens && launch.board.hostAtCeiling) || (nobodyListens && quietRounds >= 3) || quietRounds >= 8
+            let makesWay = (nobodyListens && launch.board.hostAtCeiling) || (!nobodyListens && quietRounds >= 8) || quietRounds >= 20
             if makesWay && launch.board.claimYield() {
                 ForkliftLogging.logger.debug("giving up an idle kept connection: a new client waits and no worker is free")
                 giveUpKept()

@@ -1,4 +1,5 @@
 import CFastCGI
+import ForkliftClient
 import CForkliftABI
 import CForkliftSys
 import Glibc

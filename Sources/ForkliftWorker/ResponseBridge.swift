@@ -1,4 +1,5 @@
 import CFastCGI
+import ForkliftClient
 
 /// What a plugin's `forklift_response *` points to: status and headers are held back until
 /// the first body write or flush, then sent as CGI headers (`Status: 200 OK`) on libfcgi's
@@ -38,8 +39,7 @@ final class ResponseBridge {
     }
 
     func addHeader(_ name: String, _ value: String) -> Bool {
-        // Bytes, not Characters: "\r\n" is one Character and would slip past a check for "\r".
-        guard !headersSent, Self.isToken(name), !value.utf8.contains(where: { $0 == 10 || $0 == 13 || $0 == 0 }) else { return false }
+        guard !headersSent, HeaderName.isValid(name), HeaderName.isValidValue(value) else { return false }
         headers.append((name, value))
         return true
     }
@@ -103,17 +103,5 @@ final class ResponseBridge {
 
     static func from(_ pointer: OpaquePointer) -> ResponseBridge {
         Unmanaged<ResponseBridge>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
-    }
-
-    /// RFC 9110 token characters.
-    static func isToken(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.allSatisfy { byte in
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                true
-            default:
-                "!#$%&'*+-.^_`|~".utf8.contains(byte)
-            }
-        }
     }
 }

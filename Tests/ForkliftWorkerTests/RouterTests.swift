@@ -1,3 +1,4 @@
+import ForkliftClient
 @testable import ForkliftWorker
 import Testing
 

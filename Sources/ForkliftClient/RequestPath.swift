@@ -1,4 +1,5 @@
-/// The path a request is routed by, from the FastCGI params, first present of:
+/// The path a request is routed by, from the FastCGI params, first present of (here, beside
+/// the client, so that the workers, `forklift request` and ForkliftTesting agree):
 ///
 /// 1. `DOCUMENT_URI` — nginx's normalised path, without the query string;
 /// 2. `SCRIPT_NAME` + `PATH_INFO` — the CGI way (Apache, lighttpd, cgi-fcgi);

@@ -1,0 +1,58 @@
+@testable import Echo
+import ForkliftTesting
+import Testing
+
+/// The Echo example, tested as a plugin author tests a handler: in-process from its Swift
+/// type, and from its built shared object through the plugin ABI. Both must agree.
+@Suite struct EchoTests {
+    enum Loading: String, CaseIterable, CustomTestStringConvertible {
+        case inProcess, sharedObject
+        var testDescription: String { rawValue }
+
+        func load(settings: [String: String] = [:], maxBodySize: Int = 0) throws -> PluginUnderTest {
+            switch self {
+            case .inProcess: try PluginUnderTest(Echo.self, settings: settings, route: "/echo", maxBodySize: maxBodySize)
+            case .sharedObject: try PluginUnderTest(library: PluginUnderTest.built("Echo"), settings: settings, route: "/echo", maxBodySize: maxBodySize)
+            }
+        }
+    }
+
+    @Test(arguments: Loading.allCases) func echoesMethodPathParamsAndBody(loading: Loading) throws {
+        let echo = try loading.load()
+        #expect(echo.name == "echo" && echo.version == "1.0.0")
+        let response = echo.post("/echo/x?a=1", body: "hello", headers: [("X-Trace", "t1")])
+        #expect(response.status == 200 && response.failure == nil)
+        #expect(response.header("content-type") == "text/plain; charset=utf-8", "the host's default")
+        let text = response.bodyText
+        #expect(text.hasPrefix("method: POST\npath: /echo/x\n"))
+        for line in ["param: QUERY_STRING=a=1", "param: CONTENT_LENGTH=5", "param: HTTP_X_TRACE=t1", "body-length: 5"] {
+            #expect(text.contains(line + "\n"), "\(line)")
+        }
+        #expect(text.hasSuffix("\n\nhello"))
+        #expect(response.bodyBytesRead == 5)
+    }
+
+    @Test(arguments: Loading.allCases) func aBodyOverItsMaxBodySettingIs413(loading: Loading) throws {
+        let echo = try loading.load(settings: ["max_body": "4"])
+        let response = echo.post("/echo", body: "too long")
+        #expect(response.status == 413)
+        #expect(response.bodyText == "request body larger than 4 bytes\n")
+    }
+
+    @Test(arguments: Loading.allCases) func theHostsMaxBodySizeStopsTheReadAt413(loading: Loading) throws {
+        let echo = try loading.load(maxBodySize: 3)
+        let response = echo.post("/echo", body: "four")
+        #expect(response.status == 413, "the read failed past max_body_size and nothing was written")
+        #expect(response.failure != nil)
+    }
+
+    @Test func aBadSettingFailsThePreloadWithItsMessage() {
+        #expect(throws: PluginTestError.self) { try PluginUnderTest(Echo.self, settings: ["max_body": "lots"]) }
+        do {
+            _ = try PluginUnderTest(library: PluginUnderTest.built("Echo"), settings: ["max_body": "lots"])
+            Issue.record("a bad setting must fail the preload")
+        } catch {
+            #expect("\(error)".contains("setting max_body: expected an integer, got \"lots\""), "\(error)")
+        }
+    }
+}
