@@ -5,7 +5,7 @@ struct ForkliftCommand: ParsableCommand {
         commandName: "forklift",
         abstract: "A pre-forking FastCGI application server for Swift plugins.",
         version: ForkliftVersion.string,
-        subcommands: [RunCommand.self, CheckCommand.self, RequestCommand.self, ReloadCommand.self, StopCommand.self, StatusCommand.self, ScaleCommand.self, UpgradeCommand.self]
+        subcommands: [RunCommand.self, CheckCommand.self, RequestCommand.self, NewPluginCommand.self, ReloadCommand.self, StopCommand.self, StatusCommand.self, ScaleCommand.self, UpgradeCommand.self]
     )
 }
 
