@@ -24,7 +24,7 @@ import Glibc
         let server = try ForkliftServer(config: sizedPool("pm = \"static\"\nmax_children = 2\nkeepalive_timeout = \"60s\"",
                                                           extra: Self.echo, logLevel: "debug"))
         defer { server.shutdown() }
-        let nginx = try KeepAliveNginx(directory: server.directory)
+        let nginx = try keepAliveNginx(server)
         defer { nginx.stop() }
         try nginx.waitUntilServing()
 
@@ -82,7 +82,7 @@ import Glibc
     @Test func postsThroughKeepAliveSurviveReloadsAndRecycles() throws {
         let server = try ForkliftServer(config: sizedPool("max_children = 2\nmax_requests = 7", extra: Self.echo, logLevel: "debug"))
         defer { server.shutdown() }
-        let nginx = try KeepAliveNginx(directory: server.directory)
+        let nginx = try keepAliveNginx(server)
         defer { nginx.stop() }
         try nginx.waitUntilServing()
 
@@ -143,84 +143,20 @@ private func liveGenerations(_ log: String, pool: String = "www") -> [Int] {
     }
 }
 
-/// nginx in the server's temporary directory, in the foreground, with two server blocks to the
-/// pool's socket: `keptPort` through `upstream forklift { keepalive 8; }` with
-/// `fastcgi_keep_conn on`, `plainPort` straight to the socket, one connection per request.
-private final class KeepAliveNginx: @unchecked Sendable {
-    let directory: String
-    private(set) var keptPort: UInt16 = 0
-    private(set) var plainPort: UInt16 = 0
-    private var process: Process?
-
-    var errorLogPath: String { directory + "/nginx-error.log" }
-    var errorLog: String { (try? String(contentsOfFile: errorLogPath, encoding: .utf8)) ?? "" }
-
-    init(directory: String) throws {
-        self.directory = directory
-        let nginx = try #require(Command.find("nginx"), "nginx (Debian's nginx-light) is needed")
-        // A port picked and released may be taken by a parallel test meanwhile: try again.
-        for attempt in 1...5 {
-            keptPort = try FreePort.pick()
-            plainPort = try FreePort.pick()
-            guard keptPort != plainPort else { continue }
-            try configuration.write(toFile: directory + "/nginx.conf", atomically: true, encoding: .utf8)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: nginx)
-            process.arguments = ["-p", directory, "-c", directory + "/nginx.conf"]
-            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-            try process.run()
-            self.process = process
-            // nginx writes its pid file once its sockets are bound, and exits if a bind failed.
-            let pidFile = directory + "/nginx.pid"
-            let pid = process.processIdentifier
-            let up = ForkliftServer.eventually(timeout: 10) {
-                !process.isRunning
-                    || (try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) == "\(pid)"
-            }
-            if up && process.isRunning && Self.accepts(keptPort) && Self.accepts(plainPort) { return }
-            stop()
-            if attempt == 5 { throw FastCGIError("nginx did not start; its error log:\n\(errorLog)") }
-        }
+/// nginx in the server's temporary directory with the two shipped examples side by side on the
+/// pool's socket: docs/frontends/nginx-keepalive.conf (`upstream forklift { keepalive 8; }`,
+/// `fastcgi_keep_conn on`) on `keptPort`, docs/frontends/nginx.conf (a connection per request)
+/// on `plainPort`.
+private func keepAliveNginx(_ server: ForkliftServer) throws -> FrontEnd {
+    let socket = "unix:\(server.directory)/www.sock"
+    return try FrontEnd(.nginx, in: server.directory, ports: 2) { ports in
+        try FrontEnd.nginxKeepAliveExample(port: ports[0], forklift: socket) + FrontEnd.nginxExample(port: ports[1], forklift: socket)
     }
+}
 
-    var configuration: String {
-        """
-        daemon off;
-        master_process off;
-        worker_processes 1;
-        pid \(directory)/nginx.pid;
-        error_log \(errorLogPath) info;
-        events { worker_connections 256; }
-        http {
-            access_log off;
-            client_body_temp_path \(directory)/nginx-body;
-            fastcgi_temp_path \(directory)/nginx-fastcgi;
-            proxy_temp_path \(directory)/nginx-proxy;
-            # The clients' own connections to nginx stay open for the whole test.
-            keepalive_timeout 300s;
-            keepalive_requests 100000;
-            upstream forklift {
-                server unix:\(directory)/www.sock;
-                keepalive 8;
-            }
-            server {
-                listen 127.0.0.1:\(keptPort);
-                location / {
-                    include /etc/nginx/fastcgi_params;
-                    fastcgi_keep_conn on;
-                    fastcgi_pass forklift;
-                }
-            }
-            server {
-                listen 127.0.0.1:\(plainPort);
-                location / {
-                    include /etc/nginx/fastcgi_params;
-                    fastcgi_pass unix:\(directory)/www.sock;
-                }
-            }
-        }
-        """
-    }
+private extension FrontEnd {
+    var keptPort: UInt16 { ports[0] }
+    var plainPort: UInt16 { ports[1] }
 
     /// Both server blocks answer (the pool is up behind them).
     func waitUntilServing() throws {
@@ -238,28 +174,6 @@ private final class KeepAliveNginx: @unchecked Sendable {
             }
         }
         if !ok { throw FastCGIError("nginx does not serve the pool: \(last)\n\(errorLog)") }
-    }
-
-    /// nginx's error log and the server's, for a failed expectation.
-    func diagnostics(_ server: ForkliftServer) -> String {
-        "nginx error log:\n\(errorLog)\nforklift log (last 60 lines):\n\(server.log.components(separatedBy: "\n").suffix(60).joined(separator: "\n"))"
-    }
-
-    func stop() {
-        guard let process else { return }
-        self.process = nil
-        // KILL, not TERM: Foundation's Process starts children with most signals blocked, and
-        // nginx does not unblock them (see NginxTests).
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-
-    deinit { stop() }
-
-    private static func accepts(_ port: UInt16) -> Bool {
-        guard let fd = try? HTTPConnection.connect(port: port, timeout: 1) else { return false }
-        close(fd)
-        return true
     }
 }
 
