@@ -24,7 +24,7 @@ import Glibc
         let server = try ForkliftServer(config: sizedPool("pm = \"static\"\nmax_children = 2\nkeepalive_timeout = \"60s\"",
                                                           extra: Self.echo, logLevel: "debug"))
         defer { server.shutdown() }
-        let nginx = try KeepAliveNginx(directory: server.directory)
+        let nginx = try keepAliveNginx(server)
         defer { nginx.stop() }
         try nginx.waitUntilServing()
 
@@ -33,7 +33,7 @@ import Glibc
             // Overlapping requests: nginx opens a connection to the pool for each of them.
             let keptPort = nginx.keptPort
             let burst = (0..<8).map { _ in
-                InBackground { try KeepAliveHTTP.once(port: keptPort, "GET", "/behaviors/hang?ms=100", timeout: 10) }
+                InBackground { try HTTPConnection.once(port: keptPort, "GET", "/behaviors/hang?ms=100", timeout: 10) }
             }
             for (index, request) in burst.enumerated() {
                 switch request.wait(timeout: 30) {
@@ -54,7 +54,7 @@ import Glibc
             }
 
             let started = Date()
-            let plain = Result { try KeepAliveHTTP.once(port: nginx.plainPort, "GET", "/behaviors", timeout: 10) }
+            let plain = Result { try HTTPConnection.once(port: nginx.plainPort, "GET", "/behaviors", timeout: 10) }
             let took = Date().timeIntervalSince(started)
             switch plain {
             case .success(let response):
@@ -67,7 +67,7 @@ import Glibc
             healthy = healthy && took < 2
             #expect(took < 2, "round \(round): the plain server block took \(String(format: "%.2f", took)) s with both workers on kept connections")
 
-            let kept = Result { try KeepAliveHTTP.once(port: nginx.keptPort, "GET", "/behaviors", timeout: 10) }
+            let kept = Result { try HTTPConnection.once(port: nginx.keptPort, "GET", "/behaviors", timeout: 10) }
             #expect((try? kept.get().status) == 200, "round \(round), the keep-alive server block afterwards: \(kept)\n\(nginx.diagnostics(server))")
         }
         #expect(server.log.contains("giving up an idle kept connection: a new client waits and no worker is free"),
@@ -82,7 +82,7 @@ import Glibc
     @Test func postsThroughKeepAliveSurviveReloadsAndRecycles() throws {
         let server = try ForkliftServer(config: sizedPool("max_children = 2\nmax_requests = 7", extra: Self.echo, logLevel: "debug"))
         defer { server.shutdown() }
-        let nginx = try KeepAliveNginx(directory: server.directory)
+        let nginx = try keepAliveNginx(server)
         defer { nginx.stop() }
         try nginx.waitUntilServing()
 
@@ -143,84 +143,20 @@ private func liveGenerations(_ log: String, pool: String = "www") -> [Int] {
     }
 }
 
-/// nginx in the server's temporary directory, in the foreground, with two server blocks to the
-/// pool's socket: `keptPort` through `upstream forklift { keepalive 8; }` with
-/// `fastcgi_keep_conn on`, `plainPort` straight to the socket, one connection per request.
-private final class KeepAliveNginx: @unchecked Sendable {
-    let directory: String
-    private(set) var keptPort: UInt16 = 0
-    private(set) var plainPort: UInt16 = 0
-    private var process: Process?
-
-    var errorLogPath: String { directory + "/nginx-error.log" }
-    var errorLog: String { (try? String(contentsOfFile: errorLogPath, encoding: .utf8)) ?? "" }
-
-    init(directory: String) throws {
-        self.directory = directory
-        let nginx = try #require(Command.find("nginx"), "nginx (Debian's nginx-light) is needed")
-        // A port picked and released may be taken by a parallel test meanwhile: try again.
-        for attempt in 1...5 {
-            keptPort = try FreePort.pick()
-            plainPort = try FreePort.pick()
-            guard keptPort != plainPort else { continue }
-            try configuration.write(toFile: directory + "/nginx.conf", atomically: true, encoding: .utf8)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: nginx)
-            process.arguments = ["-p", directory, "-c", directory + "/nginx.conf"]
-            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-            try process.run()
-            self.process = process
-            // nginx writes its pid file once its sockets are bound, and exits if a bind failed.
-            let pidFile = directory + "/nginx.pid"
-            let pid = process.processIdentifier
-            let up = ForkliftServer.eventually(timeout: 10) {
-                !process.isRunning
-                    || (try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) == "\(pid)"
-            }
-            if up && process.isRunning && Self.accepts(keptPort) && Self.accepts(plainPort) { return }
-            stop()
-            if attempt == 5 { throw FastCGIError("nginx did not start; its error log:\n\(errorLog)") }
-        }
+/// nginx in the server's temporary directory with the two shipped examples side by side on the
+/// pool's socket: docs/frontends/nginx-keepalive.conf (`upstream forklift { keepalive 8; }`,
+/// `fastcgi_keep_conn on`) on `keptPort`, docs/frontends/nginx.conf (a connection per request)
+/// on `plainPort`.
+private func keepAliveNginx(_ server: ForkliftServer) throws -> FrontEnd {
+    let socket = "unix:\(server.directory)/www.sock"
+    return try FrontEnd(.nginx, in: server.directory, ports: 2) { ports in
+        try FrontEnd.nginxKeepAliveExample(port: ports[0], forklift: socket) + FrontEnd.nginxExample(port: ports[1], forklift: socket)
     }
+}
 
-    var configuration: String {
-        """
-        daemon off;
-        master_process off;
-        worker_processes 1;
-        pid \(directory)/nginx.pid;
-        error_log \(errorLogPath) info;
-        events { worker_connections 256; }
-        http {
-            access_log off;
-            client_body_temp_path \(directory)/nginx-body;
-            fastcgi_temp_path \(directory)/nginx-fastcgi;
-            proxy_temp_path \(directory)/nginx-proxy;
-            # The clients' own connections to nginx stay open for the whole test.
-            keepalive_timeout 300s;
-            keepalive_requests 100000;
-            upstream forklift {
-                server unix:\(directory)/www.sock;
-                keepalive 8;
-            }
-            server {
-                listen 127.0.0.1:\(keptPort);
-                location / {
-                    include /etc/nginx/fastcgi_params;
-                    fastcgi_keep_conn on;
-                    fastcgi_pass forklift;
-                }
-            }
-            server {
-                listen 127.0.0.1:\(plainPort);
-                location / {
-                    include /etc/nginx/fastcgi_params;
-                    fastcgi_pass unix:\(directory)/www.sock;
-                }
-            }
-        }
-        """
-    }
+private extension FrontEnd {
+    var keptPort: UInt16 { ports[0] }
+    var plainPort: UInt16 { ports[1] }
 
     /// Both server blocks answer (the pool is up behind them).
     func waitUntilServing() throws {
@@ -228,7 +164,7 @@ private final class KeepAliveNginx: @unchecked Sendable {
         let ok = ForkliftServer.eventually(timeout: 15) {
             [keptPort, plainPort].allSatisfy { port in
                 do {
-                    let response = try KeepAliveHTTP.once(port: port, "GET", "/behaviors", timeout: 5)
+                    let response = try HTTPConnection.once(port: port, "GET", "/behaviors", timeout: 5)
                     last = "\(response.status) \(response.text)"
                     return response.status == 200
                 } catch {
@@ -238,28 +174,6 @@ private final class KeepAliveNginx: @unchecked Sendable {
             }
         }
         if !ok { throw FastCGIError("nginx does not serve the pool: \(last)\n\(errorLog)") }
-    }
-
-    /// nginx's error log and the server's, for a failed expectation.
-    func diagnostics(_ server: ForkliftServer) -> String {
-        "nginx error log:\n\(errorLog)\nforklift log (last 60 lines):\n\(server.log.components(separatedBy: "\n").suffix(60).joined(separator: "\n"))"
-    }
-
-    func stop() {
-        guard let process else { return }
-        self.process = nil
-        // KILL, not TERM: Foundation's Process starts children with most signals blocked, and
-        // nginx does not unblock them (see NginxTests).
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-
-    deinit { stop() }
-
-    private static func accepts(_ port: UInt16) -> Bool {
-        guard let fd = try? KeepAliveHTTP.connect(port: port, timeout: 1) else { return false }
-        close(fd)
-        return true
     }
 }
 
@@ -291,7 +205,7 @@ private final class PostLoad: @unchecked Sendable {
         running = clients
         for client in 0..<clients {
             Thread { [self] in
-                let connection = KeepAliveHTTP(port: port, timeout: 15)
+                let connection = HTTPConnection(port: port, timeout: 15)
                 var sent = 0
                 while !lock.withLock({ stopping }) {
                     sent += 1
@@ -352,178 +266,3 @@ private final class PostLoad: @unchecked Sendable {
         return lock.withLock { Outcome(completed: done, failures: failures, workers: workers) }
     }
 }
-
-/// A minimal HTTP/1.1 client on one TCP connection to 127.0.0.1, kept open between requests
-/// (reconnecting after the server closed it). Reads Content-Length and chunked bodies.
-private final class KeepAliveHTTP {
-    struct Response {
-        let status: Int
-        let headers: [String: String]
-        let body: [UInt8]
-        var text: String { String(decoding: body, as: UTF8.self) }
-    }
-
-    let port: UInt16
-    let timeout: Double
-    private var fd: Int32 = -1
-    private var buffer: [UInt8] = []
-
-    init(port: UInt16, timeout: Double) {
-        self.port = port
-        self.timeout = timeout
-    }
-
-    deinit { close() }
-
-    /// One request on a fresh connection, closed afterwards.
-    static func once(port: UInt16, _ method: String, _ path: String, body: [UInt8] = [], timeout: Double) throws -> Response {
-        let connection = KeepAliveHTTP(port: port, timeout: timeout)
-        defer { connection.close() }
-        return try connection.request(method, path, body: body)
-    }
-
-    func close() {
-        if fd >= 0 { Glibc.close(fd) }
-        fd = -1
-        buffer = []
-    }
-
-    func request(_ method: String, _ path: String, body: [UInt8] = []) throws -> Response {
-        if fd < 0 { fd = try Self.connect(port: port, timeout: timeout) }
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        if method == "POST" || !body.isEmpty {
-            head += "Content-Type: application/octet-stream\r\nContent-Length: \(body.count)\r\n"
-        }
-        head += "\r\n"
-        try sendAll(Array(head.utf8) + body)
-        let response = try readResponse()
-        if response.headers["connection"]?.lowercased() == "close" { close() }
-        return response
-    }
-
-    static func connect(port: UInt16, timeout: Double) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FastCGIError("socket failed: \(String(cString: strerror(errno)))") }
-        var value = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1_000_000))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard connected else {
-            let reason = String(cString: strerror(errno))
-            Glibc.close(fd)
-            throw FastCGIError("connect to 127.0.0.1:\(port) failed: \(reason)")
-        }
-        return fd
-    }
-
-    private func sendAll(_ bytes: [UInt8]) throws {
-        var sent = 0
-        while sent < bytes.count {
-            let count = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                let reason = String(cString: strerror(errno))
-                close()
-                throw FastCGIError("send to nginx failed: \(reason)")
-            }
-            sent += count
-        }
-    }
-
-    /// Reads more into the buffer; throws on timeout or when the server closed.
-    private func fill() throws {
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = recv(fd, &chunk, chunk.count, 0)
-            if count > 0 {
-                buffer += chunk[0..<count]
-                return
-            }
-            if count < 0 && errno == EINTR { continue }
-            let reason = count == 0 ? "nginx closed the connection" :
-                errno == EAGAIN || errno == EWOULDBLOCK ? "no answer within \(timeout) s" : String(cString: strerror(errno))
-            close()
-            throw FastCGIError("reading the response: \(reason)")
-        }
-    }
-
-    private func take(_ count: Int) throws -> [UInt8] {
-        while buffer.count < count { try fill() }
-        let bytes = Array(buffer[0..<count])
-        buffer.removeFirst(count)
-        return bytes
-    }
-
-    /// Up to CR LF (consumed, not returned).
-    private func line() throws -> String {
-        var searched = 0
-        while true {
-            if let end = Self.find([13, 10], in: buffer, from: max(0, searched - 1)) {
-                let text = String(decoding: buffer[0..<end], as: UTF8.self)
-                buffer.removeFirst(end + 2)
-                return text
-            }
-            searched = buffer.count
-            try fill()
-        }
-    }
-
-    private func readResponse() throws -> Response {
-        let statusLine = try line()
-        let words = statusLine.split(separator: " ")
-        guard words.count >= 2, words[0].hasPrefix("HTTP/1."), let status = Int(words[1]) else {
-            close()
-            throw FastCGIError("not an HTTP status line: \(statusLine)")
-        }
-        var headers: [String: String] = [:]
-        while true {
-            let header = try line()
-            if header.isEmpty { break }
-            guard let colon = header.firstIndex(of: ":") else { continue }
-            headers[header[..<colon].lowercased()] = header[header.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        var body: [UInt8] = []
-        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
-            while true {
-                let sizeLine = try line()
-                guard let size = Int(sizeLine.split(separator: ";").first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? "", radix: 16) else {
-                    close()
-                    throw FastCGIError("bad chunk size line: \(sizeLine)")
-                }
-                if size == 0 {
-                    while try !line().isEmpty {} // trailers
-                    break
-                }
-                body += try take(size)
-                _ = try take(2)
-            }
-        } else if let length = headers["content-length"].flatMap({ Int($0) }) {
-            body = try take(length)
-        } else {
-            // Delimited by the close.
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let count = recv(fd, &chunk, chunk.count, 0)
-                if count > 0 { buffer += chunk[0..<count] } else if count < 0 && errno == EINTR { continue } else { break }
-            }
-            body = buffer
-            close()
-        }
-        return Response(status: status, headers: headers, body: body)
-    }
-
-    private static func find(_ pattern: [UInt8], in bytes: [UInt8], from start: Int) -> Int? {
-        guard bytes.count >= pattern.count, start <= bytes.count - pattern.count else { return nil }
-        for index in start...(bytes.count - pattern.count) where bytes[index] == pattern[0] {
-            if Array(bytes[index..<(index + pattern.count)]) == pattern { return index }
-        }
-        return nil
-    }
-}
-

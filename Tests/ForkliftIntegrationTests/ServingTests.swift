@@ -2,8 +2,9 @@ import Foundation
 import ForkliftTestSupport
 import Testing
 
-/// The pool most tests use: Hello, Echo and the misbehaving fixture behind one socket.
-func poolConfig(listen: String, children: Int = 2, maxRequests: Int = 0, dieTimeout: String = "10s") -> String {
+/// The pool most tests use: Hello, Echo and the misbehaving fixture behind one socket;
+/// `pool` adds keys to `[pool.www]`.
+func poolConfig(listen: String, children: Int = 2, maxRequests: Int = 0, dieTimeout: String = "10s", pool: String = "") -> String {
     """
     [global]
     pid = "{dir}/forklift.pid"
@@ -13,6 +14,7 @@ func poolConfig(listen: String, children: Int = 2, maxRequests: Int = 0, dieTime
     listen = "\(listen)"
     max_children = \(children)
     max_requests = \(maxRequests)
+    \(pool)
     [pool.www.plugin.hello]
     path = "{build}/libHello.so"
     route = "/hello"
