@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Forklift needs, only those missing.
 #   scripts/install-deps.sh            building and running: libfcgi, pkg-config
-#   scripts/install-deps.sh --tests    also what the tests talk to: cgi-fcgi, curl, the front ends
+#   scripts/install-deps.sh --tests    also what the tests talk to: cgi-fcgi, curl, gdb, the front ends
 #                                      (nginx, Apache httpd, lighttpd) and prometheus_client (PyPI),
 #                                      whose parser checks the OpenMetrics page
 set -euo pipefail
@@ -10,7 +10,7 @@ packages=(libfcgi-dev pkg-config)
 # Web servers whose packages would start (and enable) a system daemon on port 80.
 daemons=()
 if [[ "${1:-}" == "--tests" ]]; then
-    packages+=(libfcgi-bin curl)
+    packages+=(libfcgi-bin curl gdb)
     daemons+=(nginx-light:nginx apache2:apache2 lighttpd:lighttpd)
 fi
 

@@ -9,16 +9,18 @@ import Glibc
 /// error now, not a crash in some worker later. RTLD_LOCAL keeps each plugin's copy of the
 /// Swift SDK to itself.
 public enum PluginLoader {
-    public static func open(_ settings: PluginSettings) throws(PluginFailure) -> UnsafePointer<forklift_plugin> {
+    /// `privateCopy`: load a copy of the file (so that a deploy overwriting it cannot change
+    /// what runs); without it, the file itself, where a debugger finds its symbols.
+    public static func open(_ settings: PluginSettings, privateCopy: Bool = true) throws(PluginFailure) -> UnsafePointer<forklift_plugin> {
         let who = "plugin \(settings.name) (\(settings.path))"
         // Every check below reads the copy that gets loaded, not the file, which may change.
-        let copy = try PrivateCopy(of: settings.path, name: "\(settings.name):\(lastComponent(settings.path))", who: who)
-        let path = copy.path
+        let copy = privateCopy ? try PrivateCopy(of: settings.path, name: "\(settings.name):\(lastComponent(settings.path))", who: who) : nil
+        let path = copy?.path ?? settings.path
         try checkIsSharedObject(path, who: who)
 
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
             var message = "\(who): cannot be loaded: \(lastDynamicLinkerError())"
-            if message.contains("cannot open shared object file") {
+            if copy != nil && message.contains("cannot open shared object file") {
                 message += " (plugins load from a private copy, so $ORIGIN in their RUNPATH does not find libraries next to the plugin file: give them an absolute RUNPATH or install them in a system path)"
             }
             throw PluginFailure(message)
@@ -53,7 +55,7 @@ public enum PluginLoader {
     static func checkIsSharedObject(_ path: String, who: String) throws(PluginFailure) {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw PluginFailure("\(who): cannot open the private copy: \(String(cString: strerror(errno)))")
+            throw PluginFailure("\(who): cannot open \(path.hasPrefix("/proc/") ? "the private copy" : path): \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
         var magic = [UInt8](repeating: 0, count: 4)

@@ -6,10 +6,10 @@ import ForkliftWorker
 /// Loads a pool's plugins and runs their preload hooks, checking after each one that the host
 /// can still fork safely, so that an error names the plugin that broke it.
 enum PluginSet {
-    static func load(_ pool: PoolSettings) throws(PluginFailure) -> [PluginInstance] {
+    static func load(_ pool: PoolSettings, privateCopies: Bool = true) throws(PluginFailure) -> [PluginInstance] {
         var instances: [PluginInstance] = []
         for settings in pool.plugins {
-            let descriptor = try PluginLoader.open(settings)
+            let descriptor = try PluginLoader.open(settings, privateCopy: privateCopies)
             let instance = PluginInstance(settings: settings, poolName: pool.name, descriptor: descriptor)
             let started = MonotonicInstant.now()
             try instance.preload()

@@ -23,23 +23,13 @@ public enum Worker {
         let log = ForkliftLogging.logger
         let signals: SignalPipe
         do {
-            // Ours first: FCGX_Init installs its handlers only for signals still at their
-            // default, and a TERM or USR1 caught by libfcgi's would set its shutdown flag for
-            // good (every later accept fails). Signals stay blocked until all is in place.
-            signals = try SignalPipe(catching: [.term, .int, .quit, .usr1], restartSyscalls: true)
-            // libfcgi's close after a response lingers: shutdown, then reads while the client
-            // sends, polling 2 s at a time. A client that keeps its end open, or trickles,
-            // held the worker that long. With 0 it reads only what has already arrived.
-            setenv("LIBFCGI_OS_CLOSE_POLL_TIMEOUT", "0", 1)
-            _ = FCGX_Init()
+            signals = try setUpSignalsAndLibfcgi()
             // A write to sealed preloaded memory still kills the worker, but says where; a crash
             // sends its backtrace to the host, which names the frames; SIGPWR makes the worker
             // send its current stack (the slow log, request_terminate_timeout) and carry on.
             forklift_backtrace_init(launch.readyFD)
             _ = forklift_fault_reporter_install(LogDestination.fileDescriptor, 1)
             _ = forklift_stack_dump_install(UnixSignal.dump.rawValue)
-            _ = signal(SIGHUP, SIG_IGN)
-            ignoreBrokenPipe()
         } catch {
             log.error("worker setup failed: \(error)")
             ChildProcess.exitImmediately(WorkerExitCode.setupFailed)
@@ -77,23 +67,65 @@ public enum Worker {
             log.debug("worker leaving: stopped before its generation went live")
             ChildProcess.exitImmediately(WorkerExitCode.normal)
         }
-        // Only now watch the listener: EPOLLEXCLUSIVE wake-ups that went to the previous
-        // generation's workers are not replayed to an epoll registered earlier, but an
-        // epoll_ctl ADD sees a connection already queued.
-        let waiter: ConnectionWaiter
+        let (reason, loop): (String, AcceptLoop)
         do {
-            waiter = try ConnectionWaiter(listenFD: launch.listenFD, parkFD: launch.parkFD, signalFD: signals.fileDescriptor)
+            (reason, loop) = try serve(launch, signals: signals)
         } catch {
             log.error("worker setup failed: \(error)")
             ChildProcess.exitImmediately(WorkerExitCode.setupFailed)
         }
-        var loop = AcceptLoop(launch: launch, signals: signals, waiter: waiter)
-        let reason = loop.run()
-
         log.debug("worker leaving: \(reason)", metadata: ["served": "\(loop.served)"])
         launch.slot.set(.exiting)
         for plugin in launch.plugins { plugin.workerExit() }
         ChildProcess.exitImmediately(loop.acceptFailed ? WorkerExitCode.setupFailed : WorkerExitCode.normal)
+    }
+
+    /// Ours first: FCGX_Init installs its handlers only for signals still at their default,
+    /// and a TERM or USR1 caught by libfcgi's would set its shutdown flag for good (every
+    /// later accept fails). Signals stay blocked until all is in place.
+    static func setUpSignalsAndLibfcgi() throws -> SignalPipe {
+        let signals = try SignalPipe(catching: [.term, .int, .quit, .usr1], restartSyscalls: true)
+        // libfcgi's close after a response lingers: shutdown, then reads while the client
+        // sends, polling 2 s at a time. A client that keeps its end open, or trickles,
+        // held the worker that long. With 0 it reads only what has already arrived.
+        setenv("LIBFCGI_OS_CLOSE_POLL_TIMEOUT", "0", 1)
+        _ = FCGX_Init()
+        _ = signal(SIGHUP, SIG_IGN)
+        ignoreBrokenPipe()
+        return signals
+    }
+
+    /// The accept loop until it has a reason to leave.
+    static func serve(_ launch: WorkerLaunch, signals: SignalPipe) throws -> (String, AcceptLoop) {
+        // Only now watch the listener: EPOLLEXCLUSIVE wake-ups that went to the previous
+        // generation's workers are not replayed to an epoll registered earlier, but an
+        // epoll_ctl ADD sees a connection already queued.
+        let waiter = try ConnectionWaiter(listenFD: launch.listenFD, parkFD: launch.parkFD, signalFD: signals.fileDescriptor)
+        var loop = AcceptLoop(launch: launch, signals: signals, waiter: waiter)
+        let reason = loop.run()
+        return (reason, loop)
+    }
+
+    /// `forklift run --single-process`: this process is the whole pool (FCGI::ProcManager's
+    /// n_processes 0): worker init, then requests one at a time until TERM, INT or QUIT, for
+    /// running a plugin under a debugger. No host watches it: no slow log, no
+    /// request_terminate_timeout, no recycling, and crashes are the debugger's.
+    public static func serveInThisProcess(_ launch: WorkerLaunch) -> Int32 {
+        let log = ForkliftLogging.logger
+        launch.slot.claim(pid: getpid())
+        do {
+            let signals = try setUpSignalsAndLibfcgi()
+            _ = forklift_fault_reporter_install(LogDestination.fileDescriptor, 1)
+            unblockAllSignals()
+            for plugin in launch.plugins { try plugin.workerInit() }
+            let (reason, loop) = try serve(launch, signals: signals)
+            log.notice("single process leaving: \(reason) after \(loop.served) request(s)")
+            for plugin in launch.plugins { plugin.workerExit() }
+            return loop.acceptFailed ? WorkerExitCode.setupFailed : 0
+        } catch {
+            log.error("\(error)")
+            return WorkerExitCode.initFailed
+        }
     }
 
     /// Worker init failed: tell the host why (one line, under PIPE_BUF, so it cannot

@@ -13,7 +13,25 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var options: ConfigurationOptions
 
+    @Flag(name: .customLong("single-process"), help: "Serve one pool from this process alone, without forking (for a debugger: gdb --args forklift run --single-process).")
+    var singleProcess = false
+
+    @Option(help: ArgumentHelp("With --single-process: the pool to serve (default: the first).", valueName: "name"))
+    var pool: String?
+
+    func validate() throws {
+        if pool != nil && !singleProcess { throw ValidationError("--pool goes with --single-process") }
+    }
+
     func run() throws {
+        if singleProcess {
+            let configuration = try loadConfiguration(options.directory)
+            LogDestination.level = configuration.global.logLevel
+            // Its log goes to standard error, where the debugger's user reads it.
+            let status = SingleProcess.run(configuration, pool: pool)
+            if status != 0 { throw ExitCode(status) }
+            return
+        }
         // Started by `forklift upgrade`: take over the old master's sockets.
         let handoff = Handoff.fromEnvironment()
         let configuration: Configuration

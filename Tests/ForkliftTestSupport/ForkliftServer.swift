@@ -28,9 +28,10 @@ public final class ForkliftServer: @unchecked Sendable {
     /// Writes the configuration and starts the server; waits for "forklift is ready" unless
     /// `waitUntilReady` is false.
     /// `executable` may name a copy of the binary inside the temporary directory (`{dir}`);
-    /// `launcher` is a command that runs it (its path and arguments, `{build}` expanded).
+    /// `launcher` is a command that runs it (its path and arguments, `{build}` expanded);
+    /// `runArguments` come after `run --conf DIR`.
     public init(config: String, waitUntilReady: Bool = true, executable: String = ForkliftServer.binary,
-                launcher: [String] = [], prepare: (String) throws -> Void = { _ in }) throws {
+                launcher: [String] = [], runArguments: [String] = [], prepare: (String) throws -> Void = { _ in }) throws {
         directory = try TemporaryDirectory.make()
         try prepare(directory)
         try FileManager.default.createDirectory(atPath: directory + "/conf.d", withIntermediateDirectories: true)
@@ -40,11 +41,12 @@ public final class ForkliftServer: @unchecked Sendable {
         process = Process()
         let command = (launcher + [executable]).map { Self.expand($0, directory: directory) }
         process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = command.dropFirst() + ["run", "--conf", directory + "/conf.d"]
+        process.arguments = command.dropFirst() + ["run", "--conf", directory + "/conf.d"] + runArguments
         let log = FileHandle(forWritingAtPath: logPath)!
         process.standardOutput = log
         process.standardError = log
-        try process.run()
+        // A launcher (gdb) gets no signal blocked, whatever thread the test runs on.
+        try FrontEnd.withSignalsUnblocked { try process.run() }
         if waitUntilReady {
             try waitForLog("forklift is ready", timeout: 60)
         }
