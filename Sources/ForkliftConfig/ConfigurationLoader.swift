@@ -43,7 +43,7 @@ public enum ConfigurationLoader {
 
     /// Parses already-read files (named as they should appear in errors), in the given order.
     public static func parse(files: [(name: String, contents: String)], configurationDirectory: String) throws(ConfigurationError) -> Configuration {
-        var draft = Draft()
+        var tables: [(file: String, table: TOMLTable)] = []
         for file in files {
             let table: TOMLTable
             do {
@@ -54,7 +54,13 @@ public enum ConfigurationLoader {
             } catch {
                 throw ConfigurationError(file: file.name, key: nil, "\(error)")
             }
-            try read(TableReader(table, file: file.name, path: ""), into: &draft)
+            // Before any value: what a misspelt key's absence causes would hide the misspelling.
+            try UnknownKeys.check(table, file: file.name)
+            tables.append((file.name, table))
+        }
+        var draft = Draft()
+        for (file, table) in tables {
+            try read(TableReader(table, file: file, path: ""), into: &draft)
         }
         var configuration = try draft.resolve(configurationDirectory: configurationDirectory, lastFile: files.last?.name ?? configurationDirectory)
         configuration.files = files.map(\.name)

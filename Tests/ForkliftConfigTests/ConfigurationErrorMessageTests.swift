@@ -1,0 +1,85 @@
+@testable import ForkliftConfig
+import Testing
+
+/// Broken configurations and what their error must say: the file, the key, what was found and
+/// expected, and the fix where there is an obvious one. (Through `forklift check`:
+/// ForkliftIntegrationTests/ErrorMessageTests.swift.)
+@Suite struct ConfigurationErrorMessageTests {
+    struct Row: CustomTestStringConvertible, Sendable {
+        let name: String
+        /// The files, in order: (name under /etc/forklift/conf.d, text).
+        let files: [(String, String)]
+        let key: String?
+        let contains: [String]
+        var file = "/etc/forklift/conf.d/10-www.toml"
+        var testDescription: String { name }
+    }
+
+    static let pool = minimalPool
+    static let global = "[global]\npid = \"run/x.pid\"\n"
+
+    static func one(_ text: String) -> [(String, String)] { [("10-www.toml", text)] }
+
+    static let rows: [Row] = [
+        // MARK: unknown keys: first, with the closest known key or the table they belong in
+        Row(name: "a misspelt required key", files: one(pool.replacingOccurrences(of: "max_children", with: "max_chidren")),
+            key: "pool.www.max_chidren", contains: ["unknown key; did you mean max_children?"]),
+        Row(name: "a misspelt key before a bad value in the same table",
+            files: one(pool.replacingOccurrences(of: "max_children = 4", with: "listen_backlog = 0\nmax_chidren = 4")),
+            key: "pool.www.max_chidren", contains: ["did you mean max_children?"]),
+        Row(name: "a misspelt key in a later file before a bad value in an earlier one",
+            files: [("00-global.toml", "[global]\ndie_timeout = \"forever\"\n"), ("10-www.toml", pool + "\n[global]\nlog_levle = \"info\"\n")],
+            key: "global.log_levle", contains: ["did you mean log_level?"]),
+        Row(name: "two letters swapped", files: one(pool.replacingOccurrences(of: "listen =", with: "lsiten =")),
+            key: "pool.www.lsiten", contains: ["did you mean listen?"]),
+        Row(name: "case and dashes", files: one(pool.replacingOccurrences(of: "max_children", with: "Max-Children")),
+            key: "pool.www.Max-Children", contains: ["did you mean max_children?"]),
+        Row(name: "a pool key below a plugin's header", files: one(pool + "\nmax_requests = 500\n"),
+            key: "pool.www.plugin.hello.max_requests",
+            contains: ["max_requests is a key of [pool.www]", "move it above [pool.www.plugin.hello]"]),
+        Row(name: "a misspelt pool key below a plugin's header", files: one(pool + "\nmax_childs = 5\n"),
+            key: "pool.www.plugin.hello.max_childs",
+            contains: ["did you mean max_children? That is a key of [pool.www]", "move it above [pool.www.plugin.hello]"]),
+        Row(name: "PHP-FPM's pm.max_children", files: one(pool.replacingOccurrences(of: "max_children", with: "pm.max_children")),
+            key: "pool.www.pm.max_children", contains: ["unknown key; PHP-FPM's pm.max_children is max_children here"]),
+        Row(name: "PHP-FPM's listen.backlog", files: one(pool.replacingOccurrences(of: "listen = \"127.0.0.1:9000\"", with: "listen.backlog = 64")),
+            key: "pool.www.listen.backlog", contains: ["PHP-FPM's listen.backlog is listen_backlog here"]),
+        Row(name: "a global key before any table", files: one("pid = \"x.pid\"\n" + pool),
+            key: "pid", contains: ["unknown key; pid is a key of [global]: move it there"]),
+        Row(name: "a global key in a pool", files: one(pool.replacingOccurrences(of: "max_children = 4", with: "max_children = 4\nerror_log = \"x.log\"")),
+            key: "pool.www.error_log", contains: ["error_log is a key of [global]"]),
+        Row(name: "a misspelt table", files: one("[globl]\npid = \"x.pid\"\n" + pool),
+            key: "globl", contains: ["unknown key; did you mean [global]?"]),
+        Row(name: "plugins for plugin", files: one(pool.replacingOccurrences(of: "pool.www.plugin.hello", with: "pool.www.plugins.hello")),
+            key: "pool.www.plugins", contains: ["did you mean plugin?"]),
+
+    ]
+
+    @Test(arguments: rows)
+    func theErrorSaysWhatToDo(row: Row) throws {
+        do {
+            _ = try ConfigurationLoader.parse(files: row.files.map { ("/etc/forklift/conf.d/" + $0.0, $0.1) },
+                                              configurationDirectory: "/etc/forklift/conf.d")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.file == row.file, "\(error)")
+            #expect(error.key == row.key, "\(error)")
+            for text in row.contains {
+                #expect(error.message.contains(text), "\(error)\nmissing: \(text)")
+            }
+        }
+    }
+
+    @Test(arguments: [
+        ("max_chidren", "max_children"), ("max_chlidren", "max_children"), ("MAX_CHILDREN", "max_children"),
+        ("listen-backlog", "listen_backlog"), ("pn", "pm"), ("slowlogg", "slowlog"),
+    ])
+    func nearKeys(typed: String, meant: String) {
+        #expect(UnknownKeys.closest(to: typed, in: ConfigurationLoader.poolKeys) == meant)
+    }
+
+    @Test(arguments: ["root", "workers", "x", "timeout", "pidfile"])
+    func farKeysSuggestNothing(typed: String) {
+        #expect(UnknownKeys.closest(to: typed, in: ConfigurationLoader.pluginKeys + ConfigurationLoader.globalKeys) == nil)
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import ForkliftTestSupport
+import Testing
+
+/// Broken configurations and plugin files, through the real binary: each row is the input and
+/// what the message must say (the file, the key or symbol, what was found and expected, the
+/// fix). The pure parsing has its own table in ConfigurationErrorMessageTests.
+@Suite struct ErrorMessageTests {
+    struct Row: CustomTestStringConvertible, Sendable {
+        let name: String
+        let config: String
+        var files: [String: String] = [:]
+        let contains: [String]
+        /// forklift check's exit status.
+        var status: Int32 = 1
+        var testDescription: String { name }
+    }
+
+    // MARK: configuration, through forklift check
+
+    static let configurations: [Row] = [
+        Row(name: "a misspelt key, reported before what its absence causes",
+            config: pluginConfig(path: "{build}/libHello.so").replacingOccurrences(of: "max_children", with: "max_chidren"),
+            contains: ["10-test.toml: pool.www.max_chidren: unknown key; did you mean max_children?"]),
+    ]
+
+    /// Runs `body` on a temporary directory holding `config` as conf.d/10-test.toml and `files`.
+    static func withConfiguration<T>(_ config: String, files: [String: String] = [:], prepare: (String) throws -> Void = { _ in },
+                                     _ body: (String) throws -> T) throws -> T {
+        let directory = try TemporaryDirectory.make()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory + "/conf.d", withIntermediateDirectories: true)
+        try ForkliftServer.expand(config, directory: directory).write(toFile: directory + "/conf.d/10-test.toml", atomically: true, encoding: .utf8)
+        for (name, contents) in files {
+            try contents.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+        }
+        try prepare(directory)
+        return try body(directory)
+    }
+
+    /// `forklift check` on the row's configuration: (its directory, gone by now, and the result).
+    static func check(_ row: Row, prepare: (String) throws -> Void = { _ in }) throws -> (String, Command.Result) {
+        try withConfiguration(row.config, files: row.files, prepare: prepare) { directory in
+            (directory, try Command.run(ForkliftServer.binary, ["check", "--conf", directory + "/conf.d"]))
+        }
+    }
+
+    static func expect(_ row: Row, _ directory: String, _ result: Command.Result) {
+        #expect(result.status == row.status, "\(result.output)")
+        for text in row.contains {
+            let expanded = ForkliftServer.expand(text, directory: directory)
+            #expect(result.output.contains(expanded), "\(result.output)\nmissing: \(expanded)")
+        }
+    }
+
+    @Test(arguments: configurations)
+    func configurationErrors(row: Row) throws {
+        let (directory, result) = try Self.check(row)
+        Self.expect(row, directory, result)
+        #expect(!result.output.contains("is required"), "the unknown key comes first: \(result.output)")
+    }
+}
