@@ -15,8 +15,9 @@ public enum ConfigurationLoader {
            "decorate_workers_output", "access_log", "access_format", "plugin"]
     static let pluginKeys = ["path", "route", "settings", "request_terminate_timeout"]
 
-    /// Loads every `*.toml` file of `directory`.
-    public static func load(directory: String) throws(ConfigurationError) -> Configuration {
+    /// Loads every `*.toml` file of `directory`. `running`: the master that reads them for a
+    /// reload, whose control socket and pid file no pool may listen on.
+    public static func load(directory: String, running: RunningMaster? = nil) throws(ConfigurationError) -> Configuration {
         let directoryURL = URL(fileURLWithPath: directory).standardizedFileURL
         let names: [String]
         do {
@@ -38,11 +39,12 @@ public enum ConfigurationLoader {
         guard !files.isEmpty else {
             throw ConfigurationError(file: directoryURL.path, key: nil, "no *.toml files in the configuration directory")
         }
-        return try parse(files: files, configurationDirectory: directoryURL.path)
+        return try parse(files: files, configurationDirectory: directoryURL.path, running: running)
     }
 
     /// Parses already-read files (named as they should appear in errors), in the given order.
-    public static func parse(files: [(name: String, contents: String)], configurationDirectory: String) throws(ConfigurationError) -> Configuration {
+    public static func parse(files: [(name: String, contents: String)], configurationDirectory: String,
+                             running: RunningMaster? = nil) throws(ConfigurationError) -> Configuration {
         var tables: [(file: String, table: TOMLTable)] = []
         for file in files {
             let table: TOMLTable
@@ -62,7 +64,8 @@ public enum ConfigurationLoader {
         for (file, table) in tables {
             try read(TableReader(table, file: file, path: ""), into: &draft)
         }
-        var configuration = try draft.resolve(configurationDirectory: configurationDirectory, lastFile: files.last?.name ?? configurationDirectory)
+        var configuration = try draft.resolve(configurationDirectory: configurationDirectory, lastFile: files.last?.name ?? configurationDirectory,
+                                              running: running)
         configuration.files = files.map(\.name)
         return configuration
     }
@@ -97,6 +100,7 @@ public enum ConfigurationLoader {
         }
         if let interval = try table.duration("emergency_restart_interval") { draft.emergencyRestartInterval = interval }
         try table.rejectUnknownKeys(allowed: globalKeys)
+        for key in table.table.keys { draft.globalFiles[key] = table.file }
     }
 
     private static func readPool(name: String, _ table: TableReader) throws(ConfigurationError) -> Draft.Pool {

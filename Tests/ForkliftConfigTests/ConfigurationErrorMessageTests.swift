@@ -12,6 +12,7 @@ import Testing
         let key: String?
         let contains: [String]
         var file = "/etc/forklift/conf.d/10-www.toml"
+        var running: RunningMaster?
         var testDescription: String { name }
     }
 
@@ -53,13 +54,56 @@ import Testing
         Row(name: "plugins for plugin", files: one(pool.replacingOccurrences(of: "pool.www.plugin.hello", with: "pool.www.plugins.hello")),
             key: "pool.www.plugins", contains: ["did you mean plugin?"]),
 
+        // MARK: sockets and files that collide
+        Row(name: "listen on the control socket the pid file implies",
+            files: one(global + pool.replacingOccurrences(of: "127.0.0.1:9000", with: "run/x.sock")),
+            key: "pool.www.listen",
+            contains: ["/etc/forklift/run/x.sock is already the control socket", "global.pid's path with .sock", "set global.control_socket"]),
+        Row(name: "listen on the control socket set", files: one("[global]\ncontrol_socket = \"/run/c.sock\"\n" + pool.replacingOccurrences(of: "127.0.0.1:9000", with: "/run/c.sock")),
+            key: "pool.www.listen", contains: ["/run/c.sock is already the control socket (global.control_socket)", "listen elsewhere"]),
+        Row(name: "listen on the pid file", files: one(global + pool.replacingOccurrences(of: "127.0.0.1:9000", with: "unix:run/x.pid")),
+            key: "pool.www.listen", contains: ["/etc/forklift/run/x.pid is the pid file (global.pid)", "a socket needs a path of its own"]),
+        Row(name: "listen on the error log", files: one("[global]\nerror_log = \"log/www.sock\"\n" + pool.replacingOccurrences(of: "127.0.0.1:9000", with: "log/www.sock")),
+            key: "pool.www.listen", contains: ["/etc/forklift/log/www.sock is the error log (global.error_log)"]),
+        Row(name: "listen on another pool's slowlog",
+            files: one(pool.replacingOccurrences(of: "max_children = 4", with: "max_children = 4\nslowlog = \"log/b.sock\"")
+                       + "\n" + pool.replacingOccurrences(of: "pool.www", with: "pool.b").replacingOccurrences(of: "127.0.0.1:9000", with: "log/b.sock")),
+            key: "pool.b.listen", contains: ["is the slowlog of pool \"www\" (pool.www.slowlog)"]),
+        Row(name: "a status_listen on the pool's own listen",
+            files: one(pool.replacingOccurrences(of: "max_children = 4", with: "max_children = 4\nstatus_path = \"/status\"\nstatus_listen = \"127.0.0.1:9000\"")),
+            key: "pool.www.status_listen",
+            contains: ["127.0.0.1:9000 is already the listen address of pool \"www\" (pool.www.listen in /etc/forklift/conf.d/10-www.toml)", "give each socket an address of its own"]),
+        Row(name: "the control socket on the pid file",
+            files: [("00-global.toml", "[global]\npid = \"run/x.pid\"\ncontrol_socket = \"run/x.pid\"\n"), ("10-www.toml", pool)],
+            key: "global.control_socket", contains: ["the control socket /etc/forklift/run/x.pid is the pid file (global.pid)"],
+            file: "/etc/forklift/conf.d/00-global.toml"),
+        Row(name: "the pid file on a log", files: one("[global]\npid = \"log/x\"\nerror_log = \"log/x\"\n" + pool),
+            key: "global.error_log", contains: ["/etc/forklift/log/x is the pid file (global.pid); give the log a file of its own"]),
+        Row(name: "a port on every address and the same port on one",
+            files: one(pool + "\n" + pool.replacingOccurrences(of: "pool.www", with: "pool.b").replacingOccurrences(of: "127.0.0.1:9000", with: "9000")),
+            key: "pool.www.listen",
+            contains: ["127.0.0.1:9000 overlaps *:9000, the listen address of pool \"b\"", "*:9000 takes port 9000 on every address; use another port"]),
+        Row(name: "IPv6 any and an IPv4 address",
+            files: one(pool + "\n" + pool.replacingOccurrences(of: "pool.www", with: "pool.b").replacingOccurrences(of: "127.0.0.1:9000", with: "[::]:9000")),
+            key: "pool.www.listen", contains: ["127.0.0.1:9000 overlaps [::]:9000"]),
+        Row(name: "a listen that is neither path nor port", files: one(pool.replacingOccurrences(of: "127.0.0.1:9000", with: "www")),
+            key: "pool.www.listen", contains: ["got \"www\"", "a socket path has a \"/\" or ends in .sock; for any other name write \"unix:www\""]),
+        Row(name: "a reload listening on the running master's control socket",
+            files: one("[global]\npid = \"run/new.pid\"\n" + pool.replacingOccurrences(of: "127.0.0.1:9000", with: "run/old.sock")),
+            key: "pool.www.listen",
+            contains: ["/etc/forklift/run/old.sock is already the running master's control socket (it keeps it until it restarts)", "listen elsewhere until forklift is restarted"],
+            running: RunningMaster(controlSocket: "/etc/forklift/run/old.sock", pidFile: "/etc/forklift/run/old.pid")),
+        Row(name: "a reload listening on the running master's pid file",
+            files: one("[global]\npid = \"run/new.pid\"\n" + pool.replacingOccurrences(of: "127.0.0.1:9000", with: "unix:run/old.pid")),
+            key: "pool.www.listen", contains: ["/etc/forklift/run/old.pid is the running master's pid file"],
+            running: RunningMaster(controlSocket: "/etc/forklift/run/old.sock", pidFile: "/etc/forklift/run/old.pid")),
     ]
 
     @Test(arguments: rows)
     func theErrorSaysWhatToDo(row: Row) throws {
         do {
             _ = try ConfigurationLoader.parse(files: row.files.map { ("/etc/forklift/conf.d/" + $0.0, $0.1) },
-                                              configurationDirectory: "/etc/forklift/conf.d")
+                                              configurationDirectory: "/etc/forklift/conf.d", running: row.running)
             Issue.record("accepted")
         } catch {
             #expect(error.file == row.file, "\(error)")
@@ -68,6 +112,14 @@ import Testing
                 #expect(error.message.contains(text), "\(error)\nmissing: \(text)")
             }
         }
+    }
+
+    @Test func aSameReloadIsStillFine() throws {
+        // The running master's own control socket and pid file, unchanged, are no collision.
+        let config = try ConfigurationLoader.parse(files: [("/etc/forklift/conf.d/10-www.toml", Self.global + Self.pool)],
+                                                   configurationDirectory: "/etc/forklift/conf.d",
+                                                   running: RunningMaster(controlSocket: "/etc/forklift/run/x.sock", pidFile: "/etc/forklift/run/x.pid"))
+        #expect(config.global.controlSocket == "/etc/forklift/run/x.sock")
     }
 
     @Test(arguments: [

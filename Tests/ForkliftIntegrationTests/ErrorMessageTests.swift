@@ -22,6 +22,9 @@ import Testing
         Row(name: "a misspelt key, reported before what its absence causes",
             config: pluginConfig(path: "{build}/libHello.so").replacingOccurrences(of: "max_children", with: "max_chidren"),
             contains: ["10-test.toml: pool.www.max_chidren: unknown key; did you mean max_children?"]),
+        Row(name: "listen next to the pid file, on the control socket it implies",
+            config: pluginConfig(path: "{build}/libHello.so").replacingOccurrences(of: "{dir}/www.sock", with: "{dir}/forklift.sock"),
+            contains: ["10-test.toml: pool.www.listen: {dir}/forklift.sock is already the control socket (global.pid's path with .sock, as control_socket is not set); listen elsewhere, or set global.control_socket"]),
     ]
 
     /// Runs `body` on a temporary directory holding `config` as conf.d/10-test.toml and `files`.
@@ -58,5 +61,21 @@ import Testing
         let (directory, result) = try Self.check(row)
         Self.expect(row, directory, result)
         #expect(!result.output.contains("is required"), "the unknown key comes first: \(result.output)")
+    }
+
+    // MARK: what only the running server finds
+
+    /// The master keeps its control socket until it restarts, whatever the files say now: a
+    /// reload that moves the pid file and listens where the control socket was is refused as a
+    /// configuration error, not as "another process is already listening there".
+    @Test func aReloadOnTheRunningControlSocket() throws {
+        let server = try ForkliftServer(config: pluginConfig(path: "{build}/libHello.so"))
+        defer { server.shutdown() }
+        try server.writeConfig(pluginConfig(path: "{build}/libHello.so")
+            .replacingOccurrences(of: "{dir}/forklift.pid", with: "{dir}/moved.pid").replacingOccurrences(of: "{dir}/www.sock", with: "{dir}/forklift.sock"))
+        let result = try Command.run(ForkliftServer.binary, ["reload", "--conf", server.configurationDirectory, "--control", server.directory + "/forklift.sock"])
+        #expect(result.status != 0)
+        #expect(result.output.contains("00-test.toml: pool.www.listen: \(server.directory)/forklift.sock is already the running master's control socket (it keeps it until it restarts); listen elsewhere until forklift is restarted"), "\(result.output)")
+        #expect(try FastCGIClient.get(server.www, "/").status == 200, "the running generation serves on")
     }
 }
