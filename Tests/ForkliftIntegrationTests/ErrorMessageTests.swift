@@ -25,6 +25,13 @@ import Testing
         Row(name: "listen next to the pid file, on the control socket it implies",
             config: pluginConfig(path: "{build}/libHello.so").replacingOccurrences(of: "{dir}/www.sock", with: "{dir}/forklift.sock"),
             contains: ["10-test.toml: pool.www.listen: {dir}/forklift.sock is already the control socket (global.pid's path with .sock, as control_socket is not set); listen elsewhere, or set global.control_socket"]),
+        Row(name: "a pid file in a directory that does not exist",
+            config: pluginConfig(path: "{build}/libHello.so").replacingOccurrences(of: "{dir}/forklift.pid", with: "/nonexistent/dir/x.pid"),
+            contains: ["pid file /nonexistent/dir/x.pid: cannot create: No such file or directory",
+                       "control socket /nonexistent/dir/x.sock: cannot create: No such file or directory"]),
+        Row(name: "a socket in a directory that does not exist",
+            config: pluginConfig(path: "{build}/libHello.so").replacingOccurrences(of: "{dir}/www.sock", with: "{dir}/missing/www.sock"),
+            contains: ["pool www: listen socket {dir}/missing/www.sock: cannot create: No such file or directory"]),
     ]
 
     /// Runs `body` on a temporary directory holding `config` as conf.d/10-test.toml and `files`.
@@ -64,6 +71,12 @@ import Testing
     }
 
     // MARK: what only the running server finds
+
+    @Test func runNamesThePidFile() throws {
+        let result = try forklift("run", config: pluginConfig(path: "{build}/libHello.so").replacingOccurrences(of: "{dir}/forklift.pid", with: "/nonexistent/dir/x.pid"))
+        #expect(result.status == 1)
+        #expect(result.output.contains("cannot start: pid file /nonexistent/dir/x.pid: cannot create: No such file or directory"), "\(result.output)")
+    }
 
     /// The master keeps its control socket until it restarts, whatever the files say now: a
     /// reload that moves the pid file and listens where the control socket was is refused as a
