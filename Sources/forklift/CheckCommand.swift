@@ -8,7 +8,7 @@ import Glibc
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "Validate the configuration and load every plugin in a throwaway process (like nginx -t)."
+        abstract: "Validate the configuration and load every plugin in a throwaway process (like nginx -t; forklift -t is the same)."
     )
 
     @OptionGroup var options: ConfigurationOptions

@@ -211,4 +211,21 @@ import Testing
         #expect(server.log.contains("/libForkliftBenchBallast.so) is a debug build and its preload took "), "\(server.log)")
         #expect(server.log.contains("a debug build does not keep what it preloads shared, every worker may end up with a copy of it (docs/memory.md); build the plugin with swift build -c release"), "\(server.log)")
     }
+
+    // MARK: forklift -t
+
+    /// nginx's and PHP-FPM's spelling: the same output and exit status as `forklift check`.
+    @Test(arguments: [false, true])
+    func dashTIsCheck(broken: Bool) throws {
+        try Self.withConfiguration(pluginConfig(path: broken ? "{dir}/libMissing.so" : "{build}/libHello.so")) { directory in
+            let conf = directory + "/conf.d"
+            let check = try Command.run(ForkliftServer.binary, ["check", "--conf", conf])
+            #expect(check.status == (broken ? 1 : 0), "\(check.output)")
+            for arguments in [["-t", "--conf", conf], ["--test", "--conf", conf], ["--conf", conf, "-t"], ["--conf=\(conf)", "--test"]] {
+                let result = try Command.run(ForkliftServer.binary, arguments)
+                #expect(result.status == check.status, "\(arguments): \(result.output)")
+                #expect(result.output == check.output, "\(arguments)")
+            }
+        }
+    }
 }
