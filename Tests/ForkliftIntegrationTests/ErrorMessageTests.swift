@@ -58,20 +58,6 @@ import Testing
             status: 0),
     ]
 
-    /// Runs `body` on a temporary directory holding `config` as conf.d/10-test.toml and `files`.
-    static func withConfiguration<T>(_ config: String, files: [String: String] = [:], prepare: (String) throws -> Void = { _ in },
-                                     _ body: (String) throws -> T) throws -> T {
-        let directory = try TemporaryDirectory.make()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        try FileManager.default.createDirectory(atPath: directory + "/conf.d", withIntermediateDirectories: true)
-        try ForkliftServer.expand(config, directory: directory).write(toFile: directory + "/conf.d/10-test.toml", atomically: true, encoding: .utf8)
-        for (name, contents) in files {
-            try contents.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
-        }
-        try prepare(directory)
-        return try body(directory)
-    }
-
     /// `forklift check` on the row's configuration: (its directory, gone by now, and the result).
     static func check(_ row: Row, prepare: (String) throws -> Void = { _ in }) throws -> (String, Command.Result) {
         try withConfiguration(row.config, files: row.files, prepare: prepare) { directory in
@@ -217,7 +203,7 @@ import Testing
     /// nginx's and PHP-FPM's spelling: the same output and exit status as `forklift check`.
     @Test(arguments: [false, true])
     func dashTIsCheck(broken: Bool) throws {
-        try Self.withConfiguration(pluginConfig(path: broken ? "{dir}/libMissing.so" : "{build}/libHello.so")) { directory in
+        try withConfiguration(pluginConfig(path: broken ? "{dir}/libMissing.so" : "{build}/libHello.so")) { directory in
             let conf = directory + "/conf.d"
             let check = try Command.run(ForkliftServer.binary, ["check", "--conf", conf])
             #expect(check.status == (broken ? 1 : 0), "\(check.output)")
