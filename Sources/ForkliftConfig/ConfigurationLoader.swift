@@ -15,8 +15,9 @@ public enum ConfigurationLoader {
            "decorate_workers_output", "access_log", "access_format", "plugin"]
     static let pluginKeys = ["path", "route", "settings", "request_terminate_timeout"]
 
-    /// Loads every `*.toml` file of `directory`.
-    public static func load(directory: String) throws(ConfigurationError) -> Configuration {
+    /// Loads every `*.toml` file of `directory`. `running`: the master that reads them for a
+    /// reload, whose control socket and pid file no pool may listen on.
+    public static func load(directory: String, running: RunningMaster? = nil) throws(ConfigurationError) -> Configuration {
         let directoryURL = URL(fileURLWithPath: directory).standardizedFileURL
         let names: [String]
         do {
@@ -38,12 +39,13 @@ public enum ConfigurationLoader {
         guard !files.isEmpty else {
             throw ConfigurationError(file: directoryURL.path, key: nil, "no *.toml files in the configuration directory")
         }
-        return try parse(files: files, configurationDirectory: directoryURL.path)
+        return try parse(files: files, configurationDirectory: directoryURL.path, running: running)
     }
 
     /// Parses already-read files (named as they should appear in errors), in the given order.
-    public static func parse(files: [(name: String, contents: String)], configurationDirectory: String) throws(ConfigurationError) -> Configuration {
-        var draft = Draft()
+    public static func parse(files: [(name: String, contents: String)], configurationDirectory: String,
+                             running: RunningMaster? = nil) throws(ConfigurationError) -> Configuration {
+        var tables: [(file: String, table: TOMLTable)] = []
         for file in files {
             let table: TOMLTable
             do {
@@ -54,9 +56,16 @@ public enum ConfigurationLoader {
             } catch {
                 throw ConfigurationError(file: file.name, key: nil, "\(error)")
             }
-            try read(TableReader(table, file: file.name, path: ""), into: &draft)
+            // Before any value: what a misspelt key's absence causes would hide the misspelling.
+            try UnknownKeys.check(table, file: file.name)
+            tables.append((file.name, table))
         }
-        var configuration = try draft.resolve(configurationDirectory: configurationDirectory, lastFile: files.last?.name ?? configurationDirectory)
+        var draft = Draft()
+        for (file, table) in tables {
+            try read(TableReader(table, file: file, path: ""), into: &draft)
+        }
+        var configuration = try draft.resolve(configurationDirectory: configurationDirectory, lastFile: files.last?.name ?? configurationDirectory,
+                                              running: running)
         configuration.files = files.map(\.name)
         return configuration
     }
@@ -91,6 +100,7 @@ public enum ConfigurationLoader {
         }
         if let interval = try table.duration("emergency_restart_interval") { draft.emergencyRestartInterval = interval }
         try table.rejectUnknownKeys(allowed: globalKeys)
+        for key in table.table.keys { draft.globalFiles[key] = table.file }
     }
 
     private static func readPool(name: String, _ table: TableReader) throws(ConfigurationError) -> Draft.Pool {

@@ -51,7 +51,10 @@ struct Draft {
         var requestTerminateTimeout: Double?
     }
 
-    func resolve(configurationDirectory: String, lastFile: String) throws(ConfigurationError) -> Configuration {
+    /// The file that set each `[global]` key last, for errors that name it.
+    var globalFiles: [String: String] = [:]
+
+    func resolve(configurationDirectory: String, lastFile: String, running: RunningMaster? = nil) throws(ConfigurationError) -> Configuration {
         let parent = URL(fileURLWithPath: configurationDirectory).deletingLastPathComponent().path
         let prefixPath = prefix.map { Paths.resolve($0, against: configurationDirectory) } ?? parent
         var global = GlobalSettings(
@@ -73,38 +76,18 @@ struct Draft {
         }
         global.emergencyRestartThreshold = emergencyRestartThreshold
         global.emergencyRestartInterval = emergencyRestartInterval
-        // Every address a socket is bound to, and who binds it: two of them on one address would
-        // steal each other's connections, or fail with a misleading "already listening there".
-        var taken: [ListenAddress: String] = [.unix(path: global.controlSocket): "the control socket (global.control_socket)"]
-        let files: [String: String] = [global.pidFile: "the pid file (global.pid)"]
-        func claim(_ text: String, pool: Pool, key: String, what: String) throws(ConfigurationError) -> ListenAddress {
-            let address: ListenAddress
-            do {
-                address = try ListenParser.parse(text, prefix: prefixPath)
-            } catch {
-                throw ConfigurationError(file: pool.file, key: "pool.\(pool.name).\(key)", error.message)
-            }
-            if let other = taken[address] {
-                throw ConfigurationError(file: pool.file, key: "pool.\(pool.name).\(key)", "\(address) is already \(other)")
-            }
-            if case .unix(let path) = address, let other = files[path] {
-                throw ConfigurationError(file: pool.file, key: "pool.\(pool.name).\(key)", "\(path) is \(other)")
-            }
-            taken[address] = what
-            return address
-        }
+        let claims = try PathClaims(global: global, pools: pools, prefix: prefixPath, controlSocketIsSet: controlSocket != nil,
+                                    globalFiles: globalFiles, lastFile: lastFile, running: running)
         var resolved: [PoolSettings] = []
         for pool in pools {
-            let address = try claim(pool.listen, pool: pool, key: "listen", what: "the listen address of pool \"\(pool.name)\"")
+            let address = claims.listen[pool.name]!
             var settings = PoolSettings(name: pool.name, listen: address, maxChildren: pool.sizing.maxChildren, plugins: pool.plugins.map {
                 var plugin = PluginSettings(name: $0.name, path: Paths.resolve($0.path, against: prefixPath), route: $0.route,
                                             settings: $0.settings, settingsJSON: $0.settingsJSON)
                 plugin.requestTerminateTimeout = $0.requestTerminateTimeout
                 return plugin
             })
-            if let statusListen = pool.status.statusListen {
-                settings.statusListen = try claim(statusListen, pool: pool, key: "status_listen", what: "the status_listen address of pool \"\(pool.name)\"")
-            }
+            settings.statusListen = claims.statusListen[pool.name]
             settings.listenBacklog = pool.backlog
             settings.processManager = pool.sizing.processManager
             settings.startServers = pool.sizing.startServers

@@ -27,7 +27,12 @@ enum ListenParser {
             portText = text
         }
         guard let port = UInt16(portText), !host.isEmpty else {
-            throw Failure(message: "expected a unix socket path or host:port with a port from 0 to 65535, got \"\(text)\"")
+            var message = "expected a unix socket path or host:port with a port from 0 to 65535, got \"\(text)\""
+            if host == "*" && !text.isEmpty && !text.allSatisfy(\.isNumber) {
+                // Neither a port nor, by its looks, a path: say how a path looks.
+                message += " (a socket path has a \"/\" or ends in .sock; for any other name write \"unix:\(text)\")"
+            }
+            throw Failure(message: message)
         }
         return .tcp(host: host, port: port)
     }

@@ -134,7 +134,9 @@ final class TableReader {
         return result
     }
 
-    /// Fails on the first key nobody asked for, listing the keys that are allowed here.
+    /// Fails on the first key nobody asked for, listing the keys that are allowed here. A
+    /// backstop: UnknownKeys has refused every key not in `allowed` before anything was read,
+    /// so what this finds is a key the list allows but no reader reads.
     func rejectUnknownKeys(allowed: [String]) throws(ConfigurationError) {
         for key in table.keys where !consumed.contains(key) {
             let list = allowed.joined(separator: ", ")

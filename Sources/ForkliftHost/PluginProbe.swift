@@ -10,7 +10,7 @@ import Glibc
 public enum PluginProbe {
     public enum Outcome { case success(String), failure(String) }
 
-    public static func run(_ settings: PluginSettings) -> Outcome {
+    public static func run(_ settings: PluginSettings, pool: String) -> Outcome {
         guard let pipe = try? Pipe(nonBlocking: false) else { return .failure("cannot create a pipe") }
         let pid: pid_t
         do {
@@ -19,9 +19,10 @@ public enum PluginProbe {
                 unblockAllSignals()
                 let line: HostReport
                 do {
-                    let descriptor = try PluginLoader.open(settings)
-                    let instance = PluginInstance(settings: settings, poolName: "", descriptor: descriptor)
-                    line = .ready(summary: "plugin \(settings.name) (\(settings.path)): \(instance.reportedName) version \(instance.version), ABI ok, route \(settings.route)")
+                    let loaded = try PluginLoader.open(settings, pool: pool)
+                    let instance = PluginInstance(settings: settings, poolName: "", descriptor: loaded.descriptor)
+                    let debug = loaded.isDebugBuild ? " (a debug build: it does not keep what it preloads shared by the workers; for production, build it with swift build -c release)" : ""
+                    line = .ready(summary: "plugin \(settings.name) (\(settings.path)): \(instance.reportedName) version \(instance.version), ABI ok, route \(settings.route)\(debug)")
                 } catch {
                     line = .failed(reason: "\(error)")
                 }

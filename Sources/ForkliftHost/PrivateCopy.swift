@@ -23,10 +23,12 @@ struct PrivateCopy {
     /// What to dlopen(): the memfd through /proc.
     var path: String { "/proc/self/fd/\(fd)" }
 
-    init(of source: String, name: String, who: String) throws(PluginFailure) {
+    /// `key`: the configuration key that names the file, for the fix when it cannot be opened.
+    init(of source: String, name: String, who: String, key: String) throws(PluginFailure) {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else {
-            throw PluginFailure("\(who): cannot open the file: \(String(cString: strerror(errno)))")
+            let code = errno
+            throw PluginFailure("\(who): cannot open the file: \(String(cString: strerror(code)))" + Self.fix(code, key: key))
         }
         defer { closeDescriptor(input) }
         let memfd = forklift_memfd_create("forklift:\(name)")
@@ -39,8 +41,9 @@ struct PrivateCopy {
             if count == 0 { break }
             if count < 0 {
                 if errno == EINTR { continue }
+                let code = errno
                 closeDescriptor(memfd)
-                throw PluginFailure("\(who): cannot read the file: \(String(cString: strerror(errno)))")
+                throw PluginFailure("\(who): cannot read the file: \(String(cString: strerror(code)))" + Self.fix(code, key: key))
             }
             do {
                 try buffer.withUnsafeBytes { try writeAll(memfd, UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
@@ -50,5 +53,14 @@ struct PrivateCopy {
             }
         }
         fd = memfd
+    }
+
+    private static func fix(_ code: Int32, key: String) -> String {
+        switch code {
+        case ENOENT, ENOTDIR: "; expected the plugin's shared object there: build the plugin, or correct \(key) (a relative path resolves against global.prefix)"
+        case EACCES: "; the user forklift runs as must be able to read it"
+        case EISDIR: "; \(key) must name the shared object itself (libNAME.so), not its directory"
+        default: ""
+        }
     }
 }

@@ -11,7 +11,7 @@ enum ToolchainCheck {
     static func verify(pluginPath: String, who: String) throws(PluginFailure) {
         guard let plugin = swiftToolchain(ofFile: pluginPath) else { return }
         guard let host = hostToolchain, host != plugin else { return }
-        throw PluginFailure("\(who): was built with a different Swift toolchain (\(plugin)) than this forklift (\(host)); rebuild the plugin with the same toolchain")
+        throw PluginFailure("\(who): was built with a different Swift toolchain: found \(plugin) in its .comment section, expected this forklift's \(host); rebuild the plugin with the toolchain forklift was built with")
     }
 
     static let hostToolchain: String? = swiftToolchain(ofFile: "/proc/self/exe")

@@ -11,7 +11,7 @@ extension Master {
         switch action {
         case .readConfiguration:
             do {
-                pending.append(.configurationRead(.success(try ConfigurationLoader.load(directory: core.configurationDirectory))))
+                pending.append(.configurationRead(.success(try ConfigurationLoader.load(directory: core.configurationDirectory, running: held))))
             } catch {
                 pending.append(.configurationRead(.failure(error)))
             }

@@ -21,6 +21,9 @@ public final class Master {
     let hostBody: HostBody
     let log = ForkliftLogging.logger
     let handoff: Handoff?
+    /// The control socket and pid file of this master's start: they stay until it exits,
+    /// whatever a reload reads, so no reload may listen there.
+    let held: RunningMaster
     var signals: SignalPipe!
     var control: ControlServer?
     var listeners = Listeners()
@@ -55,6 +58,7 @@ public final class Master {
                           inheritedGenerations: handoff?.generations ?? [:])
         self.handoff = handoff
         self.hostBody = hostBody
+        held = RunningMaster(controlSocket: configuration.global.controlSocket, pidFile: configuration.global.pidFile)
     }
 
     var configuration: Configuration { core.configuration }

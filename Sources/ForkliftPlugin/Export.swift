@@ -27,6 +27,12 @@ public func export<Handler: ForkliftHandler>(_ handler: Handler.Type) -> UnsafeR
     return UnsafeRawPointer(descriptor)
 }
 
+#if DEBUG
+/// FORKLIFT_DEBUG_BUILD_SYMBOL: this SDK, hence with SwiftPM the plugin linking it, is a debug
+/// build, and the host says so when the plugin preloads much (none of it stays shared).
+@_cdecl("forklift_sdk_debug_build") public func forkliftSDKDebugBuild() {}
+#endif
+
 /// This shared object's one exported handler type. Each plugin links its own copy of the SDK,
 /// so this global is per plugin. Written once, by `export`, in the host before any fork.
 enum Exported {

@@ -77,9 +77,9 @@ func pool(_ lines: String) -> String {
     @Test func aListenAddressMayNotBeTheControlSocketOrThePidFile() throws {
         let control = try #require(parseError("[global]\npid = \"x.pid\"\n" + minimalPool.replacingOccurrences(of: "\"127.0.0.1:9000\"", with: "\"x.sock\"")))
         #expect(control.key == "pool.www.listen")
-        #expect(control.message == "/etc/forklift/x.sock is already the control socket (global.control_socket)")
+        #expect(control.message == "/etc/forklift/x.sock is already the control socket (global.pid's path with .sock, as control_socket is not set); listen elsewhere, or set global.control_socket")
         let pid = try #require(parseError("[global]\npid = \"www.sock\"\n" + minimalPool.replacingOccurrences(of: "\"127.0.0.1:9000\"", with: "\"www.sock\"")))
-        #expect(pid.message == "/etc/forklift/www.sock is the pid file (global.pid)")
+        #expect(pid.message == "/etc/forklift/www.sock is the pid file (global.pid); a socket needs a path of its own")
     }
 
     @Test func emergencyRestartNeedsBothKeys() throws {

@@ -173,7 +173,7 @@ final class LoadGenerator: @unchecked Sendable {
             let record = #"__asm__(".section .comment,\"MS\",@progbits,1\n.asciz \"clang version 1.0.0 (https://github.com/swiftlang/llvm-project.git 0123456789)\"\n.previous");"#
             // First on the command line: its record comes first in .comment, even if cc is a clang.
             try server.install(try buildCPlugin([record, try cExampleSource()], in: server.directory), as: "versioned.so")
-            expectedCause = "was built with a different Swift toolchain (clang version 1.0.0"
+            expectedCause = "was built with a different Swift toolchain: found clang version 1.0.0"
         case .preloadThrows:
             try server.writeConfig(reloadConfig(behaviorSettings: "fail_preload = true"))
             expectedCause = "preload failed on purpose"

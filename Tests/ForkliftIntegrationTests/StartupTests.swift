@@ -4,6 +4,15 @@ import Testing
 
 /// Runs `forklift check` (or another subcommand) on a configuration.
 func forklift(_ subcommand: String, config: String, files: [String: String] = [:]) throws -> Command.Result {
+    try withConfiguration(config, files: files) { directory in
+        try Command.run(ForkliftServer.binary, [subcommand, "--conf", directory + "/conf.d"])
+    }
+}
+
+/// Runs `body` on a temporary directory holding `config` as conf.d/10-test.toml and `files`
+/// (`prepare` may add more), removed afterwards.
+func withConfiguration<T>(_ config: String, files: [String: String] = [:], prepare: (String) throws -> Void = { _ in },
+                          _ body: (String) throws -> T) throws -> T {
     let directory = try TemporaryDirectory.make()
     defer { try? FileManager.default.removeItem(atPath: directory) }
     try FileManager.default.createDirectory(atPath: directory + "/conf.d", withIntermediateDirectories: true)
@@ -11,7 +20,8 @@ func forklift(_ subcommand: String, config: String, files: [String: String] = [:
     for (name, contents) in files {
         try contents.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
     }
-    return try Command.run(ForkliftServer.binary, [subcommand, "--conf", directory + "/conf.d"])
+    try prepare(directory)
+    return try body(directory)
 }
 
 func pluginConfig(path: String, settings: String = "") -> String {

@@ -37,6 +37,11 @@ extern "C" {
 /* The symbol every plugin exports: `const forklift_plugin *forklift_plugin_entry(void);` */
 #define FORKLIFT_ENTRY_SYMBOL "forklift_plugin_entry"
 
+/* Optional: exported by debug builds of the Swift SDK (so, with SwiftPM, of the plugin). The
+ * host then warns when the plugin's preload takes much memory: nothing a debug build preloads
+ * stays shared by the workers. `void forklift_sdk_debug_build(void);` */
+#define FORKLIFT_DEBUG_BUILD_SYMBOL "forklift_sdk_debug_build"
+
 #define FORKLIFT_ERROR_CAPACITY 1024
 
 /* request_read's answer when the body is longer than the pool's max_body_size. */
