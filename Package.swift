@@ -59,13 +59,13 @@ let package = Package(
         .target(name: "ForkliftConfig", dependencies: ["ForkliftJSON", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(
             name: "ForkliftLogging",
-            dependencies: ["ForkliftSystem", "ForkliftConfig", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["ForkliftSystem", "ForkliftConfig", "ForkliftJSON", .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "ForkliftStatus", dependencies: ["ForkliftSystem", "ForkliftIPC", "ForkliftJSON"]),
         .target(name: "ForkliftClient"),
         .target(
             name: "ForkliftWorker",
-            dependencies: ["CFastCGI", "CForkliftABI", "CForkliftSys", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC", "ForkliftStatus", "ForkliftClient"]
+            dependencies: ["CFastCGI", "CForkliftABI", "CForkliftSys", "ForkliftSystem", "ForkliftConfig", "ForkliftLogging", "ForkliftIPC", "ForkliftStatus", "ForkliftClient", "ForkliftJSON"]
         ),
         .target(
             name: "ForkliftHost",

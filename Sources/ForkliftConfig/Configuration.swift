@@ -12,6 +12,12 @@ public struct Configuration: Equatable, Sendable {
     }
 }
 
+/// How the error log and the access log write their lines: `text` for people, `json` (one
+/// object per line) for a log shipper.
+public enum LogFormat: String, CaseIterable, Sendable {
+    case text, json
+}
+
 public enum LogLevel: String, CaseIterable, Comparable, Sendable {
     case debug, info, notice, warning, error
 
@@ -29,6 +35,7 @@ public struct GlobalSettings: Equatable, Sendable {
     /// Log file; nil means standard error.
     public var errorLog: String?
     public var logLevel: LogLevel = .notice
+    public var logFormat: LogFormat = .text
     /// How long a stop (or a drain after reload) waits for busy workers before KILL. 0 means forever.
     public var dieTimeout: Double = 60
     /// How long a new generation may take to load, preload and pass worker init before the
@@ -125,6 +132,8 @@ public struct PoolSettings: Equatable, Sendable {
     /// One line per request (PHP-FPM's `access.log`), in `accessFormat`; nil: none.
     public var accessLog: String?
     public var accessFormat = AccessLogFormat.phpFPMDefault
+    /// `json`: one object per request with every field, instead of `accessFormat`.
+    public var accessLogFormat: LogFormat = .text
     /// A pool whose every worker has been busy this long is reported (log and status); 0: off.
     public var allBusyWarning: Double = 10
     /// A connection has this long to send its request's records up to the end of its params,

@@ -6,13 +6,13 @@ import TOMLKit
 /// `[global]` may appear in several files; a later file's key overrides an earlier one's (so
 /// `99-local.toml` can adjust `00-global.toml`). A pool is defined in exactly one file.
 public enum ConfigurationLoader {
-    static let globalKeys = ["pid", "error_log", "log_level", "die_timeout", "reload_timeout", "background_loading",
+    static let globalKeys = ["pid", "error_log", "log_level", "log_format", "die_timeout", "reload_timeout", "background_loading",
                              "control_socket", "prefix", "emergency_restart_threshold", "emergency_restart_interval"]
     static let poolKeys = ["listen", "listen_backlog", "pm", "max_children", "max_requests", "max_requests_jitter",
                            "max_private_memory", "memory_log_interval"] + PoolSizingReader.keys + PoolStatusReader.keys
         + ["request_slowlog_timeout", "all_busy_warning", "request_read_timeout", "request_write_timeout", "keepalive_timeout",
            "request_terminate_timeout", "max_params_size", "max_body_size", "slowlog", "catch_workers_output",
-           "decorate_workers_output", "access_log", "access_format", "plugin"]
+           "decorate_workers_output", "access_log", "access_format", "access_log_format", "plugin"]
     static let pluginKeys = ["path", "route", "settings", "request_terminate_timeout"]
 
     /// Loads every `*.toml` file of `directory`. `running`: the master that reads them for a
@@ -88,6 +88,7 @@ public enum ConfigurationLoader {
         if let pid = try table.string("pid") { draft.pid = pid }
         if let log = try table.string("error_log") { draft.errorLog = log }
         if let level = try table.oneOf("log_level", LogLevel.self, choices: LogLevel.allCases) { draft.logLevel = level }
+        if let format = try table.oneOf("log_format", LogFormat.self, choices: LogFormat.allCases) { draft.logFormat = format }
         if let timeout = try table.duration("die_timeout") { draft.dieTimeout = timeout }
         if let timeout = try table.duration("reload_timeout") {
             guard timeout > 0 else { throw table.error("reload_timeout", "expected a duration above 0") }
@@ -148,6 +149,13 @@ public enum ConfigurationLoader {
             }
             guard pool.accessLog != nil else { throw table.error("access_format", "needs access_log (where the lines go)") }
             pool.accessFormat = format
+        }
+        if let format = try table.oneOf("access_log_format", LogFormat.self, choices: LogFormat.allCases) {
+            guard pool.accessLog != nil else { throw table.error("access_log_format", "needs access_log (where the lines go)") }
+            if format == .json, try table.string("access_format") != nil {
+                throw table.error("access_log_format", "json writes every field itself: remove access_format, or use access_log_format = \"text\"")
+            }
+            pool.accessLogFormat = format
         }
         for (pluginName, plugin) in try table.tables(in: "plugin") {
             pool.plugins.append(try readPlugin(name: pluginName, plugin))

@@ -7,6 +7,7 @@ struct Draft {
     var pid: String?
     var errorLog: String?
     var logLevel: LogLevel = .notice
+    var logFormat: LogFormat = .text
     var dieTimeout: Double = 60
     var reloadTimeout: Double = 60
     var backgroundLoading: Double = 30
@@ -35,6 +36,7 @@ struct Draft {
         var decorateWorkersOutput = true
         var accessLog: String?
         var accessFormat = AccessLogFormat.phpFPMDefault
+        var accessLogFormat: LogFormat = .text
         var maxRequests = 0
         var maxRequestsJitter = 0
         var maxPrivateMemory = 0
@@ -75,6 +77,7 @@ struct Draft {
                                      "emergency_restart_threshold and emergency_restart_interval work together: set both above 0, or neither")
         }
         global.emergencyRestartThreshold = emergencyRestartThreshold
+        global.logFormat = logFormat
         global.emergencyRestartInterval = emergencyRestartInterval
         let claims = try PathClaims(global: global, pools: pools, prefix: prefixPath, controlSocketIsSet: controlSocket != nil,
                                     globalFiles: globalFiles, lastFile: lastFile, running: running)
@@ -111,6 +114,7 @@ struct Draft {
             settings.decorateWorkersOutput = pool.decorateWorkersOutput
             settings.accessLog = pool.accessLog.map { Paths.resolve($0, against: prefixPath) }
             settings.accessFormat = pool.accessFormat
+            settings.accessLogFormat = pool.accessLogFormat
             settings.maxRequests = pool.maxRequests
             settings.maxRequestsJitter = pool.maxRequestsJitter
             settings.maxPrivateMemory = pool.maxPrivateMemory

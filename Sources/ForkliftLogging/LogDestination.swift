@@ -11,6 +11,7 @@ public enum LogDestination {
         var fd: Int32 = 2
         var path: String?
         var level: LogLevel = .notice
+        var format: LogFormat = .text
     }
 
     static let state = Mutex(State())
@@ -57,6 +58,12 @@ public enum LogDestination {
     public static var level: LogLevel {
         get { state.withLock { $0.level } }
         set { state.withLock { $0.level = newValue } }
+    }
+
+    /// `log_format`: text lines, or one JSON object per line.
+    public static var format: LogFormat {
+        get { state.withLock { $0.format } }
+        set { state.withLock { $0.format = newValue } }
     }
 
     static func write(_ line: String) {

@@ -180,9 +180,10 @@ extension Master {
         }
     }
 
-    /// Settings that change without a restart: the log level and file.
+    /// Settings that change without a restart: the log level, format and file.
     private func applyGlobalSettings(old: GlobalSettings, new: GlobalSettings) {
         LogDestination.level = new.logLevel
+        LogDestination.format = new.logFormat
         if new.errorLog != old.errorLog {
             do { try LogDestination.open(path: new.errorLog) } catch { log.error("cannot open error_log: \(error)") }
         }

@@ -1,15 +1,18 @@
 import CForkliftSys
 import ForkliftConfig
+import ForkliftJSON
 import ForkliftLogging
 import ForkliftSystem
 import Glibc
 
-/// The pool's access log: one line per request in `access_format`, appended by the worker
+/// The pool's access log: one line per request in `access_format` (or, with
+/// `access_log_format = "json"`, one JSON object with every field), appended by the worker
 /// that served it (one write per line, so lines of different workers never mix), reopened on
 /// USR1 after logrotate moved the file.
 struct AccessLog {
     let path: String
     let format: AccessLogFormat
+    let json: Bool
     private var fd: Int32 = -1
     /// The line of the request being served, written once its response is complete.
     private var pending: String?
@@ -21,7 +24,8 @@ struct AccessLog {
         guard let path = pool.accessLog, let format = try? AccessLogFormat(pool.accessFormat) else { return nil }
         self.path = path
         self.format = format
-        measuresCPU = format.tokens.contains { if case .field(let letter, _) = $0 { letter == "C" || letter == "M" } else { false } }
+        json = pool.accessLogFormat == .json
+        measuresCPU = json || format.tokens.contains { if case .field(let letter, _) = $0 { letter == "C" || letter == "M" } else { false } }
     }
 
     /// The request's line, while its params and headers are still there.
@@ -33,6 +37,12 @@ struct AccessLog {
         func text(_ pointer: UnsafePointer<CChar>?) -> String? { pointer.map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } }
         let uri = text(known.request_uri).map { String($0.prefix { $0 != "?" }) } ?? request.routedPath
         let query = text(known.query_string)
+        if json {
+            pending = Self.jsonLine(request, response: response, uri: uri, query: query, method: text(known.request_method),
+                                    contentLength: text(known.content_length), pool: pool, plugin: plugin,
+                                    receivedAt: receivedAt, duration: duration, cpu: cpu)
+            return
+        }
         pending = format.render { letter, argument in
             switch letter {
             case "R": return request.param("REMOTE_ADDR")
@@ -97,6 +107,20 @@ struct AccessLog {
     mutating func reopen() {
         closeDescriptor(fd)
         fd = -1
+    }
+
+    /// Every field, named: what a log shipper indexes without a parsing pattern.
+    static func jsonLine(_ request: RequestBridge, response: ResponseBridge, uri: String, query: String?, method: String?, contentLength: String?,
+                         pool: String, plugin: String, receivedAt: Double, duration: Double,
+                         cpu: (nanoseconds: UInt64, maxRSSKB: UInt64)?) -> String {
+        func string(_ value: String?) -> String { value.map(JSON.string) ?? "null" }
+        let cpuPercent = cpu.map { duration > 0 ? twoDecimals(Double($0.nanoseconds) / 1e9 / duration * 100) : "0.00" } ?? "null"
+        return "{\"time\":\(JSON.string(ForkliftLogHandler.utcTimestamp(receivedAt))),\"remote_addr\":\(string(request.param("REMOTE_ADDR"))),"
+            + "\"remote_user\":\(string(request.param("REMOTE_USER"))),\"method\":\(string(method)),\"uri\":\(JSON.string(uri)),"
+            + "\"query\":\(string(query)),\"status\":\(response.status),\"request_length\":\(contentLength.flatMap { Int($0) } ?? 0),"
+            + "\"response_length\":\(response.bodyBytes),\"duration_ms\":\(twoDecimals(duration * 1000, digits: 3)),\"cpu_percent\":\(cpuPercent),"
+            + "\"memory_bytes\":\(cpu.map { String($0.maxRSSKB * 1024) } ?? "null"),\"pid\":\(getpid()),\"pool\":\(JSON.string(pool)),"
+            + "\"plugin\":\(plugin.isEmpty ? "null" : JSON.string(plugin))}"
     }
 
     static func time(_ seconds: Double, _ format: String?) -> String {

@@ -28,7 +28,7 @@ public enum Worker {
             // sends its backtrace to the host, which names the frames; SIGPWR makes the worker
             // send its current stack (the slow log, request_terminate_timeout) and carry on.
             forklift_backtrace_init(launch.readyFD)
-            _ = forklift_fault_reporter_install(LogDestination.fileDescriptor, 1)
+            _ = forklift_fault_reporter_install(LogDestination.fileDescriptor, 1, LogDestination.format == .json ? 1 : 0)
             _ = forklift_stack_dump_install(UnixSignal.dump.rawValue)
         } catch {
             log.error("worker setup failed: \(error)")
@@ -115,7 +115,7 @@ public enum Worker {
         launch.slot.claim(pid: getpid())
         do {
             let signals = try setUpSignalsAndLibfcgi()
-            _ = forklift_fault_reporter_install(LogDestination.fileDescriptor, 1)
+            _ = forklift_fault_reporter_install(LogDestination.fileDescriptor, 1, LogDestination.format == .json ? 1 : 0)
             unblockAllSignals()
             for plugin in launch.plugins { try plugin.workerInit() }
             let (reason, loop) = try serve(launch, signals: signals)

@@ -27,6 +27,7 @@ struct RunCommand: ParsableCommand {
         if singleProcess {
             let configuration = try loadConfiguration(options.directory)
             LogDestination.level = configuration.global.logLevel
+            LogDestination.format = configuration.global.logFormat
             // Its log goes to standard error, where the debugger's user reads it.
             let status = SingleProcess.run(configuration, pool: pool)
             if status != 0 { throw ExitCode(status) }
@@ -42,6 +43,7 @@ struct RunCommand: ParsableCommand {
             throw error
         }
         LogDestination.level = configuration.global.logLevel
+        LogDestination.format = configuration.global.logFormat
         do {
             try LogDestination.open(path: configuration.global.errorLog)
         } catch {

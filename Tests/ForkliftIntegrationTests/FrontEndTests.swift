@@ -13,7 +13,7 @@ import Glibc
         let server = try ForkliftServer(config: frontEndPool(listen: "{dir}/www.sock"))
         defer { server.shutdown() }
         let nginx = try FrontEnd(.nginx, in: server.directory) { ports in
-            try FrontEnd.nginxExample(port: ports[0], forklift: "unix:\(server.directory)/www.sock")
+            try FrontEnd.nginxExample(port: ports[0], forklift: "unix:\(server.directory)/www.sock", status: server.directory + "/status.sock")
         }
         defer { nginx.stop() }
 
@@ -21,6 +21,14 @@ import Glibc
             "SCRIPT_NAME": "/echo/a b/c", "DOCUMENT_URI": "/echo/a b/c", "PATH_INFO": nil, "SCRIPT_FILENAME": nil,
             "CONTENT_LENGTH": "",
         ])
+        // /metrics, what docs/examples/prometheus.yml scrapes: OpenMetrics that Prometheus's own
+        // parser accepts.
+        let curl = try #require(Command.find("curl"))
+        let metrics = try Command.run(curl, ["-sS", "-i", "http://127.0.0.1:\(nginx.port)/metrics"], errorsApart: true)
+        let (head, body) = try #require(metrics.output.range(of: "\r\n\r\n").map { (metrics.output[..<$0.lowerBound], String(metrics.output[$0.upperBound...])) })
+        #expect(head.hasPrefix("HTTP/1.1 200") && head.contains("Content-Type: application/openmetrics-text"), "\(head)")
+        #expect(body.contains("forklift_active_processes{pool=\"www\"}"))
+        try expectValidOpenMetrics(body, in: server.directory)
     }
 
     /// docs/frontends/nginx-keepalive.conf: nginx keeps its connections to the pool open
@@ -101,8 +109,10 @@ func frontEndPool(listen: String) -> String {
 
 extension FrontEnd {
     /// docs/frontends/nginx.conf listening on `port`, passing to `forklift` (unix:PATH or HOST:PORT).
-    static func nginxExample(port: UInt16, forklift: String) throws -> String {
-        try example("nginx.conf", replacing: ["listen 80;": "listen 127.0.0.1:\(port);", "unix:/run/forklift/www.sock": forklift])
+    /// `status`: the pool's status_listen socket, for /metrics.
+    static func nginxExample(port: UInt16, forklift: String, status: String) throws -> String {
+        try example("nginx.conf", replacing: ["listen 80;": "listen 127.0.0.1:\(port);", "unix:/run/forklift/www.sock": forklift,
+                                              "unix:/run/forklift/www-status.sock": "unix:" + status])
     }
 
     /// docs/frontends/nginx-keepalive.conf listening on `port`, its upstream `forklift`.

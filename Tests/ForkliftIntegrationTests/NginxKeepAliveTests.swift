@@ -150,7 +150,7 @@ private func liveGenerations(_ log: String, pool: String = "www") -> [Int] {
 private func keepAliveNginx(_ server: ForkliftServer) throws -> FrontEnd {
     let socket = "unix:\(server.directory)/www.sock"
     return try FrontEnd(.nginx, in: server.directory, ports: 2) { ports in
-        try FrontEnd.nginxKeepAliveExample(port: ports[0], forklift: socket) + FrontEnd.nginxExample(port: ports[1], forklift: socket)
+        try FrontEnd.nginxKeepAliveExample(port: ports[0], forklift: socket) + FrontEnd.nginxExample(port: ports[1], forklift: socket, status: server.directory + "/status.sock")
     }
 }
 

@@ -69,8 +69,9 @@ int forklift_fault_region_add(const void *start, size_t length, const char *labe
  * signal (SEGV, BUS, ABRT, ILL, FPE, TRAP) sent by another process kills the worker at once:
  * the Swift runtime's backtracer, left to itself, would print a backtrace and carry on. */
 /* `backtraces`: a crash writes its backtrace through forklift_write_backtrace and the worker
- * dies at once, instead of going to the Swift backtracer. */
-int forklift_fault_reporter_install(int log_fd, int backtraces);
+ * dies at once, instead of going to the Swift backtracer. `json`: the line naming a fault in a
+ * sealed region is a JSON object (log_format = "json"). */
+int forklift_fault_reporter_install(int log_fd, int backtraces, int json);
 
 /* Listening sockets ------------------------------------------------------------------- */
 
