@@ -79,7 +79,7 @@ def percentile(values, p):
 class Server:
     """`forklift run` on a one-pool configuration in a temporary directory; `pool` is the TOML
     after the pool's `listen` line ({sock} is the socket path)."""
-    def __init__(self, build, pool, global_extra="", timeout=900):
+    def __init__(self, build, pool, global_extra="", timeout=900, wrapper=()):
         import subprocess, tempfile, time
         self.directory = tempfile.mkdtemp(prefix="forklift-bench-")
         os.makedirs(self.directory + "/conf.d")
@@ -89,7 +89,7 @@ class Server:
             f.write(f'[global]\npid = "{self.directory}/forklift.pid"\n{global_extra}\n'
                     f'[pool.www]\nlisten = "{self.sock}"\n{pool}\n')
         log = open(self.log_path, "w")
-        self.master = subprocess.Popen([build + "/forklift", "run", "--conf", self.directory + "/conf.d"], stdout=log, stderr=log)
+        self.master = subprocess.Popen(list(wrapper) + [build + "/forklift", "run", "--conf", self.directory + "/conf.d"], stdout=log, stderr=log)
         deadline = time.time() + timeout
         while "forklift is ready" not in self.log():
             if time.time() > deadline or self.master.poll() is not None:

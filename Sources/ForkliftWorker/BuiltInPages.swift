@@ -17,9 +17,22 @@ struct BuiltInPages {
     /// PHP-FPM's headers on both: never cache a health check or a status.
     static let noCache = [("Expires", "Thu, 01 Jan 1970 00:00:00 GMT"), ("Cache-Control", "no-cache, no-store, must-revalidate, max-age=0")]
 
-    func page(for path: String) -> Page? {
-        if let statusPath = pool.statusPath, path == statusPath { return .status }
-        if let pingPath = pool.pingPath, path == pingPath { return .ping }
+    /// The paths as bytes, compared with the request's without building a String.
+    private let statusPath: [UInt8]?
+    private let pingPath: [UInt8]?
+
+    init(pool: PoolSettings, generation: Int, board: GenerationBoard, counters: PoolCounters) {
+        self.pool = pool
+        self.generation = generation
+        self.board = board
+        self.counters = counters
+        statusPath = pool.statusPath.map { Array($0.utf8) }
+        pingPath = pool.pingPath.map { Array($0.utf8) }
+    }
+
+    func page(for path: UnsafeRawBufferPointer) -> Page? {
+        if let statusPath, path.elementsEqual(statusPath) { return .status }
+        if let pingPath, path.elementsEqual(pingPath) { return .ping }
         return nil
     }
 

@@ -55,7 +55,6 @@ struct Dispatcher {
     mutating func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>, started: MonotonicInstant) -> Outcome {
         let request = RequestBridge(fcgiRequest, bodyLimit: pool.maxBodySize, earlyFinish: earlyFinish)
         let response = ResponseBridge(out: fcgiRequest.pointee.out, earlyFinish: earlyFinish)
-        let path = request.routedPath
         counters.requestStarted()
         var pluginName = ""
         defer {
@@ -68,37 +67,37 @@ struct Dispatcher {
             }
             slot.set(.finishing)
             // The message is built only when debug logging is on: nothing extra per request otherwise.
-            ForkliftLogging.logger.debug("\(request.param("REQUEST_METHOD") ?? "-") \(path) \(response.status) \(Formatting.milliseconds(from: started)) ms")
+            ForkliftLogging.logger.debug("\(request.param("REQUEST_METHOD") ?? "-") \(request.routedPath) \(response.status) \(Formatting.milliseconds(from: started)) ms")
         }
 
-        if let page = pages.page(for: path) {
+        if let page = pages.page(for: request.pathBytes) {
             markRunning(request, plugin: BuiltInPages.label(page), now: started)
             pages.respond(page, query: request.known.query_string.map { String(cString: $0) } ?? "", response: response)
             return .complete
         }
-        let index = router.match(path: path)
+        let index = router.match(bytes: request.pathBytes)
         markRunning(request, plugin: index.map { pluginNames[$0] } ?? [], now: started)
         guard let index else {
-            response.respond(status: 404, body: "404 Not Found: no plugin of pool \(pool.name) is routed for \(path)\n")
+            response.respond(status: 404, body: "404 Not Found: no plugin of pool \(pool.name) is routed for \(request.routedPath)\n")
             return .complete
         }
         let plugin = plugins[index]
         pluginName = plugin.settings.name
         if pool.maxBodySize > 0, let length = request.known.content_length.map({ strtoull($0, nil, 10) }), length > UInt64(pool.maxBodySize) {
             // Before the plugin reads a byte of it.
-            ForkliftLogging.logger.warning("refused a body of \(length) bytes for \(path): above max_body_size (\(pool.maxBodySize) bytes)")
+            ForkliftLogging.logger.warning("refused a body of \(length) bytes for \(request.routedPath): above max_body_size (\(pool.maxBodySize) bytes)")
             response.respond(status: 413, body: "413 Content Too Large: the body may have at most \(pool.maxBodySize) bytes\n")
             return .complete
         }
         let failure = plugin.handle(request.opaque, response.opaque)
         if request.exceededBodyLimit && !response.headersSent {
             // A body longer than its CONTENT_LENGTH said (or without one): a client error, not the plugin's.
-            ForkliftLogging.logger.warning("refused the body of \(path) after \(pool.maxBodySize) bytes: above max_body_size")
+            ForkliftLogging.logger.warning("refused the body of \(request.routedPath) after \(pool.maxBodySize) bytes: above max_body_size")
             response.respond(status: 413, body: "413 Content Too Large: the body may have at most \(pool.maxBodySize) bytes\n")
             return .complete
         }
         if let failure {
-            ForkliftLogging.logger.error("plugin \(plugin.settings.name) failed on \(path): \(failure)")
+            ForkliftLogging.logger.error("plugin \(plugin.settings.name) failed on \(request.routedPath): \(failure)")
             if earlyFinish?.finished == true {
                 // After its response was finished: the client has all of it, nothing to undo.
                 return .complete
@@ -106,7 +105,7 @@ struct Dispatcher {
             if response.headersSent {
                 // Part of the response is already on the wire: the status cannot change now,
                 // and the client must not take what it got for the whole response.
-                ForkliftLogging.logger.error("the response to \(path) was already started; the connection is aborted")
+                ForkliftLogging.logger.error("the response to \(request.routedPath) was already started; the connection is aborted")
                 return .abort
             }
             response.respond(status: 500, body: "500 Internal Server Error\n")

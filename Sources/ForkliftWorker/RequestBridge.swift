@@ -8,9 +8,14 @@ import Glibc
 final class RequestBridge {
     let request: UnsafeMutablePointer<FCGX_Request>
 
-    /// The path the request is routed by, and the same as a C string for `request_path`.
-    let routedPath: String
-    let path: UnsafeMutablePointer<CChar>
+    /// The path the request is routed by as a C string (for `request_path`) and its bytes
+    /// (for routing): nginx's DOCUMENT_URI itself where there is one (no copy), else a copy
+    /// built by `RequestPath`'s rule, freed with the request.
+    let path: UnsafePointer<CChar>
+    let pathBytes: UnsafeRawBufferPointer
+    private let ownsPath: Bool
+    /// The same as a String, built only when something needs one (a 404, a log line).
+    private(set) lazy var routedPath = String(cString: path)
 
     /// The params the worker reads itself, found in one pass.
     let known: forklift_request_params
@@ -32,21 +37,33 @@ final class RequestBridge {
         var params = forklift_request_params()
         forklift_scan_params(request.pointee.envp, &params)
         known = params
-        routedPath = RequestPath.resolve { name in
-            let value: UnsafePointer<CChar>?
-            switch name {
-            case "DOCUMENT_URI": value = params.document_uri
-            case "SCRIPT_NAME": value = params.script_name
-            case "PATH_INFO": value = params.path_info
-            case "REQUEST_URI": value = params.request_uri
-            default: value = FCGX_GetParam(name, request.pointee.envp).map { UnsafePointer($0) }
+        // RequestPath's rules, taken without a copy where the path is one of libfcgi's strings:
+        // DOCUMENT_URI (nginx), or SCRIPT_NAME with no PATH_INFO (cgi-fcgi, Apache).
+        if let uri = params.document_uri, uri.pointee != 0 {
+            path = uri
+            ownsPath = false
+        } else if let script = params.script_name, script.pointee != 0, params.path_info == nil || params.path_info.pointee == 0 {
+            path = script
+            ownsPath = false
+        } else {
+            let resolved = RequestPath.resolve { name in
+                let value: UnsafePointer<CChar>?
+                switch name {
+                case "DOCUMENT_URI": value = params.document_uri
+                case "SCRIPT_NAME": value = params.script_name
+                case "PATH_INFO": value = params.path_info
+                case "REQUEST_URI": value = params.request_uri
+                default: value = FCGX_GetParam(name, request.pointee.envp).map { UnsafePointer($0) }
+                }
+                return value.map { String(cString: $0) }
             }
-            return value.map { String(cString: $0) }
+            path = UnsafePointer(strdup(resolved))
+            ownsPath = true
         }
-        path = strdup(routedPath)
+        pathBytes = UnsafeRawBufferPointer(start: path, count: strlen(path))
     }
 
-    deinit { free(path) }
+    deinit { if ownsPath { free(UnsafeMutablePointer(mutating: path)) } }
 
 
     var envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? { request.pointee.envp }

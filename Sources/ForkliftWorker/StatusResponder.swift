@@ -106,7 +106,7 @@ public enum StatusResponder {
     private static func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>, pages: BuiltInPages) {
         let request = RequestBridge(fcgiRequest)
         let response = ResponseBridge(out: fcgiRequest.pointee.out)
-        if let page = pages.page(for: request.routedPath) {
+        if let page = pages.page(for: request.pathBytes) {
             pages.respond(page, query: request.param("QUERY_STRING") ?? "", response: response)
         } else {
             response.respond(status: 404, body: "404 Not Found: status_listen answers only status_path and ping_path\n")

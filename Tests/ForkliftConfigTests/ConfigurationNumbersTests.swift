@@ -86,9 +86,9 @@ import Testing
     /// A key added later is either in the table above or known not to be a number.
     @Test func theTableCoversEveryNumericKey() {
         let notNumbers: Set<String> = [
-            "global.pid", "global.error_log", "global.log_level", "global.control_socket", "global.prefix",
+            "global.pid", "global.error_log", "global.log_level", "global.log_format", "global.control_socket", "global.prefix",
             "pool.listen", "pool.pm", "pool.status_path", "pool.ping_path", "pool.ping_response", "pool.status_listen",
-            "pool.slowlog", "pool.catch_workers_output", "pool.decorate_workers_output", "pool.access_log", "pool.access_format",
+            "pool.slowlog", "pool.catch_workers_output", "pool.decorate_workers_output", "pool.access_log", "pool.access_format", "pool.access_log_format",
             "pool.plugin", "plugin.path", "plugin.route", "plugin.settings",
         ]
         let covered = Set(Self.keys.map { "\($0.section).\($0.key)" })
