@@ -68,3 +68,29 @@ int forklift_signals_mask(const int *signals, int count, int block) {
     for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
     return sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
+
+#include <sys/signalfd.h>
+
+int forklift_signalfd_open(const int *signals, int count) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
+    /* Blocked for good: they stay pending until read from the descriptor, and never
+     * interrupt a system call (no handler runs). */
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+int forklift_signalfd_read(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n;
+    do { n = read(fd, &info, sizeof info); } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof info ? (int)info.ssi_signo : -1;
+}
+
+int forklift_signals_block_only(const int *signals, int count) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
+    return sigprocmask(SIG_SETMASK, &set, NULL);
+}

@@ -63,3 +63,41 @@ public func unblockAllSignals() {
 public func ignoreBrokenPipe() {
     _ = forklift_signal_ignore(SIGPIPE)
 }
+
+/// A worker's signals, read from a signalfd: blocked for good, so they never run a handler in
+/// the middle of a request or interrupt a plugin's system call, and serving a request needs no
+/// mask change (two sigprocmask calls per request before). The loop polls `fileDescriptor`
+/// as it polled the self-pipe. Threads started afterwards inherit the mask, so a plugin's
+/// threads never receive them either.
+public final class SignalDescriptor {
+    public let fileDescriptor: Int32
+    public let signals: [UnixSignal]
+
+    public init(catching signals: [UnixSignal]) throws {
+        // A handler stays installed (a no-op while blocked): left at its default, libfcgi's
+        // FCGX_Init would take the signal over, and a default TERM unblocked by mistake kills.
+        for signal in signals {
+            try retryingSyscall("sigaction(\(signal))") { forklift_signal_catch(signal.rawValue, 1) }
+        }
+        let numbers = signals.map(\.rawValue)
+        fileDescriptor = try retryingSyscall("signalfd") { forklift_signalfd_open(numbers, Int32(numbers.count)) }
+        self.signals = signals
+    }
+
+    /// Once every handler is in place: this thread blocks these signals (and `also`) and no
+    /// other. (A forked worker starts with every signal blocked.)
+    public func unblockAllOthers(alsoBlocking also: [UnixSignal] = []) throws {
+        let numbers = (signals + also).map(\.rawValue)
+        try retryingSyscall("sigprocmask") { forklift_signals_block_only(numbers, Int32(numbers.count)) }
+    }
+
+    /// The signals that arrived since the last call, in order (one per kind while pending).
+    public func drain() -> [UnixSignal] {
+        var signals: [UnixSignal] = []
+        while true {
+            let number = forklift_signalfd_read(fileDescriptor)
+            if number < 0 { return signals }
+            signals.append(UnixSignal(number))
+        }
+    }
+}

@@ -24,7 +24,7 @@ import Logging
 /// back when its next request comes, and a free worker takes it as from the listener.
 struct AcceptLoop {
     let launch: WorkerLaunch
-    let signals: SignalPipe
+    let signals: SignalDescriptor
     let waiter: ConnectionWaiter
     var dispatcher: Dispatcher
     private let earlyFinish: EarlyFinish
@@ -52,7 +52,7 @@ struct AcceptLoop {
     static let stopReadGrace = 1.0
     static let listenerQuietPeriod = 0.005
 
-    init(launch: WorkerLaunch, signals: SignalPipe, waiter: ConnectionWaiter) {
+    init(launch: WorkerLaunch, signals: SignalDescriptor, waiter: ConnectionWaiter) {
         self.launch = launch
         self.signals = signals
         self.waiter = waiter
@@ -279,10 +279,9 @@ struct AcceptLoop {
             dropConnection(connection)
             return
         }
-        // A stop signal waits until the response is complete: blocked, it cannot cut a
-        // plugin's sleep, poll or read short with EINTR. It is delivered at the unblock.
-        try? SignalPipe.mask(Self.requestSignals, blocked: true)
-        defer { try? SignalPipe.mask(Self.requestSignals, blocked: false) }
+        // A stop signal waits until the response is complete: the stop signals are blocked
+        // for good and read from a signalfd between requests (`SignalDescriptor`), so they
+        // cannot cut a plugin's sleep, poll or read short with EINTR.
         // libfcgi finishes "the previous request" first, closing the descriptor unless the
         // connection is kept: say it is. Its BEGIN_REQUEST says what the client wants.
         request.pointee.ipcFd = connection

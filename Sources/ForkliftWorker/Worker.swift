@@ -21,7 +21,7 @@ public enum Worker {
         if getppid() != launch.hostPID { ChildProcess.exitImmediately(WorkerExitCode.normal) }
 
         let log = ForkliftLogging.logger
-        let signals: SignalPipe
+        let signals: SignalDescriptor
         do {
             signals = try setUpSignalsAndLibfcgi()
             // A write to sealed preloaded memory still kills the worker, but says where; a crash
@@ -34,12 +34,11 @@ public enum Worker {
             log.error("worker setup failed: \(error)")
             ChildProcess.exitImmediately(WorkerExitCode.setupFailed)
         }
-        // Everything but the signals this worker handles: threads a plugin starts in worker
-        // init inherit that mask, so they never receive TERM or USR1 (which would interrupt
-        // their system calls, and their handlers would not run where the worker expects).
-        // The main thread unblocks them once worker init is done.
-        unblockAllSignals()
-        try? SignalPipe.mask(AcceptLoop.requestSignals + [.dump], blocked: true)
+        // Everything but the signals this worker handles: they stay blocked in every thread
+        // (read from the signalfd), so the threads a plugin starts never receive TERM or USR1
+        // (which would interrupt their system calls). The stack dump signal is unblocked once
+        // worker init is done.
+        try? signals.unblockAllOthers(alsoBlocking: [.dump])
 
         // Forked while the master had the host loading at idle CPU priority: back to normal
         // before any plugin code runs here, so that the threads worker init may start are
@@ -58,7 +57,7 @@ public enum Worker {
                 failInit(launch, error.description)
             }
         }
-        try? SignalPipe.mask(AcceptLoop.requestSignals + [.dump], blocked: false)
+        try? SignalPipe.mask([.dump], blocked: false)
         // The pipe stays open: backtraces go to the host through it.
         try? writeAll(launch.readyFD, "ready \(getpid())\n")
 
@@ -82,9 +81,11 @@ public enum Worker {
 
     /// Ours first: FCGX_Init installs its handlers only for signals still at their default,
     /// and a TERM or USR1 caught by libfcgi's would set its shutdown flag for good (every
-    /// later accept fails). Signals stay blocked until all is in place.
-    static func setUpSignalsAndLibfcgi() throws -> SignalPipe {
-        let signals = try SignalPipe(catching: [.term, .int, .quit, .usr1], restartSyscalls: true)
+    /// later accept fails). The stop signals are blocked for good and read from a signalfd
+    /// (`SignalDescriptor`): a stop waits until the response is complete, and nothing a
+    /// plugin does in a request is interrupted. Signals stay blocked until all is in place.
+    static func setUpSignalsAndLibfcgi() throws -> SignalDescriptor {
+        let signals = try SignalDescriptor(catching: AcceptLoop.requestSignals)
         // libfcgi's close after a response lingers: shutdown, then reads while the client
         // sends, polling 2 s at a time. A client that keeps its end open, or trickles,
         // held the worker that long. With 0 it reads only what has already arrived.
@@ -96,7 +97,7 @@ public enum Worker {
     }
 
     /// The accept loop until it has a reason to leave.
-    static func serve(_ launch: WorkerLaunch, signals: SignalPipe) throws -> (String, AcceptLoop) {
+    static func serve(_ launch: WorkerLaunch, signals: SignalDescriptor) throws -> (String, AcceptLoop) {
         // Only now watch the listener: EPOLLEXCLUSIVE wake-ups that went to the previous
         // generation's workers are not replayed to an epoll registered earlier, but an
         // epoll_ctl ADD sees a connection already queued.
@@ -116,7 +117,7 @@ public enum Worker {
         do {
             let signals = try setUpSignalsAndLibfcgi()
             _ = forklift_fault_reporter_install(LogDestination.fileDescriptor, 1, LogDestination.format == .json ? 1 : 0)
-            unblockAllSignals()
+            try signals.unblockAllOthers()
             for plugin in launch.plugins { try plugin.workerInit() }
             let (reason, loop) = try serve(launch, signals: signals)
             log.notice("single process leaving: \(reason) after \(loop.served) request(s)")
@@ -142,7 +143,7 @@ public enum Worker {
 /// when the master makes the generation live (USR2).
 struct Gate {
     let launch: WorkerLaunch
-    let signals: SignalPipe
+    let signals: SignalDescriptor
 
     /// True when the generation went live; false when the worker should leave unserved (a stop
     /// signal, or the gate opened because its host died, not because of a commit).

@@ -29,6 +29,14 @@ int forklift_signals_block_all(void *old_mask, size_t mask_size);
 int forklift_signals_set_mask(const void *mask, size_t mask_size);
 int forklift_signals_unblock_all(void);
 size_t forklift_sigset_size(void);
+/* Workers: block `signals` for good and return a signalfd for them (non-blocking): they are
+ * read, never delivered, so no system call of a request is ever interrupted and no mask
+ * changes per request. _read returns the next signal's number, -1 when none is pending. */
+int forklift_signalfd_open(const int *signals, int count);
+int forklift_signalfd_read(int fd);
+/* This thread's mask becomes exactly `signals` (every other one unblocked). */
+int forklift_signals_block_only(const int *signals, int count);
+
 /* Block (block != 0) or unblock the listed signals in this thread's mask. */
 int forklift_signals_mask(const int *signals, int count, int block);
 
