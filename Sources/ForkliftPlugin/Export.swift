@@ -9,6 +9,13 @@ import Glibc
 /// ```swift
 /// @_cdecl("forklift_plugin_entry") public func entry() -> UnsafeRawPointer { export(Hello.self) }
 /// ```
+///
+/// The host calls the entry function once, in its own process after `dlopen`, before any
+/// hook runs; the pointer it returns is the plugin's C descriptor (`forklift_plugin`, see
+/// docs/plugin-abi.md), valid for the life of the process. A shared object exports one
+/// handler: a second call returns the first descriptor, whatever type it names. The
+/// descriptor's name and version are the handler's ``ForkliftHandler/name`` and
+/// ``ForkliftHandler/version``.
 public func export<Handler: ForkliftHandler>(_ handler: Handler.Type) -> UnsafeRawPointer {
     if let existing = Exported.descriptor { return UnsafeRawPointer(existing) }
     Exported.handlerType = handler
@@ -30,6 +37,8 @@ public func export<Handler: ForkliftHandler>(_ handler: Handler.Type) -> UnsafeR
 #if DEBUG
 /// FORKLIFT_DEBUG_BUILD_SYMBOL: this SDK, hence with SwiftPM the plugin linking it, is a debug
 /// build, and the host says so when the plugin preloads much (none of it stays shared).
+/// Only a marker for `forklift check` and the host to find: exported by debug builds only;
+/// never call it.
 @_cdecl("forklift_sdk_debug_build") public func forkliftSDKDebugBuild() {}
 #endif
 

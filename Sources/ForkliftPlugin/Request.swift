@@ -1,6 +1,11 @@
 import CForkliftABI
 
 /// One FastCGI request, valid during `handle` only.
+///
+/// Params are the CGI variables the web server sent (nginx's `fastcgi_params`: `REQUEST_METHOD`,
+/// `QUERY_STRING`, `HTTP_*` for the headers...); the body is read from the connection as the
+/// handler asks for it, never buffered whole by the server. Each accessor asks the host and
+/// makes new Strings on the worker's heap: read a param once, not in a loop.
 public final class Request {
     let api: UnsafePointer<forklift_host_api>
     let raw: OpaquePointer
@@ -10,12 +15,13 @@ public final class Request {
         self.raw = raw
     }
 
-    /// A FastCGI param by name, e.g. `request.param("HTTP_USER_AGENT")`.
+    /// A FastCGI param by name, e.g. `request.param("HTTP_USER_AGENT")`, or nil when the web
+    /// server did not send it. The first of a repeated name.
     public func param(_ name: String) -> String? {
         api.pointee.request_param?(raw, name).map { String(cString: $0) }
     }
 
-    /// Every param in the order the web server sent them.
+    /// Every param in the order the web server sent them (a new array on every call).
     public var params: [(name: String, value: String)] {
         guard var entry = api.pointee.request_params?(raw) else { return [] }
         var result: [(String, String)] = []
@@ -31,14 +37,17 @@ public final class Request {
         return result
     }
 
-    /// The path the request was routed by, e.g. "/hello/world".
+    /// The path the request was routed by, e.g. "/hello/world", without the query: nginx's
+    /// `DOCUMENT_URI` (normalised by nginx), else `SCRIPT_NAME` + `PATH_INFO` (Apache,
+    /// lighttpd), else `REQUEST_URI` up to its "?"; "/" when none is set.
     public var path: String { api.pointee.request_path.flatMap { $0(raw) }.map { String(cString: $0) } ?? "/" }
     /// REQUEST_METHOD, e.g. "GET".
     public var method: String { param("REQUEST_METHOD") ?? "GET" }
     /// QUERY_STRING without the "?", or "".
     public var query: String { param("QUERY_STRING") ?? "" }
 
-    /// Reads up to `buffer.count` bytes of the body; 0 at its end. Throws
+    /// Reads up to `buffer.count` bytes of the body; 0 at its end (and after
+    /// ``Response/finish()``). Blocks until bytes arrive. Throws
     /// `RequestBodyError.interrupted` when the client broke the stream off (it closed the
     /// connection, or sent nothing for `request_read_timeout`), `.overMaxBodySize` when the
     /// body is longer than the pool allows (the server answers 413 if nothing was sent yet).
@@ -51,7 +60,9 @@ public final class Request {
     }
 
     /// The whole body. Throws `RequestBodyError.tooLarge` when it is longer than `limit`
-    /// bytes, `.interrupted` when the client broke it off.
+    /// bytes (default 64 MiB), `.interrupted` when the client broke it off, `.overMaxBodySize` past the pool's
+    /// `max_body_size`. It is read in 64 KiB pieces into one array: for large uploads, stream
+    /// with ``read(into:)`` instead.
     public func body(limit: Int = 64 << 20) throws(RequestBodyError) -> [UInt8] {
         var body: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
@@ -82,6 +93,7 @@ public enum RequestBodyError: Error, CustomStringConvertible, Equatable {
     /// returns (or throws) without having sent its headers.
     case overMaxBodySize
 
+    /// What went wrong, for a log line.
     public var description: String {
         switch self {
         case .tooLarge(let limit): "the request body is larger than \(limit) bytes"

@@ -2,6 +2,17 @@ import CForkliftABI
 
 /// The response to one request, valid during `handle` only. Status and headers are sent
 /// with the first body write or flush; after that they can no longer change.
+///
+/// ```swift
+/// try response.setStatus(201)
+/// try response.addHeader("Content-Type", "application/json")
+/// try response.write(#"{"id": 42}"#)
+/// ```
+///
+/// Writes are buffered by libfcgi and go out in FastCGI records as the buffer fills, and at
+/// the end of `handle`. Every method throws ``PluginError`` when the host refuses: a status or
+/// header after the headers went out, an invalid header, or a client that went away. Let
+/// such an error propagate, or catch it to stop work nobody will read.
 public final class Response {
     let api: UnsafePointer<forklift_host_api>
     let raw: OpaquePointer
@@ -11,7 +22,8 @@ public final class Response {
         self.raw = raw
     }
 
-    /// Sets the HTTP status (default 200).
+    /// Sets the HTTP status (default 200). Throws after the first write or flush, or for a
+    /// code outside 100...999.
     public func setStatus(_ code: Int) throws {
         guard api.pointee.response_set_status?(raw, Int32(code)) == Int32(FORKLIFT_OK) else {
             throw PluginError("cannot set status \(code): headers were already sent, or it is not a status code")
@@ -19,28 +31,36 @@ public final class Response {
     }
 
     /// Adds a header line. Without a Content-Type, the host sends `text/plain; charset=utf-8`.
+    /// Throws after the first write or flush, for a name that is not an HTTP token, or for a
+    /// value with CR or LF in it (no header injection).
     public func addHeader(_ name: String, _ value: String) throws {
         guard api.pointee.response_add_header?(raw, name, value) == Int32(FORKLIFT_OK) else {
             throw PluginError("cannot add header \(name): headers were already sent, or the name or value is invalid")
         }
     }
 
+    /// Appends `bytes` to the body; the first write sends the status and headers. Throws when
+    /// the client went away, or after ``finish()``.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard api.pointee.response_write?(raw, bytes.baseAddress, bytes.count) == Int32(FORKLIFT_OK) else {
             throw PluginError("cannot write the response: the client went away")
         }
     }
 
+    /// Appends `bytes` to the body, as ``write(_:)-(UnsafeRawBufferPointer)``.
     public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
     }
 
+    /// Appends `text`'s UTF-8 bytes to the body, as ``write(_:)-(UnsafeRawBufferPointer)``.
     public func write(_ text: String) throws {
         var copy = text
         try copy.withUTF8 { try write(UnsafeRawBufferPointer($0)) }
     }
 
-    /// Sends what is buffered now (a long response in pieces, a progress line).
+    /// Sends what is buffered now (a long response in pieces, a progress line), the status
+    /// and headers first if they have not gone out. Each flush costs a system call and a
+    /// FastCGI record: don't flush after every small write. Throws when the client went away.
     public func flush() throws {
         guard api.pointee.response_flush?(raw) == Int32(FORKLIFT_OK) else {
             throw PluginError("cannot flush the response: the client went away")

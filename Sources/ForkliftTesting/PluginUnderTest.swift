@@ -16,7 +16,7 @@ import Glibc
 ///
 /// @Test func greets() throws {
 ///     let plugin = try PluginUnderTest(Greeter.self, settings: ["greeting": "Hi"])
-///     let response = try plugin.get("/greeter")
+///     let response = plugin.get("/greeter")
 ///     #expect(response.status == 200 && response.bodyText == "Hi, stranger!\n")
 /// }
 /// ```
@@ -26,17 +26,28 @@ import Glibc
 /// test covers what the server will load. Both run the handler's hooks in the test's
 /// process: preload (initialiser, `warmUp`, sealing of shared storage), then `workerInit`,
 /// and `workerExit` when the value goes away.
+///
+/// What differs from a server: there is no fork, so preload and `workerInit` run in one
+/// process (the fork-safety checks, one thread and no unflushed output, are not made), and
+/// after the sealing a stray write into shared storage crashes the test process itself.
+/// A test binary can link one plugin type (each exports the entry symbol); load others from
+/// their `.so`. Requests are answered one at a time, on the caller's thread: use one value
+/// from one test at a time.
 public final class PluginUnderTest {
     /// NAME in `[pool.POOL.plugin.NAME]`, the pool's name, and the route: what the plugin's
     /// `PluginContext` says.
     public let instanceName: String
+    /// The pool's name the plugin was given (`PluginContext.poolName`), "test" by default.
     public let poolName: String
+    /// The route the plugin was given (`PluginContext.route`), "/" by default. Requests are
+    /// not routed: each goes to this plugin whatever its path.
     public let route: String
     /// The pool's `max_body_size` (0: none) as the host enforces it.
     public var maxBodySize: Int
 
     /// The plugin's `name` and `version`, as `forklift check` shows them.
     public let name: String
+    /// The plugin's `version` ("0.0.0" for a handler that declares none).
     public let version: String
 
     private let host = TestHost()
@@ -54,6 +65,10 @@ public final class PluginUnderTest {
     public var readOnlyRegions: [(length: Int, label: String)] { host.readOnlyRegions.map { ($0.length, $0.label) } }
 
     /// A handler type linked into the test: preloaded in this process.
+    ///
+    /// `settings` are the plugin's `settings` table, flat (`"model.path": "..."` for a nested
+    /// key), all strings. Throws ``PluginTestError`` when the initialiser, `warmUp` or
+    /// `workerInit` throws, with the plugin's message.
     public init(_ handler: any ForkliftHandler.Type, settings: [String: String] = [:], instanceName: String? = nil,
                 route: String = "/", poolName: String = "test", maxBodySize: Int = 0) throws {
         self.instanceName = instanceName ?? handler.name
@@ -75,6 +90,11 @@ public final class PluginUnderTest {
     }
 
     /// A built plugin (`.build/debug/libGreeter.so`), loaded through the plugin ABI.
+    ///
+    /// Checks what a host checks before preloading: it loads (`dlopen`), exports
+    /// `forklift_plugin_entry`, speaks this ABI version, and has a handle hook. Throws
+    /// ``PluginTestError`` naming what failed, or the plugin's own message when a hook fails.
+    /// The library stays loaded until the test process exits. See ``built(_:)``.
     public init(library path: String, settings: [String: String] = [:], instanceName: String? = nil,
                 route: String = "/", poolName: String = "test", maxBodySize: Int = 0) throws {
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
@@ -128,7 +148,8 @@ public final class PluginUnderTest {
         }
     }
 
-    /// Sends one request through the plugin's handle hook.
+    /// Sends one request through the plugin's handle hook, and returns what it answered under
+    /// the worker's rules (a failure is a ``PluginResponse/failure``, not a throw).
     public func respond(to request: PluginRequest) -> PluginResponse {
         let requestState = TestRequestState(request, bodyLimit: maxBodySize)
         let responseState = TestResponseState(request: requestState)
@@ -138,14 +159,17 @@ public final class PluginUnderTest {
         return PluginResponse(recorded: responseState, failure: failure, bodyBytesRead: requestState.bodyBytesRead, maxBodySize: maxBodySize)
     }
 
+    /// A GET of `target` (`/path?query`); see ``PluginRequest/init(_:method:body:headers:params:)``.
     public func get(_ target: String, headers: [(String, String)] = [], params: [(String, String)] = []) -> PluginResponse {
         respond(to: PluginRequest(target, headers: headers, params: params))
     }
 
+    /// A POST of `body` to `target`; see ``PluginRequest/init(_:method:body:headers:params:)``.
     public func post(_ target: String, body: [UInt8], headers: [(String, String)] = [], params: [(String, String)] = []) -> PluginResponse {
         respond(to: PluginRequest(target, method: "POST", body: body, headers: headers, params: params))
     }
 
+    /// A POST of `body`'s UTF-8 bytes to `target`.
     public func post(_ target: String, body: String, headers: [(String, String)] = [], params: [(String, String)] = []) -> PluginResponse {
         post(target, body: Array(body.utf8), headers: headers, params: params)
     }
@@ -157,15 +181,32 @@ public final class PluginUnderTest {
 
 /// Why a plugin could not be loaded or initialised for a test.
 public struct PluginTestError: Error, CustomStringConvertible {
+    /// What failed, e.g. "preload of greeter failed: settings: model.path is required".
     public let description: String
+    /// An error whose description is `description`.
     public init(_ description: String) { self.description = description }
 }
 
 /// A line the plugin logged through the host.
 public struct PluginLogLine: Equatable, Sendable, CustomStringConvertible {
-    public enum Level: Int, Sendable { case debug, info, notice, warning, error }
+    /// The level the plugin logged at (`PluginLog`'s methods), lowest first.
+    public enum Level: Int, Sendable {
+        /// `log.debug(_:)`.
+        case debug
+        /// `log.info(_:)`.
+        case info
+        /// `log.notice(_:)`.
+        case notice
+        /// `log.warning(_:)`.
+        case warning
+        /// `log.error(_:)`, and any level this library does not know.
+        case error
+    }
+    /// The level it was logged at.
     public let level: Level
+    /// The text, as the plugin wrote it.
     public let message: String
+    /// "level: message", e.g. "warning: cache is cold".
     public var description: String { "\(level): \(message)" }
 }
 

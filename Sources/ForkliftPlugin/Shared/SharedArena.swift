@@ -19,14 +19,34 @@ import Glibc
 ///
 /// The memory is anonymous, reserved up front (`capacity` costs address space, not memory),
 /// and advised to use transparent huge pages, which keeps fork fast with big datasets.
+///
+/// ```swift
+/// let arena = try SharedArena(capacity: 2 << 30, label: "dictionary")   // 2 GiB of address space
+/// let scores = try arena.append(contentsOf: loadScores())              // a SharedArray<Float>
+/// ```
+///
+/// Create and fill arenas in the initialiser or in `warmUp()`, from that one thread. An arena
+/// is never unmapped, so the views made from it (``SharedArray``, ``SharedStringTable``,
+/// ``SharedStringDictionary``) stay valid for the life of the process even when the arena
+/// object itself is gone. One created in a worker is that worker's private memory, never
+/// sealed. <doc:SharedPreloadedMemory> has the whole story.
 public final class SharedArena {
+    /// Names the arena in logs and in the crash line of a worker that writes to it.
     public let label: String
+    /// The bytes reserved: the capacity asked for, rounded up to whole 4 KiB pages.
     public let capacity: Int
     let base: UnsafeMutableRawPointer
+    /// The bytes handed out so far, alignment padding included.
     public private(set) var used = 0
+    /// True once Forklift made the arena read-only, when the preload hook returned; from then
+    /// on ``allocate(byteCount:alignment:)`` traps, and a write into its memory kills the process.
     public private(set) var isSealed = false
 
     /// Reserves `capacity` bytes. `label` names the arena in logs and crash messages.
+    ///
+    /// Throws ``PluginError`` when the address space cannot be had (`mmap` fails: a
+    /// `ulimit -v`, or a capacity beyond what the machine can map); a capacity of 0 or less
+    /// traps. Unused capacity costs nothing but address space: reserve generously.
     public init(capacity: Int, label: String = "arena") throws {
         precondition(capacity > 0, "an arena needs a capacity")
         let size = (capacity + 4095) & ~4095
@@ -43,6 +63,11 @@ public final class SharedArena {
 
     /// Reserves `byteCount` bytes aligned to `alignment` and returns them for filling.
     /// Only during preload.
+    ///
+    /// Throws ``PluginError`` when they do not fit in what is left of the capacity. Traps when
+    /// the arena is sealed, for a negative count, or for an alignment that is not a power of
+    /// two. The bytes are zero until written. Keep offsets from the arena's start, not
+    /// pointers to other memory: what points outside the arena un-shares or dangles in a worker.
     public func allocate(byteCount: Int, alignment: Int = 16) throws -> UnsafeMutableRawBufferPointer {
         precondition(!isSealed, "shared arena \(label) is sealed: it was filled during preload and is read-only now")
         precondition(byteCount >= 0, "a negative byte count")
@@ -56,6 +81,10 @@ public final class SharedArena {
     }
 
     /// Copies `values` into the arena; the view reads them without touching anything else.
+    ///
+    /// `Element` must be `BitwiseCopyable`: integers, floats, and structs or tuples of them.
+    /// No class, no `String`, no `Array`: those are references, and reading them would write
+    /// reference counts. Throws ``PluginError`` when the arena is full.
     public func append<C: Collection>(contentsOf values: C) throws -> SharedArray<C.Element> where C.Element: BitwiseCopyable {
         let buffer = try allocate(byteCount: max(1, values.count * MemoryLayout<C.Element>.stride),
                                   alignment: MemoryLayout<C.Element>.alignment)
@@ -74,18 +103,29 @@ public final class SharedArena {
 
 /// A fixed-size array of trivial values inside an arena or a mapped file. No references, no
 /// reference counting: reading it in a worker leaves every page shared.
+///
+/// Made by ``SharedArena/append(contentsOf:)`` or ``MappedFile/array(of:)``. A
+/// `RandomAccessCollection` indexed from 0, so `sorted()`, `map` or a binary search work as on
+/// an `Array`, but what they return is an ordinary array on the worker's heap. Read-only, and
+/// safe to read from any thread (the memory never changes after preload).
 public struct SharedArray<Element: BitwiseCopyable>: RandomAccessCollection, @unchecked Sendable {
     let start: UnsafePointer<Element>
+    /// The number of elements.
     public let count: Int
 
+    /// A view of `count` values at `start`, for memory of your own that outlives the view and
+    /// never changes (a region of an arena or a mapped file); nothing is copied or checked.
     public init(start: UnsafePointer<Element>, count: Int) {
         self.start = start
         self.count = count
     }
 
+    /// Always 0.
     public var startIndex: Int { 0 }
+    /// ``count``.
     public var endIndex: Int { count }
 
+    /// The element at `index`; an index outside `0..<count` traps.
     public subscript(index: Int) -> Element {
         precondition(index >= 0 && index < count, "index \(index) out of 0..<\(count)")
         return start[index]
@@ -96,6 +136,8 @@ public struct SharedArray<Element: BitwiseCopyable>: RandomAccessCollection, @un
         try body(UnsafeBufferPointer(start: start, count: count))
     }
 
+    /// Calls `body` with the elements in place: always available, so the standard library's
+    /// fast paths (copying into an array, `elementsEqual`) use it.
     public func withContiguousStorageIfAvailable<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R? {
         try body(UnsafeBufferPointer(start: start, count: count))
     }

@@ -9,6 +9,12 @@
 /// dictionary["apple"]            // "a fruit" (a new String in the worker's own heap)
 /// dictionary.withValue(for: "apple") { bytes in ... }   // no String at all
 /// ```
+///
+/// Costs in the arena: the keys' and values' UTF-8 bytes, 24 bytes per entry and 8 to 16
+/// bytes of hash slots per entry (twice the entries at least, rounded up to a power of two).
+/// A lookup hashes the key's bytes and compares them with `memcmp`; keys are compared byte
+/// for byte, so "é" precomposed and decomposed are different keys. Safe to read from any
+/// thread after preload.
 public struct SharedStringDictionary: @unchecked Sendable {
     struct Entry: BitwiseCopyable {
         var keyOffset: UInt64
@@ -25,12 +31,13 @@ public struct SharedStringDictionary: @unchecked Sendable {
     /// Entries added (a key added twice counts twice; lookups find the last value).
     public var count: Int { entries.count }
 
-    /// The value for `key`, copied into a new String.
+    /// The value for `key`, copied into a new String on the caller's heap; nil when absent.
     public subscript(key: some StringProtocol) -> String? {
         withValue(for: key) { String(decoding: $0, as: UTF8.self) }
     }
 
-    /// Calls `body` with the value's bytes, in place in the shared memory.
+    /// Calls `body` with the value's bytes, in place in the shared memory; nil (and `body` not
+    /// called) when `key` is absent.
     public func withValue<R>(for key: some StringProtocol, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R? {
         var key = String(key)
         return try key.withUTF8 { keyBytes -> R? in
@@ -65,15 +72,23 @@ public struct SharedStringDictionary: @unchecked Sendable {
 
     /// Builds a dictionary during preload. Keys must be unique; the last value of a repeated
     /// key wins.
+    ///
+    /// Keys and values go into the arena as they are added; the entries wait in an ordinary
+    /// array on the host's heap until ``finish()`` copies them, with the hash index, into the
+    /// arena. Drop the builder afterwards.
     public struct Builder {
         let arena: SharedArena
         var entries: [Entry] = []
 
+        /// A builder storing into `arena`. `expectedCount` reserves room for that many
+        /// entries up front (a hint, not a limit).
         public init(arena: SharedArena, expectedCount: Int = 0) {
             self.arena = arena
             entries.reserveCapacity(expectedCount)
         }
 
+        /// Stores `key` and `value` in the arena. Throws ``PluginError`` when the arena is full
+        /// or either is 4 GiB or more; traps when the arena is sealed.
         public mutating func add(key: some StringProtocol, value: some StringProtocol) throws {
             let keyOffset = try store(String(key))
             let valueOffset = try store(String(value))
@@ -91,6 +106,8 @@ public struct SharedStringDictionary: @unchecked Sendable {
             }
         }
 
+        /// Builds the hash index and returns the dictionary. Throws ``PluginError`` when the
+        /// entries and the index do not fit in what is left of the arena.
         public func finish() throws -> SharedStringDictionary {
             var slotCount = 2
             while slotCount < entries.count * 2 { slotCount <<= 1 }

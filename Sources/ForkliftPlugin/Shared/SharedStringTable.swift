@@ -8,15 +8,23 @@
 /// let table = try builder.finish()
 /// table[apple]                                  // "apple"
 /// ```
+///
+/// Costs in the arena: the strings' UTF-8 bytes and 16 bytes of offsets per string. Use it
+/// for lists looked up by number (a vocabulary, the labels of a model's classes); for lookups
+/// by key, ``SharedStringDictionary``. Safe to read from any thread after preload.
 public struct SharedStringTable: RandomAccessCollection, @unchecked Sendable {
     let base: UnsafeRawPointer
     /// Two offsets from `base` per string: where it starts and where it ends (the arena may
     /// hold other data between strings).
     let offsets: SharedArray<UInt64>
 
+    /// Always 0.
     public var startIndex: Int { 0 }
+    /// The number of strings.
     public var endIndex: Int { offsets.count / 2 }
 
+    /// String `index`, copied into a new String on the caller's heap; an index out of range
+    /// traps.
     public subscript(index: Int) -> String {
         withBytes(index) { String(decoding: $0, as: UTF8.self) }
     }
@@ -27,13 +35,17 @@ public struct SharedStringTable: RandomAccessCollection, @unchecked Sendable {
         return try body(UnsafeRawBufferPointer(start: base + start, count: end - start))
     }
 
+    /// Builds a table during preload: strings go into the arena as they are appended, their
+    /// offsets wait on the host's heap until ``finish()`` copies them into the arena.
     public struct Builder {
         let arena: SharedArena
         var offsets: [UInt64] = []
 
+        /// A builder storing into `arena`.
         public init(arena: SharedArena) { self.arena = arena }
 
-        /// Stores `string`; returns its index.
+        /// Stores `string`; returns its index (0, 1, 2... in the order appended). Throws
+        /// ``PluginError`` when the arena is full; traps when it is sealed.
         public mutating func append(_ string: some StringProtocol) throws -> Int {
             var text = String(string)
             let (offset, count) = try text.withUTF8 { bytes -> (Int, Int) in
@@ -45,6 +57,8 @@ public struct SharedStringTable: RandomAccessCollection, @unchecked Sendable {
             return offsets.count / 2 - 1
         }
 
+        /// The table of every string appended. Throws ``PluginError`` when the offsets do not
+        /// fit in what is left of the arena.
         public func finish() throws -> SharedStringTable {
             SharedStringTable(base: UnsafeRawPointer(arena.base), offsets: try arena.append(contentsOf: offsets))
         }
