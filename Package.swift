@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker", "ForkliftClient"]),
         // The example plugins' own tests, through ForkliftTesting: Echo in-process (one plugin
         // type per test binary: each exports the entry symbol), all three through their .so.
-        .testTarget(name: "ExamplePluginTests", dependencies: ["ForkliftTesting", "Echo"]),
+        .testTarget(name: "ExamplePluginTests", dependencies: ["ForkliftTesting", "ForkliftPlugin", "Echo"]),
         .testTarget(name: "ForkliftTestingTests", dependencies: ["ForkliftTesting"]),
         .testTarget(name: "ForkliftPluginTests", dependencies: ["ForkliftPlugin"]),
         .testTarget(name: "ForkliftIPCTests", dependencies: ["ForkliftIPC", "ForkliftSystem", "ForkliftStatus", "CForkliftSys"]),

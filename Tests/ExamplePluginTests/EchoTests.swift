@@ -1,3 +1,7 @@
+import Dispatch
+import Foundation
+import ForkliftPlugin
+import Synchronization
 @testable import Echo
 import ForkliftTesting
 import Testing
@@ -54,5 +58,26 @@ import Testing
         } catch {
             #expect("\(error)".contains("setting max_body: expected an integer, got \"lots\""), "\(error)")
         }
+    }
+}
+
+/// An in-process preload seals what its own thread built, not an arena another test is still
+/// filling on another thread (the SDK sealed every arena in the process, and a parallel
+/// test's next allocation trapped: "shared arena ... is sealed").
+@Suite struct InProcessSealingTests {
+    @Test func aPreloadSealsOnlyTheArenasOfItsOwnThread() throws {
+        let filled = Mutex<SharedArena?>(nil)
+        let created = DispatchSemaphore(value: 0), preloaded = DispatchSemaphore(value: 0)
+        let other = Thread {
+            filled.withLock { $0 = try? SharedArena(capacity: 1 << 16, label: "another test's") }
+            created.signal()
+            preloaded.wait()
+        }
+        other.start()
+        created.wait()
+        _ = try PluginUnderTest(Echo.self)
+        preloaded.signal()
+        let arena = try #require(filled.withLock { $0 })
+        #expect(!arena.isSealed, "sealed by a preload on another thread")
     }
 }
