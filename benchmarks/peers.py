@@ -73,8 +73,8 @@ def apt_install(packages, daemons=()):
         subprocess.run(sudo + ["sh", "-c", f"update-rc.d {service} disable >/dev/null 2>&1 || true"], check=False)
     return [p for p in missing if not installed(p)]
 
-def prepare(args):
-    """Installs and builds; returns {server: reason} for the peers that must be skipped."""
+def prepare(args, names):
+    """Installs and builds what `names` need; returns {server: reason} for the peers that must be skipped."""
     skipped = {}
     wanted = {
         "c": ["spawn-fcgi", "libfcgi-dev"],
@@ -84,6 +84,7 @@ def prepare(args):
         "wrk": ["wrk"],
         "forklift": ["libfcgi-dev", "pkg-config"],
     }
+    wanted = {k: v for k, v in wanted.items() if k in names or (k in ("nginx", "wrk") and not args.no_nginx)}
     if not args.no_install:
         still = apt_install(sorted({p for ps in wanted.values() for p in ps}), daemons=["nginx", "php8.2-fpm"])
         if still:
@@ -98,12 +99,12 @@ def prepare(args):
         if missing:
             skipped[server] = f"not installed: {' '.join(missing)}"
     for tool, server in (("spawn-fcgi", "c"), ("php-fpm8.2", "php"), ("nginx", "nginx"), ("wrk", "wrk")):
-        if server not in skipped and not (shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}")):
+        if server in wanted and server not in skipped and not (shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}")):
             skipped[server] = f"{tool} not found"
     os.makedirs(BENCH, exist_ok=True)
     say("building: cc -O2 benchmarks/loadgen/fcgi-load.c")
     run(["cc", "-O2", "-Wall", "-o", f"{BENCH}/fcgi-load", f"{ROOT}/benchmarks/loadgen/fcgi-load.c", "-lpthread", "-lm"])
-    if "c" not in skipped:
+    if "c" in wanted and "c" not in skipped:
         run(["cc", "-O2", "-Wall", "-o", f"{BENCH}/hello-libfcgi", f"{ROOT}/benchmarks/peers/hello.c", "-lfcgi"])
     if not args.no_build:
         say("building: swift build -c release (once; a no-op when up to date)")
@@ -742,8 +743,10 @@ def chart(report, path):
         xs = [c for c, _ in points]
         left.plot(xs, [s["rps"] / 1000 for _, s in points], marker="o", label=NAMES[name])
         right.plot(xs, [s["p99_ms"] for _, s in points], marker="o", label=NAMES[name])
+    concurrencies = sorted(int(c) for c in sweep)
     for axis, label in ((left, "throughput, k requests/s"), (right, "p99 latency, ms")):
         axis.set_xscale("log", base=2)
+        axis.set_xticks(concurrencies, [str(c) for c in concurrencies])
         axis.set_xlabel("concurrent clients (new connection per request)")
         axis.set_ylabel(label)
         axis.grid(True, alpha=0.3)
@@ -781,8 +784,11 @@ def main():
         args.rounds, args.seconds, args.warmup, args.idle_seconds, args.replace_seconds, args.sweep = 1, 0.3, 0.05, 2, 0.5, ""
         args.replacements = 5
     results_dir = args.results or (os.path.join(BENCH, "results-quick") if args.quick else os.path.join(ROOT, "benchmarks/results"))
-    skipped = prepare(args)
     names = [n for n in args.servers.split(",") if n]
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        raise SystemExit(f"unknown server {', '.join(unknown)}: the servers are {', '.join(NAMES)}")
+    skipped = prepare(args, names)
     for name in list(names):
         if name in skipped:
             say(f"skipping {NAMES[name]}: {skipped[name]}")
