@@ -34,7 +34,8 @@ extension ForkliftServer {
         let server = try ForkliftServer(config: sizedPool("pm = \"dynamic\"\nmax_children = 8\nmin_spare_servers = 2\nmax_spare_servers = 4"))
         defer { server.shutdown() }
         _ = try server.waitForStatus(server.statusSocket, "start_servers (3) idle workers") { $0.int("total processes") == 3 }
-        let burst = (0..<8).map { _ in InBackground { try FastCGIClient.get(server.www, "/behaviors/sleep", query: "ms=3000", timeout: 30) } }
+        // Long enough that all eight are in flight together on a loaded machine.
+        let burst = (0..<8).map { _ in InBackground { try FastCGIClient.get(server.www, "/behaviors/sleep", query: "ms=6000", timeout: 30) } }
         var largest = 0
         var samples = 0
         let grown = try server.waitForStatus(server.statusSocket, "8 workers") { page in
