@@ -647,7 +647,7 @@ def goals(report):
             return s["forklift"][key] / s[peer][key]
         return None
     def row(goal, value, met, text=None):
-        rows.append({"goal": goal, "measured": text if text is not None else (f"{value:.2f}x" if value is not None else "not measured"),
+        rows.append({"goal": goal, "measured": text if text is not None else (f"{value:.3f}x" if value is not None else "not measured"),
                      "met": None if value is None else bool(met)})
     r = ratio("hello_new", "c"); row("new connection per request >= 1.10x C", r, r is not None and r >= 1.10)
     r = ratio("hello_keep", "c"); row("kept connection >= 1.0x C", r, r is not None and r >= 1.0)
@@ -662,7 +662,7 @@ def goals(report):
             if worst is None or value > worst:
                 worst, worst_case = value, key
     row("p99 <= 1.1x C in every case", worst, worst is not None and worst <= 1.1,
-        f"worst {worst:.2f}x ({worst_case})" if worst is not None else None)
+        f"worst {worst:.3f}x ({worst_case})" if worst is not None else None)
     five = cases.get("sleep5", {}).get("servers", {}).get("forklift")
     if five:
         target = cases["sleep5"]["workers"] / 0.005
