@@ -50,14 +50,19 @@ def output(command):
 def installed(package):
     return "install ok installed" in output(["dpkg-query", "-W", "-f=${Status}", package])
 
-def apt_install(packages, daemons=()):
-    """apt-get install, without letting a package's postinst start a system service (as
-    scripts/install-deps.sh does); returns the packages still missing."""
-    missing = [p for p in packages if not installed(p)]
+SERVICES = {"nginx-light": "nginx", "php8.2-fpm": "php8.2-fpm"}  # packages whose postinst starts a daemon
+
+def apt_install(groups):
+    """apt-get install of each group of packages on its own (one that cannot be installed does
+    not keep the others out), without letting a package's postinst start a system service, and
+    with the services of the packages it installed disabled at boot (as scripts/install-deps.sh
+    does); returns the packages still missing."""
+    missing = [[p for p in group if not installed(p)] for group in groups]
+    missing = [group for group in missing if group]
     if not missing:
         return []
     sudo = [] if os.geteuid() == 0 else ["sudo"]
-    say(f"installing: {' '.join(missing)}")
+    say(f"installing: {' '.join(p for group in missing for p in group)}")
     policy, own_policy = "/usr/sbin/policy-rc.d", False
     try:
         subprocess.run(sudo + ["apt-get", "update", "-qq"], check=False)
@@ -65,13 +70,15 @@ def apt_install(packages, daemons=()):
             subprocess.run(sudo + ["sh", "-c", f"printf '#!/bin/sh\\nexit 101\\n' > {policy} && chmod 755 {policy}"], check=False)
             own_policy = True
         env = dict(os.environ, RUNLEVEL="1", DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + missing, env=env, check=False)
+        for group in missing:
+            subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + group, env=env, check=False)
     finally:
         if own_policy:
             subprocess.run(sudo + ["rm", "-f", policy], check=False)
-    for service in daemons:
-        subprocess.run(sudo + ["sh", "-c", f"update-rc.d {service} disable >/dev/null 2>&1 || true"], check=False)
-    return [p for p in missing if not installed(p)]
+    for package in (p for group in missing for p in group):
+        if package in SERVICES and installed(package):
+            subprocess.run(sudo + ["sh", "-c", f"update-rc.d {SERVICES[package]} disable >/dev/null 2>&1 || true"], check=False)
+    return [p for group in missing for p in group if not installed(p)]
 
 def prepare(args, names):
     """Installs and builds what `names` need; returns {server: reason} for the peers that must be skipped."""
@@ -86,7 +93,7 @@ def prepare(args, names):
     }
     wanted = {k: v for k, v in wanted.items() if k in names or (k in ("nginx", "wrk") and not args.no_nginx)}
     if not args.no_install:
-        still = apt_install(sorted({p for ps in wanted.values() for p in ps}), daemons=["nginx", "php8.2-fpm"])
+        still = apt_install(list(wanted.values()))
         if still:
             say(f"could not install: {' '.join(still)}")
         try:
@@ -647,7 +654,7 @@ def goals(report):
             return s["forklift"][key] / s[peer][key]
         return None
     def row(goal, value, met, text=None):
-        rows.append({"goal": goal, "measured": text if text is not None else (f"{value:.2f}x" if value is not None else "not measured"),
+        rows.append({"goal": goal, "measured": text if text is not None else (f"{value:.3f}x" if value is not None else "not measured"),
                      "met": None if value is None else bool(met)})
     r = ratio("hello_new", "c"); row("new connection per request >= 1.10x C", r, r is not None and r >= 1.10)
     r = ratio("hello_keep", "c"); row("kept connection >= 1.0x C", r, r is not None and r >= 1.0)
@@ -662,7 +669,7 @@ def goals(report):
             if worst is None or value > worst:
                 worst, worst_case = value, key
     row("p99 <= 1.1x C in every case", worst, worst is not None and worst <= 1.1,
-        f"worst {worst:.2f}x ({worst_case})" if worst is not None else None)
+        f"worst {worst:.3f}x ({worst_case})" if worst is not None else None)
     five = cases.get("sleep5", {}).get("servers", {}).get("forklift")
     if five:
         target = cases["sleep5"]["workers"] / 0.005
