@@ -31,8 +31,12 @@ struct NewPluginCommand: ParsableCommand {
               name.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_" }), name.count <= 64 else {
             throw ValidationError("plugin name \"\(name)\": expected letters, digits, '-' or '_', starting with a letter")
         }
-        if let forklift, forklift.contains("://") || forklift.hasPrefix("git@"), from == nil {
+        let isURL = forklift.map { $0.contains("://") || $0.hasPrefix("git@") } ?? false
+        if let forklift, isURL, from == nil {
             throw ValidationError("--forklift \(forklift) is a URL: give the version to depend on with --from")
+        }
+        if let from, !isURL {
+            throw ValidationError("--from \(from) goes with --forklift URL (a path dependency has no version)")
         }
     }
 
@@ -62,7 +66,7 @@ struct NewPluginCommand: ParsableCommand {
 
     /// The `.package(...)` line for Forklift, and the identity SwiftPM gives it.
     private func forkliftDependency() throws -> (String, String) {
-        if let forklift, let from {
+        if let forklift, let from { // a URL: validate() saw to it
             return (".package(url: \(Self.quoted(forklift)), from: \(Self.quoted(from)))", Self.identity(forklift))
         }
         let source = forklift.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? Self.sourceTree

@@ -34,6 +34,10 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let bad = try Command.run(ForkliftServer.binary, ["new-plugin", "9lives", "--directory", directory + "/x"])
         #expect(bad.status != 0 && bad.output.contains("plugin name \"9lives\": expected letters"), "\(bad.output)")
+        let versionWithoutURL = try Command.run(ForkliftServer.binary, ["new-plugin", "demo", "--directory", directory + "/y", "--from", "1.0.0"])
+        #expect(versionWithoutURL.status != 0 && versionWithoutURL.output.contains("--from 1.0.0 goes with --forklift URL"), "\(versionWithoutURL.output)")
+        let urlWithoutVersion = try Command.run(ForkliftServer.binary, ["new-plugin", "demo", "--directory", directory + "/z", "--forklift", "https://example.org/forklift.git"])
+        #expect(urlWithoutVersion.status != 0 && urlWithoutVersion.output.contains("is a URL: give the version"), "\(urlWithoutVersion.output)")
         try "x".write(toFile: directory + "/taken", atomically: true, encoding: .utf8)
         let full = try Command.run(ForkliftServer.binary, ["new-plugin", "demo", "--directory", directory])
         #expect(full.status != 0 && full.output.contains("\(directory) exists and is not empty"), "\(full.output)")
