@@ -96,8 +96,9 @@ let package = Package(
         // MARK: tests
         .target(name: "ForkliftTestBehaviors", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Behaviors"),
         .target(name: "ForkliftTestNotAPlugin", path: "Tests/Fixtures/NotAPlugin"),
-        .target(name: "ForkliftTestVersionOne", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/VersionOne"),
-        .target(name: "ForkliftTestVersionTwo", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/VersionTwo"),
+        .target(name: "ForkliftTestVersionOne", dependencies: ["ForkliftPlugin", "ForkliftTestKeyedData"], path: "Tests/Fixtures/VersionOne"),
+        .target(name: "ForkliftTestVersionTwo", dependencies: ["ForkliftPlugin", "ForkliftTestKeyedData"], path: "Tests/Fixtures/VersionTwo"),
+        .target(name: "ForkliftTestKeyedData", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/KeyedData"),
         .target(name: "ForkliftBenchBallast", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Ballast"),
         .executableTarget(name: "forklift-test-without-ptrace", path: "Tests/Fixtures/WithoutPtrace"),
         .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem", "ForkliftClient"], path: "Tests/ForkliftTestSupport"),

@@ -50,3 +50,46 @@ int forklift_receive_descriptor(int channel, uint64_t *payload) {
     }
     return fd;
 }
+
+int forklift_send_message(int channel, const void *data, size_t length, int fd) {
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = { .iov_base = (void *)data, .iov_len = length };
+    struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (fd >= 0) {
+        message.msg_control = control.space;
+        message.msg_controllen = sizeof control.space;
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(header), &fd, sizeof(int));
+    }
+    ssize_t sent;
+    do { sent = sendmsg(channel, &message, MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
+    if (sent < 0) return -1;
+    if ((size_t)sent != length) { errno = EMSGSIZE; return -1; }
+    return 0;
+}
+
+ssize_t forklift_receive_message(int channel, void *buffer, size_t capacity, int *fd) {
+    union { struct cmsghdr header; char space[CMSG_SPACE(4 * sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = { .iov_base = buffer, .iov_len = capacity };
+    struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space };
+    *fd = -1;
+    ssize_t received;
+    do { received = recvmsg(channel, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); } while (received < 0 && errno == EINTR);
+    if (received < 0) return -1;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t index = 0; index < count; index++) {
+            int received_fd;
+            memcpy(&received_fd, CMSG_DATA(header) + index * sizeof(int), sizeof(int));
+            /* One descriptor per message is the protocol: more are the sender's mistake. */
+            if (*fd < 0) *fd = received_fd; else close(received_fd);
+        }
+    }
+    return received;
+}

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "forklift_sys.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdio_ext.h>
@@ -12,6 +13,7 @@
 pid_t forklift_fork(void) { return fork(); }
 int forklift_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 int forklift_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+int forklift_memfd_create_sealable(const char *name) { return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING); }
 
 int forklift_set_parent_death_signal(int signo) { return prctl(PR_SET_PDEATHSIG, signo, 0, 0, 0); }
 int forklift_set_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
@@ -37,3 +39,27 @@ int forklift_set_cloexec(int fd, int on) {
 }
 
 size_t forklift_stdio_pending(void) { return __fpending(stdout) + __fpending(stderr); }
+
+int forklift_memfd_seal(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+}
+
+int forklift_memfd_is_sealed(int fd) {
+    int want = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL;
+    int seals = fcntl(fd, F_GET_SEALS);
+    return seals >= 0 && (seals & want) == want;
+}
+
+void *forklift_map_fixed(void *address, size_t length, int writable, int shared, int fd) {
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED_NOREPLACE;
+    void *mapped = mmap(address, length, prot, flags, fd, 0);
+    if (mapped == MAP_FAILED) return NULL;
+    if (mapped != address) {
+        /* A kernel older than 4.17 takes MAP_FIXED_NOREPLACE for a hint. */
+        munmap(mapped, length);
+        errno = EEXIST;
+        return NULL;
+    }
+    return mapped;
+}

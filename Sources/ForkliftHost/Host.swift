@@ -30,7 +30,7 @@ public enum Host {
         if getppid() != launch.masterPID { ChildProcess.exitImmediately(1) }
 
         let log = ForkliftLogging.logger
-        let report = { (message: HostReport) in try? writeAll(launch.reportFD, message.line) }
+        let report = { (message: HostReport) in try? ReportChannel.send(message.line, over: launch.reportFD) }
         let signals: SignalPipe
         do {
             signals = try SignalPipe(catching: [.term, .int, .quit, .chld, .usr1, .usr2, .dump])
@@ -45,7 +45,9 @@ public enum Host {
         let loadStarted = MonotonicInstant.now()
         let plugins: [PluginInstance]
         do {
-            plugins = try PluginSet.load(pool)
+            plugins = try PluginSet.load(pool, inherited: launch.inheritedData) { message, descriptor in
+                try? ReportChannel.send(message.line, descriptor: descriptor, over: launch.reportFD)
+            }
         } catch {
             log.error("\(error)")
             report(.failed(reason: error.description))

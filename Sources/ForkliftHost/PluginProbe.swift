@@ -49,7 +49,7 @@ public enum PluginProbe {
         switch lines.append(output).first.flatMap(HostReport.init(line:)) {
         case .ready(let summary): return .success(summary)
         case .failed(let reason): return .failure(reason)
-        case .loaded, .emergencyRestart, nil: return .failure("plugin \(settings.name) (\(settings.path)): the process loading it died (wait status \(status)) before reporting")
+        case .loaded, .emergencyRestart, .dataBuilt, .dataUnused, nil: return .failure("plugin \(settings.name) (\(settings.path)): the process loading it died (wait status \(status)) before reporting")
         }
     }
 }

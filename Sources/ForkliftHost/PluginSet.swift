@@ -1,4 +1,5 @@
 import ForkliftConfig
+import ForkliftIPC
 import ForkliftLogging
 import ForkliftSystem
 import ForkliftWorker
@@ -7,7 +8,16 @@ import Glibc
 /// Loads a pool's plugins and runs their preload hooks, checking after each one that the host
 /// can still fork safely, so that an error names the plugin that broke it.
 enum PluginSet {
-    static func load(_ pool: PoolSettings, privateCopies: Bool = true) throws(PluginFailure) -> [PluginInstance] {
+    /// `inherited`: the keyed data the running generations hand on; `send` takes what this
+    /// host tells the master about keyed data (nothing, without a master).
+    static func load(_ pool: PoolSettings, privateCopies: Bool = true, inherited: [InheritedDataSet] = [],
+                     send: @escaping SharedDataHost.Send = { _, _ in }) throws(PluginFailure) -> [PluginInstance] {
+        let sharedData = SharedDataHost(offered: inherited, send: send)
+        SharedDataProviders.current = sharedData
+        defer {
+            SharedDataProviders.current = nil
+            sharedData.finish()
+        }
         var instances: [PluginInstance] = []
         for settings in pool.plugins {
             let loaded = try PluginLoader.open(settings, pool: pool.name, privateCopy: privateCopies)

@@ -274,7 +274,7 @@ struct WorkerPool {
     }
 
     private func report(_ message: HostReport) {
-        try? writeAll(launch.reportFD, message.line)
+        try? ReportChannel.send(message.line, over: launch.reportFD)
     }
 
     /// Logs what a worker printed, a line at a time; at its end (EOF, or `final` once it is

@@ -22,9 +22,13 @@ public struct HostLaunch {
     /// The master may lower this host to idle CPU priority while it loads (background_loading):
     /// a worker forked meanwhile inherits it, and must raise itself before it does anything else.
     public let loadsInBackground: Bool
+    /// The pool's keyed data sets the running generations hold (their memfds are open in the
+    /// host): a plugin asking for one of them by its key maps it instead of building it.
+    public let inheritedData: [InheritedDataSet]
 
     public init(global: GlobalSettings, pool: PoolSettings, generation: Int, listenFD: Int32, statusListenFD: Int32? = nil,
-                parkFD: Int32 = -1, reportFD: Int32, masterPID: pid_t, board: GenerationBoard, counters: PoolCounters, loadsInBackground: Bool = false) {
+                parkFD: Int32 = -1, reportFD: Int32, masterPID: pid_t, board: GenerationBoard, counters: PoolCounters, loadsInBackground: Bool = false,
+                inheritedData: [InheritedDataSet] = []) {
         self.global = global
         self.pool = pool
         self.generation = generation
@@ -36,5 +40,6 @@ public struct HostLaunch {
         self.board = board
         self.counters = counters
         self.loadsInBackground = loadsInBackground
+        self.inheritedData = inheritedData
     }
 }

@@ -10,6 +10,12 @@ public enum HostReport: Equatable, Sendable {
     /// Serving, but too many workers crashed lately (emergency_restart_threshold):
     /// the master should replace this host with a fresh one.
     case emergencyRestart(reason: String)
+    /// A plugin built and sealed keyed data; the message carries its memfd, which the master
+    /// keeps to offer to the pool's later generations.
+    case dataBuilt(DataSetIdentity, DataSetPlacement)
+    /// The host did not use the inherited set `id` (its plugin asked for another key, or
+    /// there was no such plugin any more): the master need not keep it alive for this host.
+    case dataUnused(id: Int)
 
     public var line: String {
         switch self {
@@ -17,6 +23,9 @@ public enum HostReport: Equatable, Sendable {
         case .ready(let summary): "ready \(Self.oneLine(summary))\n"
         case .failed(let reason): "failed \(Self.oneLine(reason))\n"
         case .emergencyRestart(let reason): "emergency \(Self.oneLine(reason))\n"
+        case .dataBuilt(let identity, let placement):
+            "data-built \(identity.instance)\t\(identity.plugin)\t\(identity.key)\t\(placement.address)\t\(placement.size)\n"
+        case .dataUnused(let id): "data-unused \(id)\n"
         }
     }
 
@@ -29,6 +38,12 @@ public enum HostReport: Equatable, Sendable {
             self = .failed(reason: String(line.dropFirst(7)))
         } else if line.hasPrefix("emergency ") {
             self = .emergencyRestart(reason: String(line.dropFirst(10)))
+        } else if line.hasPrefix("data-built ") {
+            let fields = line.dropFirst(11).split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 5, let address = UInt64(fields[3]), let size = Int(fields[4]), size > 0 else { return nil }
+            self = .dataBuilt(DataSetIdentity(instance: fields[0], plugin: fields[1], key: fields[2]), DataSetPlacement(address: address, size: size))
+        } else if line.hasPrefix("data-unused "), let id = Int(line.dropFirst(12)) {
+            self = .dataUnused(id: id)
         } else {
             return nil
         }

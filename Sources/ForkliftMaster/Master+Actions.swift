@@ -121,26 +121,28 @@ extension Master {
             return
         }
         let statusListenFD = pool.statusListen.flatMap { listeners.fd(for: $0) }
-        var reportPipe: Pipe?
+        var reportChannel: ReportChannel?
         do {
             let parking = try listeners.parkingChannel(for: pool.listen)
             let poolCounters = try counters[pool.name] ?? PoolCounters()
             counters[pool.name] = poolCounters
             let board = try GenerationBoard(capacity: MasterCore.scaleLimit(pool))
             if spec.scaleTarget > 0 { board.setTarget(spec.scaleTarget) }
-            let pipe = try Pipe(nonBlocking: false)
-            reportPipe = pipe
-            try setNonBlocking(pipe.readEnd)
+            let channel = try ReportChannel.make()
+            reportChannel = channel
+            let inherited = inheritedData(for: pool.name)
             let launch = HostLaunch(global: spec.global, pool: pool, generation: spec.generation, listenFD: listenFD,
-                                    statusListenFD: statusListenFD, parkFD: parking.workersEnd, reportFD: pipe.writeEnd, masterPID: getpid(),
-                                    board: board, counters: poolCounters, loadsInBackground: spec.loadsInBackground)
+                                    statusListenFD: statusListenFD, parkFD: parking.workersEnd, reportFD: channel.hostEnd, masterPID: getpid(),
+                                    board: board, counters: poolCounters, loadsInBackground: spec.loadsInBackground, inheritedData: inherited)
             let signals = self.signals!
             let body = hostBody
             // Everything shared the host must not keep: other pools' counters, other hosts' boards.
             let foreign = boards.values.map(\.mapping) + counters.filter { $0.key != pool.name }.map(\.value.mapping)
             // Not the parking channel's master end: a worker reading it would take connections
             // workers parked. Nor the parked connections: the master's close must close them.
-            let keep: Set<Int32> = [listenFD, statusListenFD ?? -1, parking.workersEnd, pipe.writeEnd, LogDestination.fileDescriptor]
+            // And the pool's keyed data, which the host may map instead of building it.
+            let keep: Set<Int32> = Set([listenFD, statusListenFD ?? -1, parking.workersEnd, channel.hostEnd, LogDestination.fileDescriptor]
+                                       + inherited.map(\.descriptor))
             let pid = try ChildProcess.spawn(newProcessGroup: true, prepareChild: {
                 signals.reset()
                 // A pool's workers can write nothing of another pool's (or generation's) scoreboard.
@@ -149,12 +151,13 @@ extension Master {
                 // must close when the master closes them, and a control client must see EOF.
                 SelfInspection.closeDescriptors(except: keep)
             }, { body(launch) })
-            closeDescriptor(pipe.writeEnd)
-            reports[pid] = (pipe.readEnd, LineBuffer())
+            closeDescriptor(channel.hostEnd)
+            reports[pid] = (channel.masterEnd, LineBuffer())
+            dataSets.handedOn(inherited.map(\.id), to: pid)
             boards[pid] = board
             pending.append(.hostForked(spec, pid: pid))
         } catch {
-            reportPipe?.close()
+            reportChannel?.close()
             pending.append(.hostForkFailed(spec, reason: "\(error)"))
         }
     }

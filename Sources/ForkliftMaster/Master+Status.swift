@@ -17,13 +17,19 @@ extension Master {
                 "{\"pool\":\(JSON.string(host.pool.name)),\"generation\":\(host.generation),\"role\":\(JSON.string(roleName(host))),\"pid\":\(host.pid),\"summary\":\(JSON.string(host.summary ?? ""))}"
             }
             let poolObjects = pools.map { StatusPage.render($0, format: .json, full: query.full) }
-            return "{\"master\":{\"pid\":\(getpid()),\"phase\":\(JSON.string("\(core.phase)"))},\"generations\":[\(generations.joined(separator: ","))],\"pools\":[\(poolObjects.joined(separator: ","))]}"
+            let data = dataSetStatuses().map { set in
+                "{\"pool\":\(JSON.string(set.pool)),\"plugin\":\(JSON.string(set.instance)),\"key\":\(JSON.string(set.key)),\"bytes\":\(set.bytes),\"built_by\":\(set.builtBy),\"generations\":[\(set.generations.map(String.init).joined(separator: ","))]}"
+            }
+            return "{\"master\":{\"pid\":\(getpid()),\"phase\":\(JSON.string("\(core.phase)"))},\"generations\":[\(generations.joined(separator: ","))],\"pools\":[\(poolObjects.joined(separator: ","))],\"shared_data\":[\(data.joined(separator: ","))]}"
         }
         var lines = hosts.map { host in
             "pool \(host.pool.name) gen \(host.generation) \(roleName(host)) pid \(host.pid)" + (host.summary.map { " \($0)" } ?? "")
                 + " " + memorySummary(host.pid)
         }
         if lines.isEmpty { lines = ["no hosts"] }
+        for set in dataSetStatuses() {
+            lines.append("shared data pool \(set.pool) plugin \(set.instance) key \(set.key) \(Formatting.mebibytes(set.bytes)) built by gen \(set.builtBy), used by gen \(set.generations.map(String.init).joined(separator: ","))")
+        }
         for pool in pools {
             lines.append("")
             lines.append(StatusPage.render(pool, format: .text, full: query.full).trimmingSuffix("\n"))
@@ -43,6 +49,14 @@ extension Master {
                               role: roleName(host), counters: poolCounters.read(), board: snapshot,
                               maxChildren: snapshot.hostState?.workerTarget ?? pool.maxChildren,
                               slowlogTimeout: pool.requestSlowlogTimeout, now: now)
+        }
+    }
+
+    /// Each keyed data set the master keeps, and the generations whose hosts use it.
+    func dataSetStatuses() -> [(pool: String, instance: String, key: String, bytes: Int, builtBy: Int, generations: [Int])] {
+        dataSets.entries.values.sorted { $0.id < $1.id }.map { entry in
+            (entry.pool, entry.identity.instance, entry.identity.key, entry.placement.size, entry.builtBy,
+             Set(entry.users.compactMap { core.hosts[$0]?.generation }).sorted())
         }
     }
 

@@ -43,6 +43,10 @@ public final class Master {
     /// Each host's scoreboard, and each pool's counters.
     var boards: [pid_t: GenerationBoard] = [:]
     var counters: [String: PoolCounters] = [:]
+    /// Keyed data the pools' plugins built, kept for later generations, and the master's
+    /// descriptor of each (a sealed memfd, never mapped here).
+    var dataSets = SharedDataSets()
+    var dataDescriptors: [Int: Int32] = [:]
     /// The old master's end of the channel to the new one, during an upgrade.
     var upgradeChannel: (fd: Int32, lines: LineBuffer)?
     var upgradePID: pid_t?
@@ -131,22 +135,41 @@ public final class Master {
 
     private func readReports(_ ready: [Int32: PollResult]) {
         for pid in reports.keys.sorted() {
-            guard var report = reports[pid], ready[report.fd] != nil else { continue }
-            // At most 256 KiB per host and wake: a host that floods its pipe cannot keep the
-            // master from the rest of its loop (what is left is read at the next wake).
-            for _ in 0..<4 {
-                guard let bytes = try? readAvailable(report.fd) else {
-                    closeDescriptor(report.fd) // end of file: the host closed its end
-                    reports[pid] = nil
-                    break
-                }
-                if bytes.isEmpty { break }
-                for line in report.lines.append(bytes) {
-                    if let message = HostReport(line: line) { pending.append(.report(pid, message)) }
-                }
+            guard let report = reports[pid], ready[report.fd] != nil else { continue }
+            // At most 64 messages per host and wake: a host that floods its channel cannot keep
+            // the master from the rest of its loop (what is left is read at the next wake).
+            for _ in 0..<64 {
+                guard receiveReport(from: pid) else { break }
             }
-            if reports[pid] != nil { reports[pid] = report }
         }
+    }
+
+    /// Reads one message of host `pid`'s report channel into events. False when none was
+    /// queued, or at its end (then the channel is closed and forgotten).
+    @discardableResult
+    func receiveReport(from pid: pid_t) -> Bool {
+        guard var report = reports[pid] else { return false }
+        guard let message = try? ReportChannel.receive(from: report.fd) else {
+            closeDescriptor(report.fd) // end of stream: the host closed its end
+            reports[pid] = nil
+            return false
+        }
+        if message.bytes.isEmpty { return false }
+        var descriptor = message.descriptor
+        for line in report.lines.append(message.bytes) {
+            guard let parsed = HostReport(line: line) else { continue }
+            if case .dataBuilt = parsed {
+                receiveData(parsed, descriptor: descriptor, from: pid)
+                descriptor = nil
+            } else if case .dataUnused = parsed {
+                receiveData(parsed, descriptor: nil, from: pid)
+            } else {
+                pending.append(.report(pid, parsed))
+            }
+        }
+        closeDescriptor(descriptor ?? -1) // a descriptor no line claimed is not ours to keep
+        reports[pid] = report
+        return true
     }
 
     private func readChannels(_ ready: [Int32: PollResult]) {
@@ -190,12 +213,9 @@ public final class Master {
                 continue
             }
             // Reports it sent before it exited come first (a failure's reason).
-            if var report = reports.removeValue(forKey: pid) {
-                while let bytes = try? readAvailable(report.fd), !bytes.isEmpty {
-                    for line in report.lines.append(bytes) { if let message = HostReport(line: line) { pending.append(.report(pid, message)) } }
-                }
-                closeDescriptor(report.fd)
-            }
+            while receiveReport(from: pid) {}
+            if let report = reports.removeValue(forKey: pid) { closeDescriptor(report.fd) }
+            releaseData(dataSets.hostExited(pid))
             boards.removeValue(forKey: pid)?.mapping.unmap()
             pending.append(.hostExited(pid, status))
         }

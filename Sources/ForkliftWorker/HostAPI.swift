@@ -63,7 +63,46 @@ enum HostAPI {
             let name = "plugin \(plugin.settings.name) (\(label.map { String(cString: $0) } ?? "unnamed region"))"
             return forklift_fault_region_add(start, length, name) == 0 ? Int32(FORKLIFT_OK) : Int32(FORKLIFT_FAILED)
         }
+        api.shared_data_open = { api, key, format, rootLength, capacity, label, data, failure in
+            guard let api, let key, let data, let context = api.pointee.host_context else { return Int32(FORKLIFT_FAILED) }
+            let plugin = Unmanaged<PluginInstance>.fromOpaque(context).takeUnretainedValue()
+            guard let provider = SharedDataProviders.current else {
+                return HostAPI.fail(failure, "keyed shared data can only be opened during preload, in the host")
+            }
+            do {
+                data.pointee = try provider.open(for: plugin, key: String(cString: key), format: format, rootLength: rootLength, capacity: capacity,
+                                                 label: label.map { String(cString: $0) } ?? "data")
+                return Int32(FORKLIFT_OK)
+            } catch {
+                return HostAPI.fail(failure, "\(error)")
+            }
+        }
+        api.shared_data_seal = { api, data, root, rootLength, used, failure in
+            guard let api, let data, let context = api.pointee.host_context else { return Int32(FORKLIFT_FAILED) }
+            let plugin = Unmanaged<PluginInstance>.fromOpaque(context).takeUnretainedValue()
+            guard let provider = SharedDataProviders.current else {
+                return HostAPI.fail(failure, "keyed shared data can only be sealed during preload, in the host")
+            }
+            do {
+                try provider.seal(for: plugin, &data.pointee, root: UnsafeRawBufferPointer(start: root, count: root == nil ? 0 : rootLength), used: used)
+                return Int32(FORKLIFT_OK)
+            } catch {
+                return HostAPI.fail(failure, "\(error)")
+            }
+        }
         return api
+    }
+
+    /// Writes `message` into the plugin's error buffer, cut to fit, and returns FORKLIFT_FAILED.
+    static func fail(_ error: UnsafeMutablePointer<forklift_error>?, _ message: String) -> Int32 {
+        if let error {
+            withUnsafeMutableBytes(of: &error.pointee.message) { buffer in
+                let bytes = Array(message.utf8.prefix(buffer.count - 1))
+                buffer.copyBytes(from: bytes)
+                buffer[bytes.count] = 0
+            }
+        }
+        return Int32(FORKLIFT_FAILED)
     }
 
     static func logLevel(_ level: Int32) -> Logger.Level {

@@ -70,6 +70,17 @@ typedef struct forklift_error {
 typedef struct forklift_request forklift_request;
 typedef struct forklift_response forklift_response;
 
+/* Keyed shared data, as shared_data_open hands it to the plugin. The memory stays mapped at
+ * the same address for the life of the process, in every worker and in later generations. */
+typedef struct forklift_shared_data {
+    void *base;                       /* the first byte of the data */
+    size_t capacity;                  /* fresh: the bytes that may be filled; inherited: the bytes used */
+    const void *root;                 /* inherited: what the builder sealed with; fresh: NULL */
+    size_t root_length;
+    int inherited;                    /* 1: handed on by a running generation, read-only; 0: fresh */
+    uint64_t handle;                  /* the host's: pass the struct back to shared_data_seal */
+} forklift_shared_data;
+
 /* One entry of the plugin's `settings` table, flattened: nested tables become dotted keys
  * ("model.path"); strings are given raw, numbers and booleans as TOML writes them, arrays
  * as JSON text. */
@@ -138,6 +149,23 @@ typedef struct forklift_host_api {
      * fine. Returns FORKLIFT_FAILED if the client was gone. Appended in ABI 1: check
      * struct_size before calling. */
     int (*response_finish)(forklift_response *response);
+
+    /* Preload only: data built under a key the plugin chooses (a version, a hash of its
+     * sources), which the next generation of the same pool and plugin inherits instead of
+     * building it again when it asks for the same key, format and root_length (docs/shared-data.md).
+     * On FORKLIFT_OK, *data says which: inherited = 1, the bytes are the running generation's,
+     * read-only, and data->root holds the root_length bytes it sealed with; inherited = 0, the
+     * bytes are fresh, writable, zero: fill at most data->capacity of them, then call
+     * shared_data_seal. `key` is 1 to 200 bytes without whitespace or control characters.
+     * Appended in ABI 1: check struct_size before calling. */
+    int (*shared_data_open)(const struct forklift_host_api *api, const char *key, uint32_t format, size_t root_length,
+                            size_t capacity, const char *label, struct forklift_shared_data *data, forklift_error *error);
+    /* Preload only: make fresh data read-only for good (sealed memfd), keeping `used` bytes and
+     * the root_length bytes at `root` (offsets or pointers into the data, nothing else), and
+     * offer it to later generations. Data not sealed when preload returns is sealed then,
+     * and offered to nobody. Appended in ABI 1: check struct_size before calling. */
+    int (*shared_data_seal)(const struct forklift_host_api *api, struct forklift_shared_data *data, const void *root,
+                            size_t root_length, size_t used, forklift_error *error);
 } forklift_host_api;
 
 /* What a plugin exports. Every hook but handle may be NULL. `state` is whatever preload

@@ -45,6 +45,14 @@ int forklift_signals_mask(const int *signals, int count, int block);
 pid_t forklift_fork(void);
 int forklift_pipe2(int fds[2], int flags); /* pipe2 is a GNU extension Swift does not see */
 int forklift_memfd_create(const char *name); /* an anonymous file, close-on-exec */
+int forklift_memfd_create_sealable(const char *name); /* the same, with MFD_ALLOW_SEALING */
+/* Seal a memfd for good: no write, no growing or shrinking, no other seal. */
+int forklift_memfd_seal(int fd);
+/* 1 when all four of those seals are set. */
+int forklift_memfd_is_sealed(int fd);
+/* mmap `fd` at exactly `address` (MAP_FIXED_NOREPLACE), read-only or read-write, shared or
+ * private; NULL with errno (EEXIST: something is mapped there). */
+void *forklift_map_fixed(void *address, size_t length, int writable, int shared, int fd);
 int forklift_set_parent_death_signal(int signo);
 int forklift_set_name(const char *name); /* PR_SET_NAME: the 15-char comm */
 
@@ -131,6 +139,13 @@ void forklift_set_process_title(const char *title);
  * EPROTO for a message that is not one descriptor and its payload). */
 int forklift_send_descriptor(int channel, int fd, uint64_t payload);
 int forklift_receive_descriptor(int channel, uint64_t *payload);
+
+/* One message over a unix SOCK_SEQPACKET socket, with at most one descriptor (SCM_RIGHTS).
+ * send: blocking; fd < 0 attaches none; 0, or -1 with errno. receive: without blocking; the
+ * message's length (0: the peer closed its end), or -1 with errno (EAGAIN: none queued); *fd is
+ * the attached descriptor (close-on-exec) or -1, and a message longer than `capacity` is cut. */
+int forklift_send_message(int channel, const void *data, size_t length, int fd);
+ssize_t forklift_receive_message(int channel, void *buffer, size_t capacity, int *fd);
 
 int forklift_epoll_create(void);
 /* Watch `fd` for readability; `exclusive` sets EPOLLEXCLUSIVE (wake one waiter, not all). */

@@ -41,6 +41,8 @@ extension MasterCore {
             restarts.schedule(pool: host.pool.name, at: now.advanced(bySeconds: delay))
             emergencyPools.insert(host.pool.name)
             return [.log(.error, "\(host.label) asks for an emergency restart (\(reason)): a fresh host for pool \(host.pool.name) starts \(delay == 0 ? "now" : "in \(Formatting.seconds(delay))"), and takes over once ready")]
+        case .dataBuilt, .dataUnused:
+            return [] // the shell's `SharedDataSets` keeps the data; the generations' fate is not its business
         }
     }
 

@@ -41,6 +41,9 @@ public final class SharedArena {
     /// True once Forklift made the arena read-only, when the preload hook returned; from then
     /// on ``allocate(byteCount:alignment:)`` traps, and a write into its memory kills the process.
     public private(set) var isSealed = false
+    /// False for the memory of keyed data (``PluginContext/sharedData(key:format:capacity:label:build:)``),
+    /// which the host maps and seals.
+    private let sealsItself: Bool
 
     /// Reserves `capacity` bytes. `label` names the arena in logs and crash messages.
     ///
@@ -58,7 +61,17 @@ public final class SharedArena {
         self.label = label
         self.capacity = size
         base = memory
+        sealsItself = true
         SharedRegions.register(self)
+    }
+
+    /// An arena over memory the host mapped for keyed data: filled like any other, sealed by
+    /// the host (``PluginContext/sharedData(key:format:capacity:label:build:)``).
+    init(hostMemory: UnsafeMutableRawPointer, capacity: Int, label: String) {
+        self.label = label
+        self.capacity = capacity
+        base = hostMemory
+        sealsItself = false
     }
 
     /// Reserves `byteCount` bytes aligned to `alignment` and returns them for filling.
@@ -97,7 +110,7 @@ public final class SharedArena {
     func seal() {
         guard !isSealed else { return }
         isSealed = true
-        mprotect(base, capacity, PROT_READ)
+        if sealsItself { mprotect(base, capacity, PROT_READ) }
     }
 }
 
@@ -108,7 +121,7 @@ public final class SharedArena {
 /// `RandomAccessCollection` indexed from 0, so `sorted()`, `map` or a binary search work as on
 /// an `Array`, but what they return is an ordinary array on the worker's heap. Read-only, and
 /// safe to read from any thread (the memory never changes after preload).
-public struct SharedArray<Element: BitwiseCopyable>: RandomAccessCollection, @unchecked Sendable {
+public struct SharedArray<Element: BitwiseCopyable>: RandomAccessCollection, BitwiseCopyable, @unchecked Sendable {
     let start: UnsafePointer<Element>
     /// The number of elements.
     public let count: Int

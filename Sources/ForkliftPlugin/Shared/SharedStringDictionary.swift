@@ -15,7 +15,7 @@
 /// A lookup hashes the key's bytes and compares them with `memcmp`; keys are compared byte
 /// for byte, so "é" precomposed and decomposed are different keys. Safe to read from any
 /// thread after preload.
-public struct SharedStringDictionary: @unchecked Sendable {
+public struct SharedStringDictionary: BitwiseCopyable, @unchecked Sendable {
     struct Entry: BitwiseCopyable {
         var keyOffset: UInt64
         var valueOffset: UInt64

@@ -12,7 +12,7 @@
 /// Costs in the arena: the strings' UTF-8 bytes and 16 bytes of offsets per string. Use it
 /// for lists looked up by number (a vocabulary, the labels of a model's classes); for lookups
 /// by key, ``SharedStringDictionary``. Safe to read from any thread after preload.
-public struct SharedStringTable: RandomAccessCollection, @unchecked Sendable {
+public struct SharedStringTable: RandomAccessCollection, BitwiseCopyable, @unchecked Sendable {
     let base: UnsafeRawPointer
     /// Two offsets from `base` per string: where it starts and where it ends (the arena may
     /// hold other data between strings).

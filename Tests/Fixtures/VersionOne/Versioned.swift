@@ -1,4 +1,5 @@
 import ForkliftPlugin
+import ForkliftTestKeyedData
 
 #if canImport(Glibc)
 import Glibc
@@ -6,15 +7,26 @@ import Glibc
 
 /// Build 1.0.0 of the "versioned" test plugin (its twin in VersionTwo reports the other
 /// version): the reload tests alternate the two. Answers "version V host H", H being the
-/// pid of the host that loaded this generation.
+/// pid of the host that loaded this generation. With `data_key`, keyed shared data
+/// (KeyedNumbers): `/data` sums it, `/write-data` writes into it.
 final class Versioned: ForkliftHandler {
     static let name = "versioned"
     static let version = "1.0.0"
 
-    init(context: PluginContext) throws {}
+    let data: KeyedNumbers?
+
+    init(context: PluginContext) throws {
+        data = try KeyedNumbers.load(context)
+    }
 
     func handle(_ request: Request, _ response: Response) throws {
-        try response.write("version \(Self.version) host \(getppid())\n")
+        if let data, request.path.hasSuffix("/data") {
+            try response.write("version \(Self.version) " + data.summary)
+        } else if let data, request.path.hasSuffix("/write-data") {
+            data.write()
+        } else {
+            try response.write("version \(Self.version) host \(getppid())\n")
+        }
     }
 }
 

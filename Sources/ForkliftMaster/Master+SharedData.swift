@@ -1,0 +1,43 @@
+import ForkliftIPC
+import ForkliftSystem
+import Glibc
+
+/// Keyed data sets: the master holds each one's memfd for the pools' later generations
+/// (`SharedDataSets` decides how long) and hands them to every new host of the pool.
+extension Master {
+    /// The pool's sets, for a host about to be forked (their descriptors are inherited).
+    func inheritedData(for pool: String) -> [InheritedDataSet] {
+        dataSets.offers(for: pool).compactMap { entry in
+            guard let descriptor = dataDescriptors[entry.id] else { return nil }
+            return InheritedDataSet(id: entry.id, identity: entry.identity, placement: entry.placement, builtBy: entry.builtBy, descriptor: descriptor)
+        }
+    }
+
+    func receiveData(_ report: HostReport, descriptor: Int32?, from pid: pid_t) {
+        switch report {
+        case .dataBuilt(let identity, let placement):
+            guard let descriptor else {
+                log.warning("pool \(core.hosts[pid]?.pool.name ?? "?") host pid \(pid) reported data of \(identity) without its memfd: later generations build it afresh")
+                return
+            }
+            guard let host = core.hosts[pid] else {
+                closeDescriptor(descriptor) // a host the core forgot: nobody will use it
+                return
+            }
+            let id = dataSets.built(by: pid, pool: host.pool.name, generation: host.generation, identity: identity, placement: placement)
+            dataDescriptors[id] = descriptor
+            log.info("\(host.label): keeps shared data of \(identity), \(Formatting.mebibytes(placement.size)), for later generations")
+        case .dataUnused(let id):
+            releaseData(dataSets.unused(id, by: pid))
+        default:
+            break
+        }
+    }
+
+    /// Closes the master's descriptors of sets no host uses any more.
+    func releaseData(_ ids: [Int]) {
+        for id in ids {
+            closeDescriptor(dataDescriptors.removeValue(forKey: id) ?? -1)
+        }
+    }
+}
