@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "ForkliftTestingTests", dependencies: ["ForkliftTesting"]),
         .testTarget(name: "ForkliftPluginTests", dependencies: ["ForkliftPlugin"]),
         .testTarget(name: "ForkliftIPCTests", dependencies: ["ForkliftIPC", "ForkliftSystem", "ForkliftStatus", "CForkliftSys"]),
-        .testTarget(name: "ForkliftHostTests", dependencies: ["ForkliftHost", "ForkliftIPC", "ForkliftConfig", "ForkliftSystem"]),
+        .testTarget(name: "ForkliftHostTests", dependencies: ["ForkliftHost", "ForkliftIPC", "ForkliftConfig", "ForkliftSystem", "ForkliftWorker", "CForkliftABI", "CForkliftSys"]),
         .testTarget(name: "ForkliftMasterTests", dependencies: ["ForkliftMaster", "ForkliftIPC", "ForkliftConfig", "ForkliftSystem"]),
         .testTarget(name: "ForkliftIntegrationTests", dependencies: ["ForkliftTestSupport", "ForkliftSystem"]),
     ]

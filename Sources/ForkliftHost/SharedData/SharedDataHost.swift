@@ -122,7 +122,7 @@ final class SharedDataHost: SharedDataProvider {
 
     // MARK: Mapping
 
-    private func map(_ set: InheritedDataSet, format: UInt32, rootLength: Int) -> Result<forklift_shared_data, Mismatch> {
+    func map(_ set: InheritedDataSet, format: UInt32, rootLength: Int) -> Result<forklift_shared_data, Mismatch> {
         var status = stat()
         guard fstat(set.descriptor, &status) == 0 else { return .failure(Mismatch("its memfd cannot be read: \(String(cString: strerror(errno)))")) }
         guard Int(status.st_size) == set.placement.size, set.placement.size > DataSetHeader.size, set.placement.size % 4096 == 0 else {
