@@ -9,8 +9,11 @@ import ForkliftPlugin
 ///
 /// Settings:
 /// - `size_mb` (default 64): how much to preload in all: words, definitions and the index;
-/// - `layout` (default "shared"): "shared" keeps it in a sealed `SharedArena`; "naive" keeps a
-///   `[String: String]`, which un-shares pages on every read — there to be measured, not used.
+/// - `layout` (default "shared"): "shared" builds it as keyed shared data (a sealed memfd), so a
+///   reload that changes only code maps the running generation's dictionary instead of
+///   generating it again; "arena" keeps it in a sealed `SharedArena`, built at every reload;
+///   "naive" keeps a `[String: String]`, which un-shares pages on every read — the last two
+///   there to be measured, not used.
 ///
 /// Routes (under the plugin's route, e.g. /dict): `/dict/word-42` → the definition or 404;
 /// `/dict/stats` → count, size and layout.
@@ -29,12 +32,16 @@ final class Dictionary: ForkliftHandler {
         let target = megabytes << 20
         switch layout {
         case "shared":
-            // Capacity is address space, not memory: room for the bytes and the index.
-            let arena = try SharedArena(capacity: target * 2 + (64 << 20), label: "dictionary")
-            var builder = SharedStringDictionary.Builder(arena: arena, expectedCount: target / 140)
-            // The index costs 32 bytes a word (a 24-byte entry, two 4-byte slots).
-            try Self.generate(bytes: target, overheadPerWord: 32) { try builder.add(key: $0, value: $1) }
-            shared = try builder.finish()
+            // The words depend on size_mb and the generator only: that is the key. Raise the
+            // generator's version in it when generate() changes.
+            let size = megabytes
+            shared = try context.sharedData(key: "generated-v1-\(size)mb", capacity: Self.capacity(target), label: "dictionary") { arena in
+                context.log.info("dictionary: generating \(size) MiB of words")
+                return try Self.build(into: arena, bytes: target)
+            }
+            naive = nil
+        case "arena":
+            shared = try Self.build(into: SharedArena(capacity: Self.capacity(target), label: "dictionary"), bytes: target)
             naive = nil
         case "naive":
             var words: [String: String] = [:]
@@ -42,12 +49,22 @@ final class Dictionary: ForkliftHandler {
             naive = words
             shared = nil
         default:
-            throw PluginError("setting layout: expected \"shared\" or \"naive\", got \"\(layout)\"")
+            throw PluginError("setting layout: expected \"shared\", \"arena\" or \"naive\", got \"\(layout)\"")
         }
         context.log.info("dictionary preloaded: \(count) words, \(megabytes) MiB, \(layout) layout")
     }
 
     var count: Int { shared?.count ?? naive?.count ?? 0 }
+
+    /// Room for the bytes and the index: address space, not memory.
+    static func capacity(_ bytes: Int) -> Int { bytes * 2 + (64 << 20) }
+
+    static func build(into arena: SharedArena, bytes: Int) throws -> SharedStringDictionary {
+        var builder = SharedStringDictionary.Builder(arena: arena, expectedCount: bytes / 140)
+        // The index costs 32 bytes a word (a 24-byte entry, two 4-byte slots).
+        try generate(bytes: bytes, overheadPerWord: 32) { try builder.add(key: $0, value: $1) }
+        return try builder.finish()
+    }
 
     func handle(_ request: Request, _ response: Response) throws {
         let word = request.path.split(separator: "/").last.map(String.init) ?? ""

@@ -1,4 +1,5 @@
 import ForkliftConfig
+import ForkliftIPC
 import ForkliftSystem
 import Foundation
 import Glibc
@@ -17,6 +18,17 @@ public struct Handoff {
     public var channelFD: Int32
     public var previousMaster: pid_t
     public var generations: [String: Int]
+    /// The keyed data sets the old master keeps, so that the new one's generations inherit them.
+    public var data: [HandedOnData] = []
+
+    /// One keyed data set and its memfd, across the exec.
+    public struct HandedOnData: Equatable {
+        public let pool: String
+        public let identity: DataSetIdentity
+        public let placement: DataSetPlacement
+        public let builtBy: Int
+        public let descriptor: Int32
+    }
 
     static let variable = "FORKLIFT_HANDOFF"
 
@@ -38,6 +50,12 @@ public struct Handoff {
             case "channel": handoff.channelFD = Int32(parts[1]) ?? -1
             case "from": handoff.previousMaster = pid_t(parts[1]) ?? 0
             case "generation" where parts.count == 3: handoff.generations[parts[1]] = Int(parts[2])
+            case "data":
+                let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+                guard fields.count == 9, let address = UInt64(fields[5]), let size = Int(fields[6]), let builtBy = Int(fields[7]),
+                      let fd = Int32(fields[8]) else { continue }
+                handoff.data.append(HandedOnData(pool: fields[1], identity: DataSetIdentity(instance: fields[2], plugin: fields[3], key: fields[4]),
+                                                 placement: DataSetPlacement(address: address, size: size), builtBy: builtBy, descriptor: fd))
             default: break
             }
         }
@@ -56,9 +74,15 @@ public struct Handoff {
         lines += parking.map { "park\t\($0.key)\t\($0.value.masterEnd)\t\($0.value.workersEnd)" }
         lines += ["control\t\(controlFD)", "channel\t\(channelFD)", "from\t\(previousMaster)"]
         lines += generations.map { "generation\t\($0.key)\t\($0.value)" }
+        lines += data.map { set in
+            ["data", set.pool, set.identity.instance, set.identity.plugin, set.identity.key, "\(set.placement.address)", "\(set.placement.size)",
+             "\(set.builtBy)", "\(set.descriptor)"].joined(separator: "\t")
+        }
         return lines.joined(separator: "\n")
     }
 
     /// Every descriptor the new binary must find open.
-    var descriptors: [Int32] { Array(listeners.values) + parking.values.flatMap { [$0.masterEnd, $0.workersEnd] } + [controlFD, channelFD] }
+    var descriptors: [Int32] {
+        Array(listeners.values) + parking.values.flatMap { [$0.masterEnd, $0.workersEnd] } + [controlFD, channelFD] + data.map(\.descriptor)
+    }
 }

@@ -85,6 +85,8 @@ extension Master {
                 closeDescriptor(channel.fd)
                 handoffChannel = nil
             }
+            // The upgrade is decided: the old master's sets stay only for hosts of ours that map them.
+            releaseData(dataSets.hostExited(SharedDataSets.previousMaster))
         case .giveUpFiles:
             // The control socket is the new master's now: stop taking commands on it.
             control?.closeListener()

@@ -34,6 +34,25 @@ extension Master {
         }
     }
 
+    /// What an upgrade hands the new master: every set still offered to new hosts.
+    func handedOnData() -> [Handoff.HandedOnData] {
+        dataSets.entries.values.filter(\.offered).sorted { $0.id < $1.id }.compactMap { entry in
+            dataDescriptors[entry.id].map {
+                Handoff.HandedOnData(pool: entry.pool, identity: entry.identity, placement: entry.placement, builtBy: entry.builtBy, descriptor: $0)
+            }
+        }
+    }
+
+    /// The new master of an upgrade keeps the old one's sets for its first generations, which
+    /// are offered them; sets none of them uses go once the upgrade is decided.
+    func adoptData(_ sets: [Handoff.HandedOnData]) {
+        for set in sets {
+            try? setCloseOnExec(set.descriptor)
+            let id = dataSets.built(by: SharedDataSets.previousMaster, pool: set.pool, generation: set.builtBy, identity: set.identity, placement: set.placement)
+            dataDescriptors[id] = set.descriptor
+        }
+    }
+
     /// Closes the master's descriptors of sets no host uses any more.
     func releaseData(_ ids: [Int]) {
         for id in ids {

@@ -20,6 +20,7 @@ extension Master {
         var handoff = Handoff(listeners: [:], controlFD: control.fd, channelFD: fds[1], previousMaster: getpid(), generations: core.generations)
         for (address, fd) in listeners.byAddress { handoff.listeners[address.description] = fd }
         for (address, channel) in listeners.parking { handoff.parking[address.description] = channel }
+        handoff.data = handedOnData()
         let executable = executablePath
         let arguments = ["forklift", "run", "--conf", core.configurationDirectory]
         let signals = self.signals!

@@ -82,6 +82,7 @@ public final class Master {
             if let handoff {
                 control = ControlServer(adopting: handoff.controlFD, path: configuration.global.controlSocket)
                 listeners.adopt(handoff.listeners, parking: handoff.parking)
+                adoptData(handoff.data)
                 try setNonBlocking(handoff.channelFD)
                 try? setCloseOnExec(handoff.channelFD)
                 handoffChannel = (handoff.channelFD, LineBuffer())

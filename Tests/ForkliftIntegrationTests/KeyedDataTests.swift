@@ -117,6 +117,26 @@ import Glibc
         #expect(server.log.contains("it is of format 1, the plugin reads format 2; building it afresh"), "\(server.log)")
     }
 
+    @Test func aBinaryUpgradeHandsTheDataToTheNewMastersGenerations() throws {
+        let server = try start(key: "numbers-1")
+        defer { server.shutdown() }
+        let before = try data(server)
+        let result = try Command.run(ForkliftServer.binary, ["upgrade", "--conf", server.configurationDirectory])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(server.waitForExit(timeout: 20) == 0, "the old master drains and exits")
+        let newMaster = try #require(pid_t(try String(contentsOfFile: server.directory + "/forklift.pid", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(try data(server) == before, "the new master's generation serves the same bytes at the same address")
+        #expect(builds(server, key: "numbers-1") == 1, "inherited across the exec, not built again:\n\(server.log)")
+        // The new master keeps it for its own reloads.
+        #expect(kill(newMaster, SIGHUP) == 0)
+        #expect(ForkliftServer.eventually { server.log.components(separatedBy: "numbers-1 handed on by generation 1").count == 3 },
+                "generation 2 (the new master's first) and 3 both inherited it:\n\(server.log)")
+        #expect(builds(server, key: "numbers-1") == 1)
+        kill(newMaster, SIGTERM)
+        #expect(ForkliftServer.eventually { !ProcessTable.isAlive(newMaster) })
+    }
+
     @Test func aWorkerWritingIntoHandedOnDataDiesAloneNamingIt() throws {
         let server = try start(key: "numbers-1")
         defer { server.shutdown() }

@@ -25,6 +25,10 @@ struct SharedDataSets {
         var offered: Bool
     }
 
+    /// Stands for the old master's generations in the new master of an upgrade: the sets it
+    /// handed over are kept until the upgrade is decided (`hostExited(previousMaster)`).
+    static let previousMaster: pid_t = 0
+
     private(set) var entries: [Int: Entry] = [:]
     private var nextID = 1
 
