@@ -28,7 +28,27 @@ from fcgi import request as fcgi_request, title, descendants, percentile
 PARAMS = [(b"REQUEST_METHOD", b"GET"), (b"SCRIPT_NAME", b"/b"), (b"REQUEST_URI", b"/b")]
 
 def pss_kib(pids):
-    return sum(fcgi.smaps(pid).get("Pss", 0) for pid in pids)
+    """Memory of all these processes: their Pss without shared memory (shmem), plus each
+    keyed data memfd once, by its resident size. A memfd's pages count in Pss only where a
+    process has touched them, and not at all while only the master holds its descriptor, so
+    Pss alone would miss the data."""
+    total, memfds = 0, {}
+    for pid in pids:
+        rollup = fcgi.smaps(pid)
+        total += rollup.get("Pss", 0) - rollup.get("Pss_Shmem", 0)
+        for folder in (f"/proc/{pid}/fd", f"/proc/{pid}/map_files"):
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    if "memfd:forklift-data" in os.readlink(f"{folder}/{name}"):
+                        info = os.stat(f"{folder}/{name}")
+                        memfds[info.st_ino] = info.st_blocks * 512 // 1024
+                except OSError:
+                    pass
+    return total + sum(memfds.values())
 
 def client(sock, stop, results):
     """One load client, in its own process: a Python thread beside the measuring loop would
@@ -146,7 +166,7 @@ settings = {{ preload_mb = {preload_mb}, keyed = {"true" if keyed else "false"} 
         print(f"  of which while the new generation loads: p99 {percentile(loading, 0.99):.2f} ms ({len(loading)} requests);"
               f" while the old one drains: p99 {percentile(switching, 0.99):.2f} ms ({len(switching)} requests)")
         print(f"server side, HUP to new generation live (master log): median {percentile(server_ms, 0.5)} ms, max {max(server_ms)} ms")
-        print(f"memory (total Pss of all forklift processes): steady {steady_pss / 1024:.0f} MiB, "
+        print(f"memory (Pss of all forklift processes, keyed data memfds counted once): steady {steady_pss / 1024:.0f} MiB, "
               f"peak during overlap {peak_pss / 1024:.0f} MiB ({peak_pss / steady_pss:.2f}x)")
         if keyed:
             # Issue 13's goals for a code-only reload that inherits its data.
