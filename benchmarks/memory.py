@@ -81,8 +81,12 @@ settings = {{ size_mb = {args.size_mb}, layout = "{layout}" }}""", global_extra=
                 time.sleep(0.05)
             time.sleep(0.3)
 
+        try:
+            shmem_huge = re.search(r"\[(\w+)\]", open("/sys/kernel/mm/transparent_hugepage/shmem_enabled").read()).group(1)
+        except (OSError, AttributeError):
+            shmem_huge = "unknown"
         print(f"\n== {layout} layout: {args.size_mb} MiB preloaded, {len(workers)} workers, {args.lookups} lookups "
-              f"({len(failures)} failed, {args.lookups / elapsed:.0f}/s)")
+              f"({len(failures)} failed, {args.lookups / elapsed:.0f}/s); shmem huge pages: {shmem_huge}")
         print("Private_Dirty per worker: " + ", ".join(f"{kib / 1024:.1f}" for kib in private) + " MiB"
               f"  (max {max(private) / 1024:.1f} MiB; goal < 4 MiB)")
         if faults:
