@@ -413,33 +413,10 @@ struct AcceptLoop {
         return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
     }
 
-    static func text(_ buffer: [CChar]) -> String {
-        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
     /// "127.0.0.1:54321", "[::1]:54321", or "a unix socket client".
     static func peer(_ fd: Int32) -> String {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let ok = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) == 0 } }
-        guard ok else { return "a client" }
-        var host = [CChar](repeating: 0, count: 64)
-        switch Int32(storage.ss_family) {
-        case AF_INET:
-            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
-                var ip = address.pointee.sin_addr
-                inet_ntop(AF_INET, &ip, &host, socklen_t(host.count))
-                return "\(Self.text(host)):\(UInt16(bigEndian: address.pointee.sin_port))"
-            } }
-        case AF_INET6:
-            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
-                var ip = address.pointee.sin6_addr
-                inet_ntop(AF_INET6, &ip, &host, socklen_t(host.count))
-                return "[\(Self.text(host))]:\(UInt16(bigEndian: address.pointee.sin6_port))"
-            } }
-        default:
-            return "a unix socket client"
-        }
+        guard let peer = IPAddress.peer(of: fd), let host = IPAddress.text(peer.bytes) else { return "a unix socket client" }
+        return peer.bytes.count == 16 ? "[\(host)]:\(peer.port)" : "\(host):\(peer.port)"
     }
 }
 
