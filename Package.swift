@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "ForkliftSystem", dependencies: ["CForkliftSys"]),
         .target(name: "ForkliftIPC", dependencies: ["ForkliftSystem", "ForkliftConfig"]),
         .target(name: "ForkliftJSON"),
-        .target(name: "ForkliftConfig", dependencies: ["ForkliftJSON", .product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(name: "ForkliftConfig", dependencies: ["ForkliftSystem", "ForkliftJSON", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(
             name: "ForkliftLogging",
             dependencies: ["ForkliftSystem", "ForkliftConfig", "ForkliftJSON", .product(name: "Logging", package: "swift-log")]
