@@ -29,7 +29,7 @@ struct Listeners {
         case .unix(let path):
             fd = try Listener.unix(path: path, backlog: backlog)
         case .tcp(let host, let port):
-            fd = try Listener.tcp(host: host == "*" ? "0.0.0.0" : host, port: port, backlog: backlog)
+            fd = try Listener.tcp(host: host, port: port, backlog: backlog)
         }
         byAddress[address] = fd
         return (fd, true)

@@ -38,14 +38,16 @@ public enum Listener {
         }
     }
 
-    /// A TCP socket on `host:port` (numeric or resolvable host; "*" for every IPv4 address).
+    /// A TCP socket on `host:port` (numeric or resolvable host; "*" for every IPv4 address,
+    /// "::" for every address, IPv4 and IPv6).
     public static func tcp(host: String, port: UInt16, backlog: Int32) throws -> Int32 {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         var result: UnsafeMutablePointer<addrinfo>?
-        let node: String? = (host == "*" || host.isEmpty) ? nil : host
+        // Not getaddrinfo's own wildcard (a null node): it may answer :: or 0.0.0.0 first.
+        let node = (host == "*" || host.isEmpty) ? "0.0.0.0" : host
         let status = getaddrinfo(node, String(port), &hints, &result)
         guard status == 0, let first = result else {
             throw SystemError("resolve \(host): \(String(cString: gai_strerror(status)))", errno: EINVAL)
@@ -56,6 +58,16 @@ public enum Listener {
             var on: Int32 = 1
             try retryingSyscall("setsockopt(SO_REUSEADDR)") {
                 setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+            }
+            if first.pointee.ai_family == AF_INET6 {
+                // As PHP-FPM's [::] ("covers IPv6 ANYADDR and mapped IPv4 ANYADDR"): IPv4
+                // clients too, whatever net.ipv6.bindv6only says (Linux's default is 0, not
+                // every system's). Of the other IPv6 addresses only an IPv4-mapped one
+                // (::ffff:a.b.c.d) cares: it can be bound with it off only.
+                var off: Int32 = 0
+                try retryingSyscall("setsockopt(IPV6_V6ONLY)") {
+                    setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &off, socklen_t(MemoryLayout<Int32>.size))
+                }
             }
             try retryingSyscall("bind(\(host):\(port))") { bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) }
             try retryingSyscall("listen(\(host):\(port))") { listen(fd, backlog) }
