@@ -6,7 +6,7 @@
 //   CFastCGI, CForkliftABI, CForkliftSys        C: libfcgi, the plugin ABI header, signal/fork/proctitle shims
 //   ForkliftSystem                              Swift wrappers over the syscalls (one place each)
 //   ForkliftJSON                                JSON string literals, by hand (no Foundation)
-//   ForkliftConfig, ForkliftLogging             pure configuration values; log line format
+//   ForkliftConfig, ForkliftLogging             configuration values (users and groups looked up); log line format
 //   ForkliftIPC                                 what master and host tell each other (launch, reports, the scoreboard)
 //   ForkliftStatus                              the status page's formats (PHP-FPM's text, JSON, OpenMetrics, HTML)
 //   ForkliftClient                              a FastCGI client (forklift request, the tests); depends on nothing

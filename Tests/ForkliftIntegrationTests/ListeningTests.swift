@@ -5,8 +5,49 @@ import Testing
 import Glibc
 #endif
 
-/// Where a pool listens: IPv6.
+/// Who may connect, and where: unix sockets' owner, group and mode (checked by a client
+/// running as another user), and IPv6.
 @Suite struct ListeningTests {
+    /// A unix socket is 0660 and its group is listen_group (both sockets of the pool): a client
+    /// in that group connects, one outside it is refused by the kernel.
+    @Test func unixSocketsGetTheirOwnerGroupAndMode() throws {
+        let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", pool: """
+            listen_group = "www-data"
+            status_path = "/status"
+            status_listen = "{dir}/status.sock"
+            """), prepare: { chmod($0, 0o711) }) // the users below must reach the sockets in it
+        defer { server.shutdown() }
+        for name in ["www.sock", "status.sock"] {
+            let info = try Self.stat(server.directory + "/" + name)
+            #expect(info.st_mode & 0o7777 == 0o660, "\(name): \(String(info.st_mode & 0o7777, radix: 8))")
+            #expect(info.st_uid == geteuid() && info.st_gid == 33, "\(name): \(info.st_uid):\(info.st_gid)")
+        }
+        #expect(!server.log.contains(" is now "), "created with them, before listen(): nothing is left to change at the start's commit")
+        try requireRoot()
+        let member = try Self.request(asUser: 65534, group: 33, server.directory + "/www.sock")
+        #expect(member.status == 0 && member.output.contains("Hello, world!"), "\(member.output)")
+        let stranger = try Self.request(asUser: 65534, group: 65534, server.directory + "/www.sock")
+        #expect(stranger.status != 0 && stranger.output.contains("Permission denied"), "\(stranger.output)")
+    }
+
+    /// A reload that changes listen_mode, listen_owner or listen_group changes the socket the
+    /// pool already listens on (not a new one: what waits in its backlog stays), and says so.
+    @Test func aReloadChangesTheOpenSocketsPermissions() throws {
+        let config = { (lines: String) in poolConfig(listen: "{dir}/www.sock", pool: lines) }
+        let server = try ForkliftServer(config: config(""))
+        defer { server.shutdown() }
+        let path = server.directory + "/www.sock"
+        let before = try Self.stat(path)
+        #expect(before.st_mode & 0o7777 == 0o660, "the default, as PHP-FPM's")
+        try server.writeConfig(config("listen_mode = \"0600\"\nlisten_owner = \"daemon\""))
+        let reload = try server.reload()
+        #expect(reload.status == 0, "\(reload.output)")
+        try server.waitForLog("\(path) is now 0600 daemon:daemon (listen_owner, listen_group, listen_mode; it was 0660 root:root)")
+        let after = try Self.stat(path)
+        #expect(after.st_mode & 0o7777 == 0o600 && after.st_uid == 1 && after.st_gid == 1 && after.st_ino == before.st_ino, "the same socket")
+        #expect(try FastCGIClient.get(.unix(path), "/hello").status == 200)
+    }
+
     @Test(.enabled(if: hasIPv6Loopback(), "this machine has no IPv6 loopback (::1)"))
     func ipv6Loopback() throws {
         let server = try ForkliftServer(config: poolConfig(listen: "[::1]:0"))
@@ -34,6 +75,22 @@ import Glibc
     }
 
     // MARK: - Helpers
+
+    static func stat(_ path: String) throws -> Glibc.stat {
+        var info = Glibc.stat()
+        guard lstat(path, &info) == 0 else { throw FastCGIError("lstat \(path): \(String(cString: strerror(errno)))") }
+        return info
+    }
+
+    func requireRoot() throws {
+        try #require(geteuid() == 0, "runs as root (CI does): it switches users")
+    }
+
+    /// `forklift request` run as another user and group (setpriv, util-linux).
+    static func request(asUser uid: uid_t, group gid: gid_t, _ socket: String) throws -> Command.Result {
+        try Command.run("/usr/bin/setpriv", ["--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", ForkliftServer.binary,
+                                             "request", "--connect", socket, "/hello"])
+    }
 
     /// Run by sh in a new network namespace before the command: loopback up, IPv6 sockets
     /// IPv6-only by default.
