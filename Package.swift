@@ -101,8 +101,8 @@ let package = Package(
         .target(name: "ForkliftBenchBallast", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Ballast"),
         .executableTarget(name: "forklift-test-without-ptrace", path: "Tests/Fixtures/WithoutPtrace"),
         .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem", "ForkliftClient"], path: "Tests/ForkliftTestSupport"),
-        .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig"]),
-        .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker", "ForkliftClient"]),
+        .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig", "ForkliftSystem"]),
+        .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker", "ForkliftClient", "ForkliftSystem"]),
         // The example plugins' own tests, through ForkliftTesting: Echo in-process (one plugin
         // type per test binary: each exports the entry symbol), all three through their .so.
         .testTarget(name: "ExamplePluginTests", dependencies: ["ForkliftTesting", "ForkliftPlugin", "Echo"]),

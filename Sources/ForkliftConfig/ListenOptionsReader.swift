@@ -1,16 +1,17 @@
 import ForkliftSystem
 
-/// The keys that say who may connect to a pool's unix sockets: `listen_owner`, `listen_group`
-/// and `listen_mode`. Users and
+/// The keys that say who may connect to a pool: `listen_owner`, `listen_group` and
+/// `listen_mode` for its unix sockets, `listen_allowed_clients` for a TCP listener. Users and
 /// groups are looked up now, so that `forklift check` and a reload refuse one that does not
 /// exist, before any socket is touched.
 enum ListenOptionsReader {
-    static let keys = ["listen_owner", "listen_group", "listen_mode"]
+    static let keys = ["listen_owner", "listen_group", "listen_mode", "listen_allowed_clients"]
 
     struct Options {
         var permissions = SocketPermissions()
         /// Which permission keys were set, for the error when the pool listens on TCP.
         var permissionKeys: [String] = []
+        var allowedClients: AllowedClients?
     }
 
     static func read(_ table: TableReader) throws(ConfigurationError) -> Options {
@@ -31,6 +32,13 @@ enum ListenOptionsReader {
         if let text = try modeText(table) {
             options.permissions.mode = try mode(text, table)
             options.permissionKeys.append("listen_mode")
+        }
+        if let entries = try table.stringList("listen_allowed_clients") {
+            do {
+                options.allowedClients = try AllowedClients(parsing: entries)
+            } catch {
+                throw table.error("listen_allowed_clients", error.message)
+            }
         }
         return options
     }

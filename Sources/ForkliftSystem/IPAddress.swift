@@ -19,6 +19,13 @@ public enum IPAddress {
         return done ? String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
     }
 
+    /// An IPv4-mapped IPv6 address (::ffff:a.b.c.d, how an IPv4 client of a [::] listener
+    /// arrives) as the 4 bytes of its IPv4 address; any other address as it is.
+    public static func unmapped(_ bytes: [UInt8]) -> [UInt8] {
+        let mapped = bytes.count == 16 && bytes.prefix(10).allSatisfy { $0 == 0 } && bytes[10] == 0xff && bytes[11] == 0xff
+        return mapped ? Array(bytes.suffix(4)) : bytes
+    }
+
     /// A connected socket's peer, its address bytes and port; nil for a unix socket's.
     public static func peer(of fd: Int32) -> (bytes: [UInt8], port: UInt16)? {
         var storage = sockaddr_storage()

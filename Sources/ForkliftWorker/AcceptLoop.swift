@@ -1,5 +1,6 @@
 import CFastCGI
 import CForkliftSys
+import ForkliftConfig
 import ForkliftLogging
 import ForkliftSystem
 import Glibc
@@ -40,6 +41,7 @@ struct AcceptLoop {
     /// A listener readable while another worker listens: it will take the connection.
     private var listenerQuietUntil: MonotonicInstant?
     private var refusals = RefusalLog()
+    private var refusedClients = RefusedClients()
     /// It gave its kept connection up for a new client: the claim is released once it listens.
     private var yielding = false
     /// Quiet periods in a row with a client waiting (see `nextOnKept`).
@@ -155,9 +157,22 @@ struct AcceptLoop {
             }
         }
         try? setCloseOnExec(connection)
+        if let allowed = launch.pool.allowedClients, !admits(connection, allowed) { return nil }
         Self.setTimeout(connection, SO_RCVTIMEO, launch.pool.requestReadTimeout)
         Self.setTimeout(connection, SO_SNDTIMEO, launch.pool.requestWriteTimeout)
         return connection
+    }
+
+    /// listen_allowed_clients: a connection from another address is closed at once, before a
+    /// byte of it is read (a connection parked with the master and sent back was admitted
+    /// when it was first accepted).
+    private mutating func admits(_ connection: Int32, _ allowed: AllowedClients) -> Bool {
+        guard let peer = IPAddress.peer(of: connection) else { return true } // not TCP: the configuration refuses that
+        if allowed.allows(peer.bytes) { return true }
+        closeDescriptor(connection)
+        let address = IPAddress.text(IPAddress.unmapped(peer.bytes)) ?? "an unknown address"
+        if let line = refusedClients.refused(address, now: .now()) { ForkliftLogging.logger.warning("\(line)") }
+        return false
     }
 
     /// Takes a connection the master sent back (its client sent a request on it) as this

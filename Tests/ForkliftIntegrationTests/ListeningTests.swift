@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Who may connect, and where: unix sockets' owner, group and mode (checked by a client
-/// running as another user), and IPv6.
+/// running as another user), IPv6, and listen_allowed_clients refusing an address.
 @Suite struct ListeningTests {
     /// A unix socket is 0660 and its group is listen_group (both sockets of the pool): a client
     /// in that group connects, one outside it is refused by the kernel.
@@ -74,6 +74,25 @@ import Glibc
         }
     }
 
+    /// An allowed client is served; a connection from another address is closed unread, and
+    /// logged once (one worker: the interval is per worker) however often it tries. On [::] an
+    /// IPv4 client arrives IPv4-mapped, and "127.0.0.1" still admits it.
+    @Test(arguments: ["127.0.0.1:0", "[::]:0"])
+    func allowedClients(listen: String) throws {
+        let server = try ForkliftServer(config: poolConfig(listen: listen, children: 1, pool: "listen_allowed_clients = \"127.0.0.1\""))
+        defer { server.shutdown() }
+        let port = try #require(server.tcpPort(pool: "www"))
+        let allowed = try FastCGIClient.get(.tcp(host: "127.0.0.1", port: port), "/hello")
+        #expect(allowed.status == 200 && allowed.bodyText == "Hello, world!\n")
+        for attempt in 1...3 {
+            let answer = try Self.request(from: "127.0.0.2", to: port)
+            #expect(answer.isEmpty, "attempt \(attempt): the refused client got \(answer.count) bytes")
+        }
+        try server.waitForLog("refused a connection from 127.0.0.2: not in listen_allowed_clients")
+        #expect(try FastCGIClient.get(.tcp(host: "127.0.0.1", port: port), "/hello").status == 200, "the worker goes on")
+        #expect(server.log.components(separatedBy: "refused a connection from 127.0.0.2").count == 2, "one line for three refusals:\n\(server.log)")
+    }
+
     // MARK: - Helpers
 
     static func stat(_ path: String) throws -> Glibc.stat {
@@ -111,5 +130,35 @@ import Glibc
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) == 0 }
         }
+    }
+
+    /// A whole GET /hello sent from a socket bound to `source`; what came back before the
+    /// server closed the connection.
+    static func request(from source: String, to port: UInt16) throws -> [UInt8] {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, source, &local.sin_addr)
+        var remote = sockaddr_in()
+        remote.sin_family = sa_family_t(AF_INET)
+        remote.sin_port = port.bigEndian
+        inet_pton(AF_INET, "127.0.0.1", &remote.sin_addr)
+        let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let connected = withUnsafePointer(to: &remote) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0, connected == 0 else { throw FastCGIError("connect from \(source): \(String(cString: strerror(errno)))") }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let request = FastCGIRecords.request(params: FastCGIClient.cgiParams(path: "/hello"), body: [], keepConnection: false)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count > 0 { received += buffer[0..<count]; continue }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { throw FastCGIError("not closed within 10 s") }
+            break // closed, or reset (closed with the request unread)
+        }
+        return received
     }
 }
