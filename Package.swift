@@ -6,7 +6,7 @@
 //   CFastCGI, CForkliftABI, CForkliftSys        C: libfcgi, the plugin ABI header, signal/fork/proctitle shims
 //   ForkliftSystem                              Swift wrappers over the syscalls (one place each)
 //   ForkliftJSON                                JSON string literals, by hand (no Foundation)
-//   ForkliftConfig, ForkliftLogging             pure configuration values; log line format
+//   ForkliftConfig, ForkliftLogging             configuration values (users and groups looked up); log line format
 //   ForkliftIPC                                 what master and host tell each other (launch, reports, the scoreboard)
 //   ForkliftStatus                              the status page's formats (PHP-FPM's text, JSON, OpenMetrics, HTML)
 //   ForkliftClient                              a FastCGI client (forklift request, the tests); depends on nothing
@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "ForkliftSystem", dependencies: ["CForkliftSys"]),
         .target(name: "ForkliftIPC", dependencies: ["ForkliftSystem", "ForkliftConfig"]),
         .target(name: "ForkliftJSON"),
-        .target(name: "ForkliftConfig", dependencies: ["ForkliftJSON", .product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(name: "ForkliftConfig", dependencies: ["ForkliftSystem", "ForkliftJSON", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(
             name: "ForkliftLogging",
             dependencies: ["ForkliftSystem", "ForkliftConfig", "ForkliftJSON", .product(name: "Logging", package: "swift-log")]
@@ -102,8 +102,8 @@ let package = Package(
         .target(name: "ForkliftBenchBallast", dependencies: ["ForkliftPlugin"], path: "Tests/Fixtures/Ballast"),
         .executableTarget(name: "forklift-test-without-ptrace", path: "Tests/Fixtures/WithoutPtrace"),
         .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem", "ForkliftClient"], path: "Tests/ForkliftTestSupport"),
-        .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig"]),
-        .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker", "ForkliftClient"]),
+        .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig", "ForkliftSystem"]),
+        .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker", "ForkliftClient", "ForkliftSystem"]),
         // The example plugins' own tests, through ForkliftTesting: Echo in-process (one plugin
         // type per test binary: each exports the entry symbol), all three through their .so.
         .testTarget(name: "ExamplePluginTests", dependencies: ["ForkliftTesting", "ForkliftPlugin", "Echo"]),

@@ -193,7 +193,7 @@ class Forklift(Peer):
         os.makedirs(conf, exist_ok=True)
         self.log_path = os.path.join(self.dir, "forklift.log")
         text = (f'[global]\npid = "{self.dir}/forklift.pid"\nerror_log = "{self.log_path}"\nlog_level = "{log_level}"\n'
-                f'die_timeout = "10s"\n\n[pool.www]\nlisten = "{self.sock}"\npm = "static"\nmax_children = {workers}\n'
+                f'die_timeout = "10s"\n\n[pool.www]\nlisten = "{self.sock}"\nlisten_mode = "0666"\npm = "static"\nmax_children = {workers}\n'
                 f'{pool_extra}\n')
         for plugin in plugins:
             library, route, settings = libraries[plugin]
@@ -825,7 +825,7 @@ def main():
     if not args.no_nginx and not use_nginx:
         say(f"skipping the nginx case: {skipped.get('nginx') or skipped.get('wrk')}")
     directory = tempfile.mkdtemp(prefix="forklift-peers-")
-    os.chmod(directory, 0o755)  # nginx's workers (nobody) reach the sockets in it
+    os.chmod(directory, 0o755)  # nginx's workers (nobody) reach the sockets in it (each server's is 0666)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": args.quick, "rounds": args.rounds, "seconds": args.seconds,
               "workers": args.workers, "idle_seconds": args.idle_seconds, "machine": machine(), "skipped": skipped, "cases": {}}
     w = args.workers

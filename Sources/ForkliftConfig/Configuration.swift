@@ -99,6 +99,10 @@ public struct PoolSettings: Equatable, Sendable {
     public var name: String
     public var listen: ListenAddress
     public var listenBacklog: Int32 = 511
+    /// The owner, group and mode of its unix sockets (`listen` and `status_listen`).
+    public var socketPermissions = SocketPermissions()
+    /// The clients a TCP `listen` serves; nil: every client.
+    public var allowedClients: AllowedClients?
     public var processManager: ProcessManager = .static
     /// The most workers alive at once (static: the number of workers).
     public var maxChildren: Int

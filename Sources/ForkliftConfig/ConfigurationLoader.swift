@@ -8,7 +8,7 @@ import TOMLKit
 public enum ConfigurationLoader {
     static let globalKeys = ["pid", "error_log", "log_level", "log_format", "die_timeout", "reload_timeout", "background_loading",
                              "control_socket", "prefix", "emergency_restart_threshold", "emergency_restart_interval"]
-    static let poolKeys = ["listen", "listen_backlog", "pm", "max_children", "max_requests", "max_requests_jitter",
+    static let poolKeys = ["listen", "listen_backlog"] + ListenOptionsReader.keys + ["pm", "max_children", "max_requests", "max_requests_jitter",
                            "max_private_memory", "memory_log_interval"] + PoolSizingReader.keys + PoolStatusReader.keys
         + ["request_slowlog_timeout", "all_busy_warning", "request_read_timeout", "request_write_timeout", "keepalive_timeout",
            "request_terminate_timeout", "max_params_size", "max_body_size", "slowlog", "catch_workers_output",
@@ -111,6 +111,7 @@ public enum ConfigurationLoader {
         let listen = try table.requiredString("listen")
         var pool = Draft.Pool(name: name, file: table.file, listen: listen)
         if let backlog = try table.integer("listen_backlog", atLeast: 1, atMost: 65535) { pool.backlog = Int32(backlog) }
+        pool.listenOptions = try ListenOptionsReader.read(table)
         pool.sizing = try PoolSizingReader.read(table)
         pool.maxRequests = try table.integer("max_requests", atLeast: 0, atMost: 1_000_000_000) ?? 0
         pool.maxRequestsJitter = try table.integer("max_requests_jitter", atLeast: 0, atMost: 1_000_000_000) ?? 0

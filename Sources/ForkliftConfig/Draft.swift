@@ -21,6 +21,7 @@ struct Draft {
         var file: String
         var listen: String
         var backlog: Int32 = 511
+        var listenOptions = ListenOptionsReader.Options()
         var sizing = PoolSizingReader.Sizing()
         var status = PoolStatusReader.Status()
         var requestSlowlogTimeout = 0.0
@@ -92,6 +93,8 @@ struct Draft {
             })
             settings.statusListen = claims.statusListen[pool.name]
             settings.listenBacklog = pool.backlog
+            settings.socketPermissions = try Self.socketPermissions(of: pool, listening: [address, claims.statusListen[pool.name]].compactMap { $0 })
+            settings.allowedClients = try Self.allowedClients(of: pool, listening: address)
             settings.processManager = pool.sizing.processManager
             settings.startServers = pool.sizing.startServers
             settings.minSpareServers = pool.sizing.minSpareServers
@@ -122,6 +125,31 @@ struct Draft {
             resolved.append(settings)
         }
         return Configuration(global: global, pools: resolved, files: [])
+    }
+}
+
+extension Draft {
+    /// listen_owner, listen_group and listen_mode are a unix socket file's: on a pool with none
+    /// they would do nothing, and say it does.
+    static func socketPermissions(of pool: Pool, listening addresses: [ListenAddress]) throws(ConfigurationError) -> SocketPermissions {
+        if let key = pool.listenOptions.permissionKeys.first, !addresses.contains(where: { if case .unix = $0 { true } else { false } }) {
+            throw ConfigurationError(file: pool.file, key: "pool.\(pool.name).\(key)",
+                                     "applies to unix sockets, and pool \"\(pool.name)\" has none (listen\(addresses.count > 1 ? " and status_listen are" : " is") TCP): "
+                                         + "say which clients it serves with listen_allowed_clients")
+        }
+        return pool.listenOptions.permissions
+    }
+
+    /// listen_allowed_clients checks a TCP peer's address: a unix socket's clients have none,
+    /// and its listen_owner, listen_group and listen_mode say who may connect.
+    static func allowedClients(of pool: Pool, listening address: ListenAddress) throws(ConfigurationError) -> AllowedClients? {
+        guard let allowed = pool.listenOptions.allowedClients else { return nil }
+        if case .unix(let path) = address {
+            throw ConfigurationError(file: pool.file, key: "pool.\(pool.name).listen_allowed_clients",
+                                     "applies to a TCP listen only, and pool \"\(pool.name)\" listens on the unix socket \(path): "
+                                         + "say who may connect with listen_owner, listen_group and listen_mode")
+        }
+        return allowed
     }
 }
 

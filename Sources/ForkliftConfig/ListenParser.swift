@@ -1,3 +1,5 @@
+import ForkliftSystem
+
 /// `listen` as PHP-FPM users write it: a unix socket path (`/run/forklift/www.sock`,
 /// `run/www.sock`, `unix:/path`), or TCP as `host:port`, `[ipv6]:port`, or a bare `port`
 /// (every IPv4 address).
@@ -34,7 +36,13 @@ enum ListenParser {
             }
             throw Failure(message: message)
         }
-        return .tcp(host: host, port: port)
+        return .tcp(host: canonical(host), port: port)
+    }
+
+    /// A numeric address in its one spelling ("0:0::1" and "::1" are one address), so that
+    /// two pools on it are seen to collide; names and "*" stay as written.
+    static func canonical(_ host: String) -> String {
+        IPAddress.bytes(host).flatMap(IPAddress.text) ?? host
     }
 }
 

@@ -35,6 +35,19 @@ final class TableReader {
         return string
     }
 
+    /// A list: PHP-FPM's comma-separated string ("a, b"), or a TOML array of strings.
+    func stringList(_ key: String) throws(ConfigurationError) -> [String]? {
+        guard let value = value(key) else { return nil }
+        if let text = value.string { return text.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        guard let array = value.array else { throw wrongType(key, value, expected: "a string or an array of strings") }
+        var items: [String] = []
+        for item in array {
+            guard let text = item.string else { throw wrongType(key, item, expected: "an array of strings") }
+            items.append(text)
+        }
+        return items
+    }
+
     /// true or false (PHP-FPM's "yes" and "no" too).
     func bool(_ key: String) throws(ConfigurationError) -> Bool? {
         guard let value = value(key) else { return nil }

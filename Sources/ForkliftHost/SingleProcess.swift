@@ -27,8 +27,8 @@ public enum SingleProcess {
         do {
             let listener: Int32
             switch pool.listen {
-            case .unix(let path): listener = try Listener.unix(path: path, backlog: pool.listenBacklog)
-            case .tcp(let host, let port): listener = try Listener.tcp(host: host == "*" ? "0.0.0.0" : host, port: port, backlog: pool.listenBacklog)
+            case .unix(let path): listener = try Listener.unix(path: path, backlog: pool.listenBacklog, permissions: pool.socketPermissions.file)
+            case .tcp(let host, let port): listener = try Listener.tcp(host: host, port: port, backlog: pool.listenBacklog)
             }
             let board = try GenerationBoard(capacity: 1)
             board.markLive()

@@ -40,7 +40,7 @@ struct ControlServer {
 
     init(path: String) throws {
         self.path = path
-        fd = try Listener.unix(path: path, backlog: 128, mode: 0o600)
+        fd = try Listener.unix(path: path, backlog: 128, permissions: .init(mode: 0o600))
     }
 
     /// The control socket an upgrading master handed over.

@@ -20,16 +20,16 @@ struct Listeners {
         return channel
     }
 
-    /// The descriptor for `address`, opening it if no socket is open there yet.
-    /// Returns whether it was opened now.
-    mutating func acquire(_ address: ListenAddress, backlog: Int32) throws -> (fd: Int32, opened: Bool) {
+    /// The descriptor for `address`, opening it if no socket is open there yet (a unix socket
+    /// with `permissions`). Returns whether it was opened now.
+    mutating func acquire(_ address: ListenAddress, backlog: Int32, permissions: SocketPermissions) throws -> (fd: Int32, opened: Bool) {
         if let fd = byAddress[address] { return (fd, false) }
         let fd: Int32
         switch address {
         case .unix(let path):
-            fd = try Listener.unix(path: path, backlog: backlog)
+            fd = try Listener.unix(path: path, backlog: backlog, permissions: permissions.file)
         case .tcp(let host, let port):
-            fd = try Listener.tcp(host: host == "*" ? "0.0.0.0" : host, port: port, backlog: backlog)
+            fd = try Listener.tcp(host: host, port: port, backlog: backlog)
         }
         byAddress[address] = fd
         return (fd, true)
@@ -62,6 +62,27 @@ struct Listeners {
             case .tcp: _ = shutdown(fd, Int32(SHUT_RD))
             }
         }
+    }
+
+    /// A reload that changed a pool's listen_owner, listen_group or listen_mode: its open unix
+    /// sockets get them (the socket stays, and with it the connections in its backlog).
+    /// Returns a line per socket that changed, or that could not be changed.
+    func applyPermissions(of pools: [PoolSettings]) -> [(level: LogLevel, message: String)] {
+        var lines: [(LogLevel, String)] = []
+        for pool in pools {
+            for address in [pool.listen] + (pool.statusListen.map { [$0] } ?? []) {
+                guard case .unix(let path) = address, byAddress[address] != nil else { continue }
+                let wanted = pool.socketPermissions.file
+                do {
+                    if let before = try Listener.apply(wanted, to: path) {
+                        lines.append((.notice, "pool \(pool.name): \(path) is now \(wanted) (listen_owner, listen_group, listen_mode; it was \(before))"))
+                    }
+                } catch {
+                    lines.append((.error, "pool \(pool.name): cannot give \(path) \(wanted): \(error)"))
+                }
+            }
+        }
+        return lines
     }
 
     /// Closes every socket but leaves the files: another master serves them now.

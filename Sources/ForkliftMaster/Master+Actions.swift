@@ -20,6 +20,8 @@ extension Master {
         case .closeListeners(let keeping):
             listeners.close(allBut: keeping)
             dropParkedWithoutChannel()
+        case .applySocketPermissions(let pools):
+            for line in listeners.applyPermissions(of: pools) { log.log(line.level, line.message) }
         case .closeOpenedListeners(let addresses):
             listeners.close(addresses)
             dropParkedWithoutChannel()
@@ -101,7 +103,7 @@ extension Master {
         for pool in pools {
             for address in [pool.listen] + (pool.statusListen.map { [$0] } ?? []) {
                 do {
-                    let (_, isNew) = try listeners.acquire(address, backlog: pool.listenBacklog)
+                    let (_, isNew) = try listeners.acquire(address, backlog: pool.listenBacklog, permissions: pool.socketPermissions)
                     if isNew {
                         opened.append(address)
                         log.notice("pool \(pool.name) listening on \(listeners.describe(address))\(address == pool.statusListen ? " (status_listen)" : "")")

@@ -9,7 +9,13 @@ import Glibc
 public enum Listener {
     /// A unix socket at `path`. A stale socket file left by a dead server is replaced; a live
     /// one (something accepts connections on it) or a non-socket file is an error.
-    public static func unix(path: String, backlog: Int32, mode: mode_t = 0o666) throws -> Int32 {
+    ///
+    /// A client needs write permission on the socket file to connect. bind() creates the file
+    /// with 0777 minus the umask, so it binds under a umask of 0777 (a file nobody but root may
+    /// connect to), gives it its owner and group, then its mode, and only then listens: no
+    /// client connects under another owner or mode than the configured ones, not even for a
+    /// moment (before listen() a connect is refused anyway).
+    public static func unix(path: String, backlog: Int32, permissions: SocketFilePermissions = .init()) throws -> Int32 {
         var address = try unixAddress(path)
         var info = stat()
         if lstat(path, &info) == 0 {
@@ -23,12 +29,16 @@ public enum Listener {
         }
         let fd = try retryingSyscall("socket(AF_UNIX)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         do {
-            _ = try withUnsafePointer(to: &address) { pointer in
-                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                    try retryingSyscall("bind(\(path))") { bind(fd, sa, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            // The master is single-threaded: nothing else creates a file meanwhile.
+            let saved = umask(0o777)
+            let bound = withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                    (bind(fd, sa, socklen_t(MemoryLayout<sockaddr_un>.size)), errno)
                 }
             }
-            try retryingSyscall("chmod(\(path))") { chmod(path, mode) }
+            umask(saved)
+            guard bound.0 == 0 else { throw SystemError("bind(\(path))", errno: bound.1) }
+            _ = try apply(permissions, to: path)
             try retryingSyscall("listen(\(path))") { listen(fd, backlog) }
             try setNonBlocking(fd)
             return fd
@@ -38,14 +48,33 @@ public enum Listener {
         }
     }
 
-    /// A TCP socket on `host:port` (numeric or resolvable host; "*" for every IPv4 address).
+    /// Gives the socket file at `path` its owner, group and mode (chown, then chmod: a new
+    /// group never gets the old mode's rights); returns what it had when anything differed.
+    /// lchown: a symbolic link put in its place is not followed.
+    @discardableResult
+    public static func apply(_ permissions: SocketFilePermissions, to path: String) throws -> SocketFilePermissions? {
+        var info = stat()
+        try retryingSyscall("lstat(\(path))") { lstat(path, &info) }
+        let before = SocketFilePermissions(owner: info.st_uid, group: info.st_gid, mode: info.st_mode & 0o7777)
+        let wanted = permissions.resolved
+        guard before != wanted else { return nil }
+        if before.owner != wanted.owner || before.group != wanted.group {
+            try retryingSyscall("chown(\(path), \(wanted.owner!), \(wanted.group!))") { lchown(path, wanted.owner!, wanted.group!) }
+        }
+        try retryingSyscall("chmod(\(path), \(String(wanted.mode, radix: 8)))") { chmod(path, wanted.mode) }
+        return before
+    }
+
+    /// A TCP socket on `host:port` (numeric or resolvable host; "*" for every IPv4 address,
+    /// "::" for every address, IPv4 and IPv6).
     public static func tcp(host: String, port: UInt16, backlog: Int32) throws -> Int32 {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
         var result: UnsafeMutablePointer<addrinfo>?
-        let node: String? = (host == "*" || host.isEmpty) ? nil : host
+        // Not getaddrinfo's own wildcard (a null node): it may answer :: or 0.0.0.0 first.
+        let node = (host == "*" || host.isEmpty) ? "0.0.0.0" : host
         let status = getaddrinfo(node, String(port), &hints, &result)
         guard status == 0, let first = result else {
             throw SystemError("resolve \(host): \(String(cString: gai_strerror(status)))", errno: EINVAL)
@@ -56,6 +85,16 @@ public enum Listener {
             var on: Int32 = 1
             try retryingSyscall("setsockopt(SO_REUSEADDR)") {
                 setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+            }
+            if first.pointee.ai_family == AF_INET6 {
+                // As PHP-FPM's [::] ("covers IPv6 ANYADDR and mapped IPv4 ANYADDR"): IPv4
+                // clients too, whatever net.ipv6.bindv6only says (Linux's default is 0, not
+                // every system's). Of the other IPv6 addresses only an IPv4-mapped one
+                // (::ffff:a.b.c.d) cares: it can be bound with it off only.
+                var off: Int32 = 0
+                try retryingSyscall("setsockopt(IPV6_V6ONLY)") {
+                    setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &off, socklen_t(MemoryLayout<Int32>.size))
+                }
             }
             try retryingSyscall("bind(\(host):\(port))") { bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) }
             try retryingSyscall("listen(\(host):\(port))") { listen(fd, backlog) }
@@ -108,5 +147,30 @@ public enum Listener {
                 connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
             }
         }
+    }
+}
+
+/// A unix socket file's owner, group and mode; a nil owner or group is the process's own
+/// (effective) user or group, as for a file it creates.
+public struct SocketFilePermissions: Equatable, Sendable, CustomStringConvertible {
+    public var owner: uid_t?
+    public var group: gid_t?
+    public var mode: mode_t
+
+    public init(owner: uid_t? = nil, group: gid_t? = nil, mode: mode_t = 0o660) {
+        self.owner = owner
+        self.group = group
+        self.mode = mode
+    }
+
+    var resolved: SocketFilePermissions {
+        SocketFilePermissions(owner: owner ?? geteuid(), group: group ?? getegid(), mode: mode)
+    }
+
+    /// "0660 root:www-data"
+    public var description: String {
+        let octal = String(mode, radix: 8)
+        return String(repeating: "0", count: max(0, 4 - octal.count)) + octal
+            + " \(Accounts.describeUser(owner ?? geteuid())):\(Accounts.describeGroup(group ?? getegid()))"
     }
 }

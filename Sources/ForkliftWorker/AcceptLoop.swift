@@ -1,5 +1,6 @@
 import CFastCGI
 import CForkliftSys
+import ForkliftConfig
 import ForkliftLogging
 import ForkliftSystem
 import Glibc
@@ -40,6 +41,7 @@ struct AcceptLoop {
     /// A listener readable while another worker listens: it will take the connection.
     private var listenerQuietUntil: MonotonicInstant?
     private var refusals = RefusalLog()
+    private var refusedClients = RefusedClients()
     /// It gave its kept connection up for a new client: the claim is released once it listens.
     private var yielding = false
     /// Quiet periods in a row with a client waiting (see `nextOnKept`).
@@ -155,9 +157,22 @@ struct AcceptLoop {
             }
         }
         try? setCloseOnExec(connection)
+        if let allowed = launch.pool.allowedClients, !admits(connection, allowed) { return nil }
         Self.setTimeout(connection, SO_RCVTIMEO, launch.pool.requestReadTimeout)
         Self.setTimeout(connection, SO_SNDTIMEO, launch.pool.requestWriteTimeout)
         return connection
+    }
+
+    /// listen_allowed_clients: a connection from another address is closed at once, before a
+    /// byte of it is read (a connection parked with the master and sent back was admitted
+    /// when it was first accepted).
+    private mutating func admits(_ connection: Int32, _ allowed: AllowedClients) -> Bool {
+        guard let peer = IPAddress.peer(of: connection) else { return true } // not TCP: the configuration refuses that
+        if allowed.allows(peer.bytes) { return true }
+        closeDescriptor(connection)
+        let address = IPAddress.text(IPAddress.unmapped(peer.bytes)) ?? "an unknown address"
+        if let line = refusedClients.refused(address, now: .now()) { ForkliftLogging.logger.warning("\(line)") }
+        return false
     }
 
     /// Takes a connection the master sent back (its client sent a request on it) as this
@@ -413,33 +428,10 @@ struct AcceptLoop {
         return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
     }
 
-    static func text(_ buffer: [CChar]) -> String {
-        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
     /// "127.0.0.1:54321", "[::1]:54321", or "a unix socket client".
     static func peer(_ fd: Int32) -> String {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let ok = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) == 0 } }
-        guard ok else { return "a client" }
-        var host = [CChar](repeating: 0, count: 64)
-        switch Int32(storage.ss_family) {
-        case AF_INET:
-            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
-                var ip = address.pointee.sin_addr
-                inet_ntop(AF_INET, &ip, &host, socklen_t(host.count))
-                return "\(Self.text(host)):\(UInt16(bigEndian: address.pointee.sin_port))"
-            } }
-        case AF_INET6:
-            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
-                var ip = address.pointee.sin6_addr
-                inet_ntop(AF_INET6, &ip, &host, socklen_t(host.count))
-                return "[\(Self.text(host))]:\(UInt16(bigEndian: address.pointee.sin6_port))"
-            } }
-        default:
-            return "a unix socket client"
-        }
+        guard let peer = IPAddress.peer(of: fd), let host = IPAddress.text(peer.bytes) else { return "a unix socket client" }
+        return peer.bytes.count == 16 ? "[\(host)]:\(peer.port)" : "\(host):\(peer.port)"
     }
 }
 

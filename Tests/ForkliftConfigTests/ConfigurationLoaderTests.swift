@@ -22,6 +22,13 @@ func parseError(_ text: String, _ more: [(String, String)] = []) -> Configuratio
     }
 }
 
+/// Fails unless `text` is refused with an error naming `key` whose message contains `message`.
+func expectRefused(_ text: String, key: String, saying message: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    guard let error = parseError(text) else { return }
+    #expect(error.key == key, "\(error)", sourceLocation: sourceLocation)
+    #expect(error.message.contains(message), "\(error)", sourceLocation: sourceLocation)
+}
+
 let minimalPool = """
     [pool.www]
     listen = "127.0.0.1:9000"

@@ -87,7 +87,7 @@ import Testing
     @Test func theTableCoversEveryNumericKey() {
         let notNumbers: Set<String> = [
             "global.pid", "global.error_log", "global.log_level", "global.log_format", "global.control_socket", "global.prefix",
-            "pool.listen", "pool.pm", "pool.status_path", "pool.ping_path", "pool.ping_response", "pool.status_listen",
+            "pool.listen", "pool.listen_owner", "pool.listen_group", "pool.listen_mode", "pool.listen_allowed_clients", "pool.pm", "pool.status_path", "pool.ping_path", "pool.ping_response", "pool.status_listen",
             "pool.slowlog", "pool.catch_workers_output", "pool.decorate_workers_output", "pool.access_log", "pool.access_format", "pool.access_log_format",
             "pool.plugin", "plugin.path", "plugin.route", "plugin.settings",
         ]

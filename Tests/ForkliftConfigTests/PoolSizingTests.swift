@@ -45,9 +45,7 @@ func pool(_ lines: String) -> String {
         ("pm = \"ondemand\"\nmax_children = 4\nprocess_idle_timeout = 0", "pool.www.process_idle_timeout", "expected a duration above 0"),
     ])
     func impossibleCombinationsNameTheKeys(lines: String, key: String, message: String) throws {
-        let error = try #require(parseError(pool(lines)))
-        #expect(error.key == key)
-        #expect(error.message.contains(message), "\(error.message)")
+        expectRefused(pool(lines), key: key, saying: message)
     }
 
     @Test func statusAndPing() throws {
@@ -69,9 +67,7 @@ func pool(_ lines: String) -> String {
         ("status_path = \"/s\"\nstatus_listen = \"127.0.0.1:9000\"", "pool.www.status_listen", "127.0.0.1:9000 is already the listen address of pool \"www\""),
     ])
     func badStatusSettings(lines: String, key: String, message: String) throws {
-        let error = try #require(parseError(pool("max_children = 4\n" + lines)))
-        #expect(error.key == key)
-        #expect(error.message.contains(message), "\(error.message)")
+        expectRefused(pool("max_children = 4\n" + lines), key: key, saying: message)
     }
 
     @Test func aListenAddressMayNotBeTheControlSocketOrThePidFile() throws {
@@ -109,9 +105,7 @@ func pool(_ lines: String) -> String {
         ("die_timeout = \"9999999999999999999999h\"", "global.die_timeout", "at most a year"),
     ])
     func infiniteAndAbsurdDurationsAreErrors(line: String, key: String, message: String) throws {
-        let error = try #require(parseError("[global]\n\(line)\n" + minimalPool))
-        #expect(error.key == key)
-        #expect(error.message.contains(message), "\(error.message)")
+        expectRefused("[global]\n\(line)\n" + minimalPool, key: key, saying: message)
     }
 
     /// TOML itself refuses a float literal out of range; the error names the line.

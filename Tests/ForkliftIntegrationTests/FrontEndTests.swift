@@ -103,8 +103,10 @@ import Glibc
 }
 
 /// Hello, Echo and the status page (answered outside the workers, on {dir}/status.sock).
+/// The unix sockets' group is www-data, as docs/frontends.md says: Debian's front ends serve
+/// as www-data, and a socket is 0660. (Here Apache does; nginx and lighttpd run as root.)
 func frontEndPool(listen: String) -> String {
-    poolConfig(listen: listen, pool: "status_path = \"/status\"\nstatus_listen = \"{dir}/status.sock\"")
+    poolConfig(listen: listen, pool: "status_path = \"/status\"\nstatus_listen = \"{dir}/status.sock\"\nlisten_group = \"www-data\"")
 }
 
 extension FrontEnd {

@@ -177,6 +177,22 @@ import Testing
         #expect(!d.exit(oldWWW).contains(.forgetPool("www")))
     }
 
+    /// A reload that changes listen_mode (or owner, group) gives the socket already open its
+    /// new permissions at the commit; one rolled back leaves them as they were.
+    @Test func socketPermissionsChangeAtTheCommitOnly() throws {
+        var d = CoreDriver.running()
+        var strict = CoreFixture.pool("www")
+        strict.socketPermissions = SocketPermissions(mode: 0o600)
+        let changed = CoreFixture.configuration([strict])
+        d.reload(to: changed)
+        let doomed = try #require(d.lastFork("www"))
+        let failure = d.send(.report(doomed, .failed(reason: "bad plugin")))
+        #expect(!failure.contains { if case .applySocketPermissions = $0 { true } else { false } })
+        d.reload(to: changed)
+        let commit = d.ready(try #require(d.lastFork("www")))
+        #expect(commit.contains(.applySocketPermissions([strict])))
+    }
+
     @Test func retiredHostsStillBusyAtDieTimeoutAreKilledWithoutChangingTheExitCode() throws {
         var d = CoreDriver.running(CoreFixture.configuration(dieTimeout: 15))
         let old = try #require(d.lastFork("www"))

@@ -206,6 +206,8 @@ extension MasterCore {
             hosts[pid].map { "pool \(pool) gen \($0.generation): \($0.summary ?? "")" }
         }
         actions.append(.closeListeners(keeping: Set(configuration.pools.flatMap { [$0.listen] + ($0.statusListen.map { [$0] } ?? []) })))
+        // At the commit, not when the sockets were acquired: a reload rolled back changes nothing.
+        actions.append(.applySocketPermissions(configuration.pools))
         let elapsed = Int(committing.started.seconds(until: now) * 1000)
         let message = (committing.isInitial ? "started" : "reloaded") + " in \(elapsed) ms: " + lines.joined(separator: "; ")
         actions.append(.log(.notice, message))

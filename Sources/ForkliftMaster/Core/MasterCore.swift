@@ -100,6 +100,9 @@ struct MasterCore {
         case readConfiguration
         case acquireListeners([PoolSettings])
         case closeListeners(keeping: Set<ListenAddress>)
+        /// The committed configuration's listen_owner, listen_group and listen_mode, on the
+        /// unix sockets already open (a new socket gets them when it is created).
+        case applySocketPermissions([PoolSettings])
         case closeOpenedListeners([ListenAddress])
         case refuseNewConnections
         case forkHost(HostSpec)
