@@ -11,7 +11,7 @@ import Glibc
 /// the running generation's memfd instead of building, a new key builds afresh, and the old
 /// data goes once its generation drained.
 @Suite struct KeyedDataTests {
-    func config(key: String, format: Int = 1) -> String {
+    func config(key: String, format: Int = 1, failing: Bool = false) -> String {
         """
         [global]
         pid = "{dir}/forklift.pid"
@@ -23,7 +23,7 @@ import Glibc
         [pool.www.plugin.versioned]
         path = "{dir}/versioned.so"
         route = "/v"
-        settings = { data_key = "\(key)", data_kb = 512, data_format = \(format) }
+        settings = { data_key = "\(key)", data_kb = 512, data_format = \(format), data_fail = \(failing) }
         """
     }
 
@@ -115,6 +115,22 @@ import Glibc
         #expect(try server.reload().status == 0)
         #expect(builds(server, key: "numbers-2") == 2)
         #expect(server.log.contains("it is of format 1, the plugin reads format 2; building it afresh"), "\(server.log)")
+    }
+
+    @Test func aNewKeyWhoseBuilderFailsRollsBackAndTheRunningDataStays() throws {
+        let server = try start(key: "numbers-1")
+        defer { server.shutdown() }
+        let before = try data(server)
+        try server.writeConfig(config(key: "numbers-2", failing: true))
+        let reload = try server.reload()
+        #expect(reload.status != 0 && reload.output.contains("the numbers cannot be had"), "\(reload.output)")
+        #expect(try data(server) == before, "the running generation serves its data")
+        #expect(ForkliftServer.eventually { masterDescriptors(server).count == 1 && masterDescriptors(server)[0].contains("numbers-1") },
+                "the failed generation's memfd is not kept: \(masterDescriptors(server))")
+        // The next good reload with the old key still inherits.
+        try server.writeConfig(config(key: "numbers-1"))
+        #expect(try server.reload().status == 0)
+        #expect(try data(server) == before && builds(server, key: "numbers-1") == 1)
     }
 
     @Test func aBinaryUpgradeHandsTheDataToTheNewMastersGenerations() throws {

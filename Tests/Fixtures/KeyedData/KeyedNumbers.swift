@@ -7,7 +7,7 @@ import Glibc
 /// Keyed shared data for the "versioned" test plugins (both builds link this): with the
 /// setting `data_key`, `data_kb` KiB of numbers built under that key, which a reload to the
 /// other build with the same key inherits. The builder logs "keyed data built for key K", so
-/// a test sees whether it ran.
+/// a test sees whether it ran; with `data_fail = true` it throws after that line.
 public struct KeyedNumbers: BitwiseCopyable {
     public let values: SharedArray<UInt64>
 
@@ -17,6 +17,7 @@ public struct KeyedNumbers: BitwiseCopyable {
         let format = try context.settings.int("data_format") ?? 1
         return try context.sharedData(key: key, format: format, capacity: count * 8, label: "numbers") { arena in
             context.log.notice("keyed data built for key \(key)")
+            if try context.settings.bool("data_fail") == true { throw PluginError("the numbers cannot be had (data_fail)") }
             let values = try arena.append(contentsOf: (0..<count).map { UInt64($0) &* 2_654_435_761 &+ 1 })
             return KeyedNumbers(values: values)
         }
