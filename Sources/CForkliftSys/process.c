@@ -63,3 +63,5 @@ void *forklift_map_fixed(void *address, size_t length, int writable, int shared,
     }
     return mapped;
 }
+
+int forklift_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }

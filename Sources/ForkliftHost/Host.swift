@@ -27,6 +27,9 @@ public enum Host {
         ProcessTitle.set("forklift: host pool=\(pool.name) gen=\(launch.generation)")
         // If the master dies, stop like on TERM: the workers finish their requests first.
         ChildProcess.setParentDeathSignal(.term)
+        // What a plugin starts in a worker becomes the host's when that worker is gone
+        // (`ForeignChildren`), not init's: the host stops it.
+        ChildProcess.becomeSubreaper()
         if getppid() != launch.masterPID { ChildProcess.exitImmediately(1) }
 
         let log = ForkliftLogging.logger

@@ -38,6 +38,8 @@ struct WorkerPool {
     private var outputs: [Int32: WorkerOutput] = [:]
     /// The pool's slow log, opened at its first record (and again after USR1).
     private var slowlogFD: Int32 = -1
+    /// What plugins started in workers that are gone.
+    private var foreign = ForeignChildren()
 
     init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe, workerBody: @escaping WorkerBody,
          summary: @escaping () -> String) throws {
@@ -76,7 +78,7 @@ struct WorkerPool {
             let watchListener = core.watchesListener(now: now)
             // ondemand: a parked connection sent back with a request waits for a worker too.
             if watchListener { fds += [launch.listenFD, launch.parkFD].filter { $0 >= 0 } }
-            let timeout = [core.nextDeadline, backtraceDeadline].compactMap { $0 }.min().map { now.seconds(until: $0) }
+            let timeout = [core.nextDeadline, backtraceDeadline, foreign.nextDeadline].compactMap { $0 }.min().map { now.seconds(until: $0) }
             let ready = (try? waitReadable(fds, timeoutSeconds: timeout)) ?? []
             // Lines first: a worker whose init failed wrote its reason before exiting, and
             // that reason is worth more than "exited with status 3".
@@ -87,6 +89,10 @@ struct WorkerPool {
                 pending.append(.connectionWaiting(observe(measuringQueue: false)))
             }
             let woke = MonotonicInstant.now()
+            for pid in foreign.due(now: woke) {
+                log.warning("pool \(launch.pool.name) gen \(launch.generation): KILL to pid \(pid) (\(ProcessTitle.of(pid))), a process a plugin started, still there \(Formatting.seconds(ForeignChildren.grace)) after TERM")
+                ChildProcess.send(.kill, to: pid)
+            }
             if let deadline = core.nextDeadline, woke >= deadline {
                 // The listen queue once a second, at the core's periodic tick: it costs a
                 // netlink round trip for a unix socket.
@@ -204,6 +210,8 @@ struct WorkerPool {
         for pid in reaped.map(\.pid) {
             for (fd, output) in outputs where output.pid == pid { readOutput(fd, final: true) }
         }
+        for (pid, _) in reaped { foreign.reaped(pid) }
+        if reaped.contains(where: { core.workers[$0.pid] != nil }) { terminateForeignChildren() }
         for (pid, status) in reaped {
             if pid == core.responder.pid {
                 pending.append(.responderExited(pid: pid, status: status))
@@ -269,8 +277,33 @@ struct WorkerPool {
             case .failure(let error): pending.append(.responderForkFailed(reason: "\(error)"))
             }
         case .exit(let status):
+            stopForeignChildren()
             ChildProcess.exitImmediately(status)
         }
+    }
+
+    /// TERMs the host's children that are neither workers nor the responder: what plugins
+    /// started in workers that are gone.
+    private mutating func terminateForeignChildren() {
+        let known = Set(core.workers.keys).union(core.responder.pid.map { [$0] } ?? [])
+        let strays = ChildProcess.children().filter { !known.contains($0) }
+        for pid in foreign.adopted(strays, now: .now()) {
+            log.info("pool \(launch.pool.name) gen \(launch.generation): TERM to pid \(pid) (\(ProcessTitle.of(pid))), a process a plugin started in a worker that is gone")
+            ChildProcess.send(.term, to: pid)
+        }
+    }
+
+    /// The host is leaving, its workers gone: what plugins started goes too, TERM first, KILL
+    /// after a moment, so that nothing outlives a stop or a reload's drain.
+    private mutating func stopForeignChildren() {
+        terminateForeignChildren()
+        let deadline = MonotonicInstant.now().advanced(bySeconds: 2)
+        while !ChildProcess.children().isEmpty && MonotonicInstant.now() < deadline {
+            _ = ChildProcess.reap()
+            usleep(10_000) // the host's last act: nothing else to wait for
+        }
+        for pid in ChildProcess.children() { ChildProcess.send(.kill, to: pid) }
+        _ = ChildProcess.reap()
     }
 
     private func report(_ message: HostReport) {

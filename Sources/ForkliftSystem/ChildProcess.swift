@@ -98,6 +98,26 @@ public enum ChildProcess {
         _exit(127)
     }
 
+    /// Makes this process the child subreaper of its descendants: a process whose parent dies
+    /// becomes this one's child (and is reaped here) instead of init's.
+    public static func becomeSubreaper() {
+        _ = forklift_set_child_subreaper()
+    }
+
+    /// This process's children now (of its main thread: the host has no other), from
+    /// /proc/self/task/TID/children; empty where the kernel lacks that file.
+    public static func children() -> [pid_t] {
+        let path = "/proc/self/task/\(getpid())/children"
+        guard let file = fopen(path, "r") else { return [] }
+        defer { fclose(file) }
+        var text = ""
+        var buffer = [CChar](repeating: 0, count: 4096)
+        while fgets(&buffer, Int32(buffer.count), file) != nil {
+            text += String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        return text.split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { pid_t($0) }
+    }
+
     /// Leaves without running atexit handlers or flushing the parent's inherited buffers twice.
     public static func exitImmediately(_ code: Int32) -> Never {
         fflush(nil)

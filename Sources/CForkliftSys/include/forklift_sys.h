@@ -54,6 +54,8 @@ int forklift_memfd_is_sealed(int fd);
  * private; NULL with errno (EEXIST: something is mapped there). */
 void *forklift_map_fixed(void *address, size_t length, int writable, int shared, int fd);
 int forklift_set_parent_death_signal(int signo);
+/* PR_SET_CHILD_SUBREAPER: orphans below this process become its children, not init's. */
+int forklift_set_child_subreaper(void);
 int forklift_set_name(const char *name); /* PR_SET_NAME: the 15-char comm */
 
 int forklift_wifexited(int status);

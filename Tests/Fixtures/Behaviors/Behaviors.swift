@@ -93,6 +93,17 @@ final class Behaviors: ForkliftHandler {
             try response.write(tail)
         case "throw":
             throw PluginError("thrown on purpose by /throw")
+        case "spawn":
+            // A helper started the SDK's way: no signal blocked, its own title, none of our sockets.
+            let child = try SpawnedProcess.spawn("/bin/sleep", arguments: ["1000"])
+            try response.write("spawned \(child.pid) from \(getpid())\n")
+        case "fork":
+            // Forked by hand in a handler: TERM is blocked here, and the child keeps that mask.
+            let child = fork()
+            if child == 0 {
+                while true { pause() }
+            }
+            try response.write("forked \(child) from \(getpid())\n")
         case "scribble":
             // A write to data that was sealed before fork: must kill this worker, loudly.
             UnsafeMutablePointer(mutating: preloaded.withUnsafeBufferPointer { $0.baseAddress! }).pointee = 7
