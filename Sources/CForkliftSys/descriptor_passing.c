@@ -8,19 +8,28 @@
 
 /* SCM_RIGHTS needs the CMSG_* macros, which Swift cannot import. */
 
-int forklift_send_descriptor(int channel, int fd, uint64_t payload) {
+/* sendmsg of `length` bytes with `fd` attached (none when fd < 0), retried on EINTR. */
+static ssize_t send_with_descriptor(int channel, const void *data, size_t length, int fd, int flags) {
     union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
     memset(&control, 0, sizeof control);
-    struct iovec iov = { .iov_base = &payload, .iov_len = sizeof payload };
-    struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space };
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(header), &fd, sizeof(int));
+    struct iovec iov = { .iov_base = (void *)data, .iov_len = length };
+    struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (fd >= 0) {
+        message.msg_control = control.space;
+        message.msg_controllen = sizeof control.space;
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(header), &fd, sizeof(int));
+    }
     ssize_t sent;
-    do { sent = sendmsg(channel, &message, MSG_DONTWAIT | MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
-    return sent == (ssize_t)sizeof payload ? 0 : -1;
+    do { sent = sendmsg(channel, &message, flags | MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
+    return sent;
+}
+
+int forklift_send_descriptor(int channel, int fd, uint64_t payload) {
+    return send_with_descriptor(channel, &payload, sizeof payload, fd, MSG_DONTWAIT) == (ssize_t)sizeof payload ? 0 : -1;
 }
 
 int forklift_receive_descriptor(int channel, uint64_t *payload) {
@@ -52,21 +61,7 @@ int forklift_receive_descriptor(int channel, uint64_t *payload) {
 }
 
 int forklift_send_message(int channel, const void *data, size_t length, int fd) {
-    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
-    memset(&control, 0, sizeof control);
-    struct iovec iov = { .iov_base = (void *)data, .iov_len = length };
-    struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (fd >= 0) {
-        message.msg_control = control.space;
-        message.msg_controllen = sizeof control.space;
-        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
-        header->cmsg_level = SOL_SOCKET;
-        header->cmsg_type = SCM_RIGHTS;
-        header->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(header), &fd, sizeof(int));
-    }
-    ssize_t sent;
-    do { sent = sendmsg(channel, &message, MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
+    ssize_t sent = send_with_descriptor(channel, data, length, fd, 0);
     if (sent < 0) return -1;
     if ((size_t)sent != length) { errno = EMSGSIZE; return -1; }
     return 0;

@@ -31,6 +31,21 @@ public struct KeyedNumbers: BitwiseCopyable {
         return "data count \(values.count) sum \(sum) at 0x\(String(address, radix: 16))\n"
     }
 
+    /// The versioned plugins' keyed routes: `/data` answers "version V " + the summary,
+    /// `/write-data` writes into the data. False for any other path (or without keyed data).
+    public static func answer(_ data: KeyedNumbers?, version: String, _ request: Request, _ response: Response) throws -> Bool {
+        guard let data else { return false }
+        if request.path.hasSuffix("/data") {
+            try response.write("version \(version) " + data.summary)
+            return true
+        }
+        if request.path.hasSuffix("/write-data") {
+            data.write()
+            return true
+        }
+        return false
+    }
+
     /// Writes into the sealed data: the worker must die of it, alone, the log naming the data.
     public func write() {
         values.withUnsafeBufferPointer { UnsafeMutablePointer(mutating: $0.baseAddress!).pointee = 0 }

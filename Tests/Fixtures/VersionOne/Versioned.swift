@@ -20,13 +20,8 @@ final class Versioned: ForkliftHandler {
     }
 
     func handle(_ request: Request, _ response: Response) throws {
-        if let data, request.path.hasSuffix("/data") {
-            try response.write("version \(Self.version) " + data.summary)
-        } else if let data, request.path.hasSuffix("/write-data") {
-            data.write()
-        } else {
-            try response.write("version \(Self.version) host \(getppid())\n")
-        }
+        if try KeyedNumbers.answer(data, version: Self.version, request, response) { return }
+        try response.write("version \(Self.version) host \(getppid())\n")
     }
 }
 
