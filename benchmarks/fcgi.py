@@ -1,6 +1,9 @@
 """A minimal FastCGI client and /proc helpers shared by the benchmarks."""
 import os, socket, struct
 
+# The benchmarks' pools name no user: as root, forklift runs their workers as root only when told.
+ROOT_FLAG = ["--allow-to-run-as-root"] if os.geteuid() == 0 else []
+
 def request(sock_path, params, timeout=30):
     """One FastCGI request over a unix socket; returns the raw FCGI_STDOUT bytes."""
     def record(kind, content):
@@ -89,7 +92,7 @@ class Server:
             f.write(f'[global]\npid = "{self.directory}/forklift.pid"\n{global_extra}\n'
                     f'[pool.www]\nlisten = "{self.sock}"\n{pool}\n')
         log = open(self.log_path, "w")
-        self.master = subprocess.Popen(list(wrapper) + [build + "/forklift", "run", "--conf", self.directory + "/conf.d"], stdout=log, stderr=log)
+        self.master = subprocess.Popen(list(wrapper) + [build + "/forklift", "run", "--conf", self.directory + "/conf.d"] + ROOT_FLAG, stdout=log, stderr=log)
         deadline = time.time() + timeout
         while "forklift is ready" not in self.log():
             if time.time() > deadline or self.master.poll() is not None:

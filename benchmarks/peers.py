@@ -200,7 +200,7 @@ class Forklift(Peer):
             text += f'\n[pool.www.plugin.{plugin}]\npath = "{os.path.abspath(build)}/{library}"\nroute = "{route}"\n{settings}\n'
         with open(os.path.join(conf, "00-bench.toml"), "w") as f:
             f.write(text)
-        self.proc = subprocess.Popen([f"{build}/forklift", "run", "--conf", conf], stdout=subprocess.DEVNULL, stderr=open(self.log_path + ".stderr", "w"))
+        self.proc = subprocess.Popen([f"{build}/forklift", "run", "--conf", conf] + fcgi.ROOT_FLAG, stdout=subprocess.DEVNULL, stderr=open(self.log_path + ".stderr", "w"))
         deadline = time.time() + 120
         while "forklift is ready" not in self.log():
             if time.time() > deadline or self.proc.poll() is not None:

@@ -6,4 +6,9 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 swift build -c release
-exec .build/release/forklift run --conf conf.d "$@"
+# The example pool names no user (conf.d/10-www.toml): started as root, as on a fresh
+# machine, its workers run as root, which forklift allows only when told (PHP-FPM's -R).
+# A production pool sets user = "..." instead.
+root=()
+[[ $(id -u) -eq 0 ]] && root=(--allow-to-run-as-root)
+exec .build/release/forklift run --conf conf.d ${root[@]+"${root[@]}"} "$@"

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 pid_t forklift_fork(void) { return fork(); }
@@ -65,3 +66,10 @@ void *forklift_map_fixed(void *address, size_t length, int writable, int shared,
 }
 
 int forklift_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+/* Privileges (the host, before it loads plugins): the set-id calls with all three ids, so
+ * that no saved id lets the process back; glibc applies them to every thread. */
+int forklift_set_groups(size_t count, const gid_t *groups) { return setgroups(count, groups); }
+int forklift_set_all_gids(gid_t gid) { return setresgid(gid, gid, gid); }
+int forklift_set_all_uids(uid_t uid) { return setresuid(uid, uid, uid); }
+int forklift_set_dumpable(int dumpable) { return prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0); }

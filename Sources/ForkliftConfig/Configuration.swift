@@ -101,6 +101,8 @@ public struct PoolSettings: Equatable, Sendable {
     public var listenBacklog: Int32 = 511
     /// The owner, group and mode of its unix sockets (`listen` and `status_listen`).
     public var socketPermissions = SocketPermissions()
+    /// Who its host and workers run as, and with what (user, group, chroot, env, limits).
+    public var privileges = ProcessPrivileges()
     /// The clients a TCP `listen` serves; nil: every client.
     public var allowedClients: AllowedClients?
     public var processManager: ProcessManager = .static

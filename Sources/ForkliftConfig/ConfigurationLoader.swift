@@ -13,11 +13,14 @@ public enum ConfigurationLoader {
         + ["request_slowlog_timeout", "all_busy_warning", "request_read_timeout", "request_write_timeout", "keepalive_timeout",
            "request_terminate_timeout", "max_params_size", "max_body_size", "slowlog", "catch_workers_output",
            "decorate_workers_output", "access_log", "access_format", "access_log_format", "plugin"]
+        + PrivilegesReader.keys
     static let pluginKeys = ["path", "route", "settings", "request_terminate_timeout"]
 
     /// Loads every `*.toml` file of `directory`. `running`: the master that reads them for a
-    /// reload, whose control socket and pid file no pool may listen on.
-    public static func load(directory: String, running: RunningMaster? = nil) throws(ConfigurationError) -> Configuration {
+    /// reload, whose control socket and pid file no pool may listen on. `rootPolicy`: the
+    /// master's, which refuses pools whose workers would run as root (nil: no such check,
+    /// for tools that only read the files).
+    public static func load(directory: String, running: RunningMaster? = nil, rootPolicy: RootPolicy? = nil) throws(ConfigurationError) -> Configuration {
         let directoryURL = URL(fileURLWithPath: directory).standardizedFileURL
         let names: [String]
         do {
@@ -39,12 +42,12 @@ public enum ConfigurationLoader {
         guard !files.isEmpty else {
             throw ConfigurationError(file: directoryURL.path, key: nil, "no *.toml files in the configuration directory")
         }
-        return try parse(files: files, configurationDirectory: directoryURL.path, running: running)
+        return try parse(files: files, configurationDirectory: directoryURL.path, running: running, rootPolicy: rootPolicy)
     }
 
     /// Parses already-read files (named as they should appear in errors), in the given order.
     public static func parse(files: [(name: String, contents: String)], configurationDirectory: String,
-                             running: RunningMaster? = nil) throws(ConfigurationError) -> Configuration {
+                             running: RunningMaster? = nil, rootPolicy: RootPolicy? = nil) throws(ConfigurationError) -> Configuration {
         var tables: [(file: String, table: TOMLTable)] = []
         for file in files {
             let table: TOMLTable
@@ -65,7 +68,7 @@ public enum ConfigurationLoader {
             try read(TableReader(table, file: file, path: ""), into: &draft)
         }
         var configuration = try draft.resolve(configurationDirectory: configurationDirectory, lastFile: files.last?.name ?? configurationDirectory,
-                                              running: running)
+                                              running: running, rootPolicy: rootPolicy)
         configuration.files = files.map(\.name)
         return configuration
     }
@@ -113,6 +116,7 @@ public enum ConfigurationLoader {
         if let backlog = try table.integer("listen_backlog", atLeast: 1, atMost: 65535) { pool.backlog = Int32(backlog) }
         pool.listenOptions = try ListenOptionsReader.read(table)
         pool.sizing = try PoolSizingReader.read(table)
+        pool.privileges = try PrivilegesReader.read(table, environment: ProcessInfo.processInfo.environment)
         pool.maxRequests = try table.integer("max_requests", atLeast: 0, atMost: 1_000_000_000) ?? 0
         pool.maxRequestsJitter = try table.integer("max_requests_jitter", atLeast: 0, atMost: 1_000_000_000) ?? 0
         pool.maxPrivateMemory = try table.size("max_private_memory") ?? 0

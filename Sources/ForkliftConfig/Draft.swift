@@ -23,6 +23,7 @@ struct Draft {
         var backlog: Int32 = 511
         var listenOptions = ListenOptionsReader.Options()
         var sizing = PoolSizingReader.Sizing()
+        var privileges = ProcessPrivileges()
         var status = PoolStatusReader.Status()
         var requestSlowlogTimeout = 0.0
         var allBusyWarning = 10.0
@@ -57,7 +58,8 @@ struct Draft {
     /// The file that set each `[global]` key last, for errors that name it.
     var globalFiles: [String: String] = [:]
 
-    func resolve(configurationDirectory: String, lastFile: String, running: RunningMaster? = nil) throws(ConfigurationError) -> Configuration {
+    func resolve(configurationDirectory: String, lastFile: String, running: RunningMaster? = nil,
+                 rootPolicy: RootPolicy? = nil) throws(ConfigurationError) -> Configuration {
         let parent = URL(fileURLWithPath: configurationDirectory).deletingLastPathComponent().path
         let prefixPath = prefix.map { Paths.resolve($0, against: configurationDirectory) } ?? parent
         var global = GlobalSettings(
@@ -93,6 +95,10 @@ struct Draft {
             })
             settings.statusListen = claims.statusListen[pool.name]
             settings.listenBacklog = pool.backlog
+            if let rootPolicy, let problem = rootPolicy.problem(with: pool.privileges) {
+                throw ConfigurationError(file: pool.file, key: "pool.\(pool.name).\(problem.key)", problem.message)
+            }
+            settings.privileges = pool.privileges
             settings.socketPermissions = try Self.socketPermissions(of: pool, listening: [address, claims.statusListen[pool.name]].compactMap { $0 })
             settings.allowedClients = try Self.allowedClients(of: pool, listening: address)
             settings.processManager = pool.sizing.processManager
@@ -137,7 +143,14 @@ extension Draft {
                                      "applies to unix sockets, and pool \"\(pool.name)\" has none (listen\(addresses.count > 1 ? " and status_listen are" : " is") TCP): "
                                          + "say which clients it serves with listen_allowed_clients")
         }
-        return pool.listenOptions.permissions
+        var permissions = pool.listenOptions.permissions
+        // As PHP-FPM: a pool's sockets belong to its user and group unless listen_owner or
+        // listen_group say otherwise, where the master can give them away (as root).
+        if geteuid() == 0, let user = pool.privileges.user {
+            if permissions.owner == nil { permissions.owner = user }
+            if permissions.group == nil { permissions.group = pool.privileges.group }
+        }
+        return permissions
     }
 
     /// listen_allowed_clients checks a TCP peer's address: a unix socket's clients have none,

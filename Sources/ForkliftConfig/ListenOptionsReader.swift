@@ -45,7 +45,7 @@ enum ListenOptionsReader {
 
     /// A user name, or a number (then no primary group comes with it).
     private static func user(_ text: String, _ table: TableReader) throws(ConfigurationError) -> (id: UInt32, groupID: UInt32?) {
-        if let id = number(text) { return (id, nil) }
+        if let id = accountNumber(text) { return (id, nil) }
         guard let user = Accounts.user(named: text) else {
             throw table.error("listen_owner", "there is no user \"\(text)\" on this machine (a user name, or a number)")
         }
@@ -53,17 +53,11 @@ enum ListenOptionsReader {
     }
 
     private static func group(_ text: String, _ table: TableReader) throws(ConfigurationError) -> UInt32 {
-        if let id = number(text) { return id }
+        if let id = accountNumber(text) { return id }
         guard let id = Accounts.groupID(named: text) else {
             throw table.error("listen_group", "there is no group \"\(text)\" on this machine (a group name, or a number)")
         }
         return id
-    }
-
-    private static func number(_ text: String) -> UInt32? {
-        guard !text.isEmpty, text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else { return nil }
-        // (uid_t)-1 means "leave it" to chown: not an account.
-        return UInt32(text).flatMap { $0 == UInt32.max ? nil : $0 }
     }
 
     /// In quotes: unquoted, TOML reads 660 as decimal and refuses 0660.

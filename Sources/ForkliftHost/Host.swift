@@ -45,6 +45,16 @@ public enum Host {
             ChildProcess.exitImmediately(1)
         }
 
+        // Before any plugin file is opened: nothing of the pool's runs as the master's user.
+        do {
+            for notice in try PrivilegeDrop.apply(pool.privileges, pool: pool) { log.notice("\(notice)") }
+        } catch {
+            log.error("pool \(pool.name): cannot take on its privileges: \(error)")
+            report(.failed(reason: "pool \(pool.name): cannot take on its privileges: \(error)"))
+            ChildProcess.exitImmediately(1)
+        }
+        if getppid() != launch.masterPID { ChildProcess.exitImmediately(1) }
+
         let loadStarted = MonotonicInstant.now()
         let plugins: [PluginInstance]
         do {

@@ -1,5 +1,6 @@
 import CForkliftABI
 import ForkliftConfig
+import ForkliftSystem
 import ForkliftWorker
 import Glibc
 
@@ -27,6 +28,7 @@ public enum PluginLoader {
         let copy = privateCopy ? try PrivateCopy(of: settings.path, name: "\(settings.name):\(lastComponent(settings.path))", who: who,
                                                  key: "pool.\(pool).plugin.\(settings.name).path") : nil
         let path = copy?.path ?? settings.path
+        if copy == nil { try checkTrust(settings.path, who: who) }
         try checkIsSharedObject(path, who: who)
 
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
@@ -71,6 +73,16 @@ public enum PluginLoader {
         let count = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, 64) }
         if let problem = ELFKind.problem(Array(header.prefix(max(0, count)))) {
             throw PluginFailure("\(who): is not a Forklift plugin: not a shared object: \(problem)")
+        }
+    }
+
+    /// The check a private copy makes when it reads the file, for a file loaded itself.
+    static func checkTrust(_ path: String, who: String) throws(PluginFailure) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return } // dlopen says why it cannot be read
+        defer { closeDescriptor(fd) }
+        if let problem = PluginFileTrust.problem(file: fd, path: path, user: geteuid()) {
+            throw PluginFailure("\(who): refusing to load it: \(problem)")
         }
     }
 

@@ -31,6 +31,9 @@ struct PrivateCopy {
             throw PluginFailure("\(who): cannot open the file: \(String(cString: strerror(code)))" + Self.fix(code, key: key))
         }
         defer { closeDescriptor(input) }
+        if let problem = PluginFileTrust.problem(file: input, path: source, user: geteuid()) {
+            throw PluginFailure("\(who): refusing to load it: \(problem)")
+        }
         let memfd = forklift_memfd_create("forklift:\(name)")
         guard memfd >= 0 else {
             throw PluginFailure("\(who): cannot make a private copy: memfd_create: \(String(cString: strerror(errno)))")

@@ -289,7 +289,9 @@ struct WorkerPool {
         let strays = ChildProcess.children().filter { !known.contains($0) }
         for pid in foreign.adopted(strays, now: .now()) {
             log.info("pool \(launch.pool.name) gen \(launch.generation): TERM to pid \(pid) (\(ProcessTitle.of(pid))), a process a plugin started in a worker that is gone")
-            ChildProcess.send(.term, to: pid)
+            if ChildProcess.send(.term, to: pid) == .notPermitted {
+                log.warning("pool \(launch.pool.name) gen \(launch.generation): cannot signal pid \(pid), a process a plugin started: not permitted (it changed users); it may outlive the pool")
+            }
         }
     }
 

@@ -11,7 +11,7 @@ extension Master {
         switch action {
         case .readConfiguration:
             do {
-                pending.append(.configurationRead(.success(try ConfigurationLoader.load(directory: core.configurationDirectory, running: held))))
+                pending.append(.configurationRead(.success(try ConfigurationLoader.load(directory: core.configurationDirectory, running: held, rootPolicy: rootPolicy))))
             } catch {
                 pending.append(.configurationRead(.failure(error)))
             }
@@ -31,9 +31,13 @@ extension Master {
         case .forkHost(let spec):
             forkHost(spec)
         case .signal(let pid, let signal):
-            ChildProcess.send(signal, to: pid)
+            if ChildProcess.send(signal, to: pid) == .notPermitted {
+                log.warning("cannot send \(signal) to pid \(pid): not permitted (it runs as a user this master may not signal)")
+            }
         case .signalGroup(let pid, let signal):
-            ChildProcess.send(signal, toGroup: pid)
+            if ChildProcess.send(signal, toGroup: pid) == .notPermitted {
+                log.warning("cannot send \(signal) to process group \(pid): not permitted (it runs as a user this master may not signal)")
+            }
         case .setPriority(let pid, let change):
             pending.append(.priorityChanged(pid, change, error: setPriority(pid, change)))
         case .markLive(let pid):

@@ -22,7 +22,7 @@ extension Master {
         for (address, channel) in listeners.parking { handoff.parking[address.description] = channel }
         handoff.data = handedOnData()
         let executable = executablePath
-        let arguments = ["forklift", "run", "--conf", core.configurationDirectory]
+        let arguments = ["forklift", "run", "--conf", core.configurationDirectory] + (rootPolicy.allowRoot ? ["--allow-to-run-as-root"] : [])
         let signals = self.signals!
         let environment = handoff.environmentValue
         let keep = Set(handoff.descriptors + [0, 1, 2, LogDestination.fileDescriptor])

@@ -57,7 +57,12 @@ public final class Master {
     var exitStatus: Int32?
     let executablePath = Master.startupExecutablePath()
 
-    public init(configuration: Configuration, configurationDirectory: String, handoff: Handoff? = nil, hostBody: @escaping HostBody) {
+    /// Refuses a configuration (at start, and at every reload) whose workers would run as root.
+    let rootPolicy: RootPolicy
+
+    public init(configuration: Configuration, configurationDirectory: String, rootPolicy: RootPolicy, handoff: Handoff? = nil,
+                hostBody: @escaping HostBody) {
+        self.rootPolicy = rootPolicy
         core = MasterCore(configuration: configuration, configurationDirectory: configurationDirectory, isHandoff: handoff != nil,
                           inheritedGenerations: handoff?.generations ?? [:])
         self.handoff = handoff

@@ -32,6 +32,21 @@ public enum Accounts {
         return lookup({ buffer, size, result in getgrgid_r(id, &entry, buffer, size, &result) }) { String(cString: $0.gr_name) }
     }
 
+    /// Every group `user` is in by the group database, `primary` included (getgrouplist):
+    /// what initgroups would set, read in the master, where the database is reachable.
+    public static func groups(ofUser user: String, primary: gid_t) -> [gid_t] {
+        var count: Int32 = 64
+        while count <= 1 << 16 {
+            var groups = [gid_t](repeating: 0, count: Int(count))
+            var found = count
+            if getgrouplist(user, primary, &groups, &found) >= 0 {
+                return Array(groups.prefix(Int(found)))
+            }
+            count = max(found, count * 2) // too small: `found` says how many there are
+        }
+        return [primary]
+    }
+
     /// "www-data", or the number when no user has it.
     public static func describeUser(_ id: uid_t) -> String { user(id: id)?.name ?? "\(id)" }
     public static func describeGroup(_ id: gid_t) -> String { groupName(id: id) ?? "\(id)" }

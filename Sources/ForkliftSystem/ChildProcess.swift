@@ -69,18 +69,36 @@ public enum ChildProcess {
         }
     }
 
-    /// Sends `signal`. A process that is already gone (ESRCH) is not an error: it is the
-    /// ordinary race between deciding to signal a child and that child exiting.
-    public static func send(_ signal: UnixSignal, to pid: pid_t) {
-        if kill(pid, signal.rawValue) == -1 && errno != ESRCH {
-            preconditionFailure("kill(\(pid), \(signal)): \(SystemError("kill").description)")
-        }
+    /// What became of a signal.
+    public enum Delivery: Equatable, Sendable {
+        case delivered
+        /// The process is already gone (ESRCH): the ordinary race between deciding to signal
+        /// a child and that child exiting.
+        case gone
+        /// It runs as a user this process may not signal (EPERM): a plugin's child that
+        /// changed users, say. An answer like any other, for the caller to log.
+        case notPermitted
     }
 
-    /// Sends `signal` to every process of the group `pgid`.
-    public static func send(_ signal: UnixSignal, toGroup pgid: pid_t) {
-        if kill(-pgid, signal.rawValue) == -1 && errno != ESRCH && errno != EPERM {
-            preconditionFailure("kill(-\(pgid), \(signal)): \(SystemError("kill").description)")
+    /// Sends `signal` to `pid`.
+    @discardableResult
+    public static func send(_ signal: UnixSignal, to pid: pid_t) -> Delivery {
+        deliver { kill(pid, signal.rawValue) }
+    }
+
+    /// Sends `signal` to every process of the group `pgid` (not permitted: to none of them).
+    @discardableResult
+    public static func send(_ signal: UnixSignal, toGroup pgid: pid_t) -> Delivery {
+        deliver { kill(-pgid, signal.rawValue) }
+    }
+
+    private static func deliver(_ call: () -> Int32) -> Delivery {
+        if call() == 0 { return .delivered }
+        switch errno {
+        case ESRCH: return .gone
+        case EPERM: return .notPermitted
+        // EINVAL, the only other answer, is for a signal number no UnixSignal has.
+        default: preconditionFailure("kill: \(SystemError("kill").description)")
         }
     }
 

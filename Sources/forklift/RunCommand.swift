@@ -16,6 +16,10 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .customLong("single-process"), help: "Serve one pool from this process alone, without forking (for a debugger: gdb --args forklift run --single-process).")
     var singleProcess = false
 
+    @Flag(name: [.customShort("R"), .customLong("allow-to-run-as-root")],
+          help: "Let pools without a user (or with user root) run their workers as root when forklift is started as root (PHP-FPM's -R); without it, such a configuration is refused.")
+    var allowToRunAsRoot = false
+
     @Option(help: ArgumentHelp("With --single-process: the pool to serve (default: the first).", valueName: "name"))
     var pool: String?
 
@@ -36,8 +40,9 @@ struct RunCommand: ParsableCommand {
         // Started by `forklift upgrade`: take over the old master's sockets.
         let handoff = Handoff.fromEnvironment()
         let configuration: Configuration
+        let rootPolicy = RootPolicy(effectiveUser: geteuid(), allowRoot: allowToRunAsRoot)
         do {
-            configuration = try loadConfiguration(options.directory)
+            configuration = try loadConfiguration(options.directory, rootPolicy: rootPolicy)
         } catch {
             handoff?.reportFailure("\(error)")
             throw error
@@ -52,7 +57,7 @@ struct RunCommand: ParsableCommand {
         // The master never runs plugin code: it receives the host's body and only runs it
         // in the processes it forks.
         let directory = URL(fileURLWithPath: options.directory).standardizedFileURL.path
-        let master = Master(configuration: configuration, configurationDirectory: directory, handoff: handoff, hostBody: Host.run)
+        let master = Master(configuration: configuration, configurationDirectory: directory, rootPolicy: rootPolicy, handoff: handoff, hostBody: Host.run)
         let status = master.run()
         if status != 0 { throw ExitCode(status) }
     }
@@ -64,9 +69,9 @@ struct ForkliftExit: Error, CustomStringConvertible {
     var description: String { "forklift: \(message)" }
 }
 
-func loadConfiguration(_ directory: String) throws -> Configuration {
+func loadConfiguration(_ directory: String, rootPolicy: RootPolicy? = nil) throws -> Configuration {
     do {
-        return try ConfigurationLoader.load(directory: directory)
+        return try ConfigurationLoader.load(directory: directory, rootPolicy: rootPolicy)
     } catch {
         throw ForkliftExit(message: "configuration error: \(error)")
     }

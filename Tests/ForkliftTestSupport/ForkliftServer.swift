@@ -31,7 +31,8 @@ public final class ForkliftServer: @unchecked Sendable {
     /// `launcher` is a command that runs it (its path and arguments, `{build}` expanded);
     /// `runArguments` come after `run --conf DIR`.
     public init(config: String, waitUntilReady: Bool = true, executable: String = ForkliftServer.binary,
-                launcher: [String] = [], runArguments: [String] = [], prepare: (String) throws -> Void = { _ in }) throws {
+                launcher: [String] = [], runArguments: [String] = [], allowRoot: Bool = true,
+                prepare: (String) throws -> Void = { _ in }) throws {
         directory = try TemporaryDirectory.make()
         try prepare(directory)
         try FileManager.default.createDirectory(atPath: directory + "/conf.d", withIntermediateDirectories: true)
@@ -41,7 +42,7 @@ public final class ForkliftServer: @unchecked Sendable {
         process = Process()
         let command = (launcher + [executable]).map { Self.expand($0, directory: directory) }
         process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = command.dropFirst() + ["run", "--conf", directory + "/conf.d"] + runArguments
+        process.arguments = command.dropFirst() + ["run", "--conf", directory + "/conf.d"] + Self.rootArguments(allowRoot: allowRoot) + runArguments
         let log = FileHandle(forWritingAtPath: logPath)!
         process.standardOutput = log
         process.standardError = log
@@ -50,6 +51,12 @@ public final class ForkliftServer: @unchecked Sendable {
         if waitUntilReady {
             try waitForLog("forklift is ready", timeout: 60)
         }
+    }
+
+    /// Tests run as root in CI, and their pools name no user: forklift refuses that without
+    /// this flag (PHP-FPM's -R). A test of the refusal itself passes `allowRoot: false`.
+    public static func rootArguments(allowRoot: Bool = true) -> [String] {
+        allowRoot && geteuid() == 0 ? ["--allow-to-run-as-root"] : []
     }
 
     public static func expand(_ text: String, directory: String) -> String {

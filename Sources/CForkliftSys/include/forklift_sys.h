@@ -56,6 +56,12 @@ void *forklift_map_fixed(void *address, size_t length, int writable, int shared,
 int forklift_set_parent_death_signal(int signo);
 /* PR_SET_CHILD_SUBREAPER: orphans below this process become its children, not init's. */
 int forklift_set_child_subreaper(void);
+/* setgroups, setresgid(g, g, g), setresuid(u, u, u); PR_SET_DUMPABLE, which a change of
+ * user clears (then the process's /proc files belong to root, and its host cannot read them). */
+int forklift_set_groups(size_t count, const gid_t *groups);
+int forklift_set_all_gids(gid_t gid);
+int forklift_set_all_uids(uid_t uid);
+int forklift_set_dumpable(int dumpable);
 int forklift_set_name(const char *name); /* PR_SET_NAME: the 15-char comm */
 
 int forklift_wifexited(int status);
