@@ -43,7 +43,8 @@ enum UnknownKeys {
         // that takes a value here.
         for key in ["pm", "listen"] where allowed.contains(key) {
             guard let dotted = table[key]?.table, let sub = dotted.keys.first else { continue }
-            let ours = [sub, "\(key)_\(sub)"].first { allowed.contains($0) }
+            // listen.group is listen_group, not the pool's group.
+            let ours = ["\(key)_\(sub)", sub].first { allowed.contains($0) }
             throw unknown(file, "\(path).\(key).\(sub)", ours.map { "PHP-FPM's \(key).\(sub) is \($0) here" }, allowed: allowed)
         }
     }

@@ -25,7 +25,7 @@ public enum PluginLoader {
     public static func open(_ settings: PluginSettings, pool: String, privateCopy: Bool = true) throws(PluginFailure) -> Loaded {
         let who = "plugin \(settings.name) (\(settings.path))"
         // Every check below reads the copy that gets loaded, not the file, which may change.
-        let copy = privateCopy ? try PrivateCopy(of: settings.path, name: "\(settings.name):\(lastComponent(settings.path))", who: who,
+        let copy = privateCopy && PrivateCopy.isPossible ? try PrivateCopy(of: settings.path, name: "\(settings.name):\(lastComponent(settings.path))", who: who,
                                                  key: "pool.\(pool).plugin.\(settings.name).path") : nil
         let path = copy?.path ?? settings.path
         if copy == nil { try checkTrust(settings.path, who: who) }

@@ -20,6 +20,10 @@ import Glibc
 /// back the image already loaded under that name instead of loading the new one.
 struct PrivateCopy {
     let fd: Int32
+    /// A copy is loaded through /proc, which a pool's chroot may not have: there the host
+    /// loads the file itself (docs/deploy.md: mount /proc in the chroot to keep copies).
+    static var isPossible: Bool { access("/proc/self/fd", F_OK) == 0 }
+
     /// What to dlopen(): the memfd through /proc.
     var path: String { "/proc/self/fd/\(fd)" }
 

@@ -82,6 +82,9 @@ public final class Master {
             // Before the signal pipe: the probe forks and reaps a child of its own. Even with
             // background_loading = 0: a reload may turn it on.
             core.mayLoadInBackground = CPUPriority.probeLeavingIdle()
+            core.changesUsers = geteuid() == 0
+            var niceLimit = rlimit()
+            if getrlimit(__rlimit_resource_t(__RLIMIT_NICE.rawValue), &niceLimit) == 0 { core.niceHardLimit = UInt64(niceLimit.rlim_max) }
             signals = try SignalPipe(catching: [.term, .int, .quit, .hup, .usr1, .usr2, .chld, .ttin, .ttou, .dump])
             ignoreBrokenPipe()
             if let handoff {

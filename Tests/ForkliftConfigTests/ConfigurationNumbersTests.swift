@@ -33,6 +33,8 @@ import Testing
         ("pool", "request_terminate_timeout", .duration, ""),
         ("pool", "max_params_size", .size, ""),
         ("pool", "max_body_size", .size, ""),
+        ("pool", "rlimit_files", .count, ""),
+        ("pool", "rlimit_core", .size, ""),
         ("plugin", "request_terminate_timeout", .duration, ""),
     ]
 
@@ -90,6 +92,9 @@ import Testing
             "pool.listen", "pool.listen_owner", "pool.listen_group", "pool.listen_mode", "pool.listen_allowed_clients", "pool.pm", "pool.status_path", "pool.ping_path", "pool.ping_response", "pool.status_listen",
             "pool.slowlog", "pool.catch_workers_output", "pool.decorate_workers_output", "pool.access_log", "pool.access_format", "pool.access_log_format",
             "pool.plugin", "plugin.path", "plugin.route", "plugin.settings",
+            "pool.user", "pool.group", "pool.chroot", "pool.chdir", "pool.clear_env", "pool.env",
+            // A signed number (-19 to 20), where the table's bad values include -1: PrivilegesConfigTests.
+            "pool.process_priority",
         ]
         let covered = Set(Self.keys.map { "\($0.section).\($0.key)" })
         let all = ConfigurationLoader.globalKeys.map { "global." + $0 } + ConfigurationLoader.poolKeys.map { "pool." + $0 }

@@ -1,3 +1,4 @@
+import ForkliftConfig
 @testable import ForkliftMaster
 import ForkliftSystem
 import Glibc
@@ -18,6 +19,20 @@ import Testing
         #expect(!policy.isIdle && policy.nextDeadline == nil)
         #expect(policy.tick(now: t0.advanced(bySeconds: 100)) == nil, "never lowered again")
         #expect(policy.finished(.loaded) == nil, "already back to normal")
+    }
+
+    /// A pool whose host leaves root for its user raises itself back from idle within
+    /// RLIMIT_NICE only: lowered only when the master's hard limit allows what it needs.
+    @Test func aPoolUnderItsOwnUserIsLoweredOnlyWhenItCanComeBack() {
+        var privileges = ProcessPrivileges()
+        #expect(BackgroundLoading.allowed(for: privileges, changesUser: true, niceHardLimit: 0), "no user: the host stays root")
+        privileges.user = .init(name: "www-data", id: 33)
+        #expect(!BackgroundLoading.allowed(for: privileges, changesUser: true, niceHardLimit: 0))
+        #expect(BackgroundLoading.allowed(for: privileges, changesUser: true, niceHardLimit: 20))
+        #expect(BackgroundLoading.allowed(for: privileges, changesUser: false, niceHardLimit: 0), "a master that is not root changes no user")
+        privileges.priority = -5
+        #expect(!BackgroundLoading.allowed(for: privileges, changesUser: true, niceHardLimit: 20), "back to nice -5 needs 25")
+        #expect(BackgroundLoading.allowed(for: privileges, changesUser: true, niceHardLimit: 25))
     }
 
     @Test func aHostLoadedWithinTheGraceIsNeverLowered() {

@@ -94,12 +94,14 @@ enum PrivilegesReader {
         return variables
     }
 
+    /// Bytes, a size with a unit ("1G"), or "unlimited".
     private static func readCoreLimit(_ table: TableReader) throws(ConfigurationError) -> ResourceLimit? {
-        if let text = try? table.string("rlimit_core") {
-            guard text == "unlimited" else { throw table.error("rlimit_core", "expected a size in bytes or \"unlimited\", got \"\(text)\"") }
-            return .unlimited
+        if (try? table.string("rlimit_core")) == "unlimited" { return .unlimited }
+        do {
+            return try table.size("rlimit_core").map { .bytes(UInt64($0)) }
+        } catch {
+            throw table.error("rlimit_core", "expected a size in bytes or \"unlimited\" (\(error.message))")
         }
-        return try table.size("rlimit_core").map { .bytes(UInt64($0)) }
     }
 
     private static func isDirectory(_ path: String) -> Bool {

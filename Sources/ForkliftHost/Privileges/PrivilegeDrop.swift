@@ -85,14 +85,16 @@ enum PrivilegeDrop {
     /// The master may lower a reload's host to idle CPU priority while it loads
     /// (background_loading), and the host and the workers it forks meanwhile raise themselves
     /// back. Leaving SCHED_IDLE is, to Linux, lowering the nice value from 20 to the process's
-    /// own, which a user other than root may do only within RLIMIT_NICE: raise it that far
-    /// while still root (and no further: below its own nice value it gains nothing).
+    /// own, which a user other than root may do only within RLIMIT_NICE: raise its soft limit
+    /// that far while still root. Beyond the hard limit it cannot (that takes
+    /// CAP_SYS_RESOURCE); the master then never lowers such a pool (`BackgroundLoading.allowed`).
     private static func allowLeavingIdlePriority(priority: Int32) throws(Failure) {
         var limit = rlimit()
         guard getrlimit(__rlimit_resource_t(__RLIMIT_NICE.rawValue), &limit) == 0 else { throw failure("getrlimit(RLIMIT_NICE)") }
-        let needed = rlim_t(20 - min(priority, 19))
-        guard limit.rlim_cur < needed || limit.rlim_max < needed else { return }
-        try setLimit(__RLIMIT_NICE, max(needed, limit.rlim_max == unlimited ? needed : limit.rlim_max), key: "RLIMIT_NICE")
+        let needed = rlim_t(20 - min(priority, 0))
+        guard limit.rlim_cur < needed, limit.rlim_max >= needed else { return }
+        limit.rlim_cur = needed
+        guard setrlimit(__rlimit_resource_t(__RLIMIT_NICE.rawValue), &limit) == 0 else { throw failure("setrlimit(RLIMIT_NICE, \(needed))") }
     }
 
     /// The access log and the slow log are opened by path by the pool's processes (and

@@ -1,3 +1,4 @@
+import ForkliftConfig
 import ForkliftSystem
 
 /// When a reload's new generation loads at idle CPU priority, as a pure policy: the master
@@ -74,6 +75,17 @@ struct BackgroundLoading: Equatable {
         default:
             return nil
         }
+    }
+
+    /// Whether a pool's host may be lowered at all. A host that leaves root for the pool's
+    /// user (`changesUser`) and its workers raise themselves back from idle priority, which
+    /// Linux lets a user other than root do only within RLIMIT_NICE (leaving SCHED_IDLE counts
+    /// as lowering the nice value from 20 to the process's own); the host can raise that limit
+    /// to what it needs only up to the hard limit it inherits. Below that, the pool loads at
+    /// normal priority rather than risk workers stuck at idle.
+    static func allowed(for privileges: ProcessPrivileges, changesUser: Bool, niceHardLimit: UInt64) -> Bool {
+        guard changesUser && privileges.changesUser else { return true }
+        return niceHardLimit >= UInt64(20 - min(privileges.priority ?? 0, 0))
     }
 
     /// Lowering the host failed: it loads at normal priority, and is not raised later.

@@ -47,6 +47,11 @@ struct MasterCore {
     /// Whether a reload's new generation may load at idle CPU priority: only if it can be
     /// raised back (probed by the shell at start).
     var mayLoadInBackground: Bool
+    /// A pool whose host drops root for its user can leave idle priority only within the
+    /// RLIMIT_NICE hard limit it inherits from this master (`BackgroundLoading.allowed`):
+    /// whether the master runs as root, and that limit.
+    var changesUsers = false
+    var niceHardLimit = UInt64.max
     /// Worker counts set at run time (TTIN, TTOU, `forklift scale`), by pool, until a reload.
     var scaleTargets: [String: Int] = [:]
     /// Pools whose shared counters the shell keeps (every pool a host was forked for, until forgotten).

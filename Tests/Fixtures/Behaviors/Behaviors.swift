@@ -159,6 +159,21 @@ final class Behaviors: ForkliftHandler {
             try response.write("\(SharedMaps.all().count) shared mappings\n")
         case "scribble-slot":
             try response.write(SharedMaps.scribbleOwnSlot() ? "scribbled my slot\n" : "no slot found\n")
+        case "environment":
+            // What a plugin sees (environ), one variable per line, sorted.
+            var variables: [String] = []
+            var entry = environ
+            while let pointer = entry.pointee {
+                variables.append(String(cString: pointer))
+                entry += 1
+            }
+            try response.write(variables.sorted().map { $0 + "\n" }.joined())
+        case "write-memory-of":
+            // ?PID: whether this worker may write another process's memory (a scoreboard
+            // another pool's host maps, say) through /proc.
+            let fd = open("/proc/\(request.query)/mem", O_RDWR)
+            if fd >= 0 { close(fd) }
+            try response.write(fd >= 0 ? "opened\n" : "refused: \(String(cString: strerror(errno)))\n")
         case "inject":
             // Header injection must be refused by the host, whatever Swift thinks a Character is.
             let refused = (try? response.addHeader("X-Test", "a\r\nSet-Cookie: evil=1")) == nil
