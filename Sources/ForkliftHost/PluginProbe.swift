@@ -10,7 +10,9 @@ import Glibc
 public enum PluginProbe {
     public enum Outcome { case success(String), failure(String) }
 
-    public static func run(_ settings: PluginSettings, pool: String) -> Outcome {
+    /// The child takes on the pool's privileges first, as its host would (creating no log
+    /// file), so that the check reads the file as the pool's user does.
+    public static func run(_ settings: PluginSettings, pool: PoolSettings) -> Outcome {
         guard let pipe = try? Pipe(nonBlocking: false) else { return .failure("cannot create a pipe") }
         let pid: pid_t
         do {
@@ -19,7 +21,12 @@ public enum PluginProbe {
                 unblockAllSignals()
                 let line: HostReport
                 do {
-                    let loaded = try PluginLoader.open(settings, pool: pool)
+                    do {
+                        _ = try PrivilegeDrop.apply(pool.privileges, pool: pool, creatingLogFiles: false)
+                    } catch {
+                        throw PluginFailure("pool \(pool.name): cannot take on its privileges: \(error)")
+                    }
+                    let loaded = try PluginLoader.open(settings, pool: pool.name)
                     let instance = PluginInstance(settings: settings, poolName: "", descriptor: loaded.descriptor)
                     let debug = loaded.isDebugBuild ? " (a debug build: it does not keep what it preloads shared by the workers; for production, build it with swift build -c release)" : ""
                     line = .ready(summary: "plugin \(settings.name) (\(settings.path)): \(instance.reportedName) version \(instance.version), ABI ok, route \(settings.route)\(debug)")

@@ -22,7 +22,7 @@ struct CheckCommand: ParsableCommand {
         var failures = 0
         for pool in configuration.pools {
             for plugin in pool.plugins {
-                switch PluginProbe.run(plugin, pool: pool.name) {
+                switch PluginProbe.run(plugin, pool: pool) {
                 case .success(let description):
                     print("ok: pool \(pool.name): \(description)")
                 case .failure(let reason):

@@ -97,13 +97,15 @@ import Glibc
                 "\(result.output)")
     }
 
-    /// A plugin file that group or others may write is code anyone may change: refused, naming it.
-    @Test func aWorldWritablePluginFileIsRefused() throws {
+    /// A plugin file that group or others may write is code anyone may change: refused, naming
+    /// it, by `run` and by `check` alike.
+    @Test(arguments: ["run", "check"])
+    func aWorldWritablePluginFileIsRefused(subcommand: String) throws {
         let result = try withConfiguration(pluginConfig(path: "{dir}/plugins/libBehaviors.so"), prepare: { directory in
             try TestAccounts.copyBehaviors(to: directory)
             chmod(directory + "/plugins/libBehaviors.so", 0o666)
         }) { directory in
-            try Command.run(ForkliftServer.binary, ["run", "--conf", directory + "/conf.d"] + ForkliftServer.rootArguments())
+            try Command.run(ForkliftServer.binary, [subcommand, "--conf", directory + "/conf.d"] + (subcommand == "run" ? ForkliftServer.rootArguments() : []))
         }
         #expect(result.status != 0)
         #expect(result.output.contains("plugins/libBehaviors.so is writable by its group and others (mode 0666)"), "\(result.output)")

@@ -16,7 +16,8 @@ enum PrivilegeDrop {
     }
 
     /// Returns notices for the log (a `user` that a master not running as root cannot apply).
-    static func apply(_ privileges: ProcessPrivileges, pool: PoolSettings) throws(Failure) -> [String] {
+    /// `creatingLogFiles`: false for `forklift check`, which must leave no file behind.
+    static func apply(_ privileges: ProcessPrivileges, pool: PoolSettings, creatingLogFiles: Bool = true) throws(Failure) -> [String] {
         var notices: [String] = []
         if let files = privileges.openFilesLimit { try setLimit(RLIMIT_NOFILE, rlim_t(files), key: "rlimit_files") }
         switch privileges.coreLimit {
@@ -40,7 +41,7 @@ enum PrivilegeDrop {
             }
         }
         if changesUser {
-            try createLogFiles(of: pool, privileges: privileges)
+            if creatingLogFiles { try createLogFiles(of: pool, privileges: privileges) }
             try allowLeavingIdlePriority(priority: privileges.priority ?? 0)
             let groups = privileges.supplementaryGroups.isEmpty ? [privileges.group!.id] : privileges.supplementaryGroups
             guard groups.withUnsafeBufferPointer({ forklift_set_groups($0.count, $0.baseAddress) }) == 0 else {
