@@ -7,6 +7,7 @@
 #include <stdio_ext.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <grp.h>
 #include <unistd.h>
@@ -73,3 +74,6 @@ int forklift_set_groups(size_t count, const gid_t *groups) { return setgroups(co
 int forklift_set_all_gids(gid_t gid) { return setresgid(gid, gid, gid); }
 int forklift_set_all_uids(uid_t uid) { return setresuid(uid, uid, uid); }
 int forklift_set_dumpable(int dumpable) { return prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0); }
+
+/* A connection from `fd`, close-on-exec from the start (accept4, which Glibc's module lacks). */
+int forklift_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }

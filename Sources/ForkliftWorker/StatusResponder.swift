@@ -72,7 +72,7 @@ public enum StatusResponder {
                 }
             }
             guard ready.contains(launch.listenFD) else { continue }
-            let connection = Glibc.accept(launch.listenFD, nil, nil)
+            let connection = forklift_accept_cloexec(launch.listenFD)
             guard connection >= 0 else {
                 // EAGAIN: another took it. Out of descriptors (or memory): the listener stays
                 // readable, so wait a little instead of spinning on it.

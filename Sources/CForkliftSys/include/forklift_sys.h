@@ -62,6 +62,8 @@ int forklift_set_groups(size_t count, const gid_t *groups);
 int forklift_set_all_gids(gid_t gid);
 int forklift_set_all_uids(uid_t uid);
 int forklift_set_dumpable(int dumpable);
+/* accept4(fd, NULL, NULL, SOCK_CLOEXEC). */
+int forklift_accept_cloexec(int fd);
 int forklift_set_name(const char *name); /* PR_SET_NAME: the 15-char comm */
 
 int forklift_wifexited(int status);
