@@ -61,23 +61,37 @@ public final class Request {
 
     /// The whole body. Throws `RequestBodyError.tooLarge` when it is longer than `limit`
     /// bytes (default 64 MiB), `.interrupted` when the client broke it off, `.overMaxBodySize` past the pool's
-    /// `max_body_size`. It is read in 64 KiB pieces into one array: for large uploads, stream
-    /// with ``read(into:)`` instead.
+    /// `max_body_size`. The array is allocated once at the CONTENT_LENGTH the client declared
+    /// (up to `limit`) and read into directly; for large uploads, stream with
+    /// ``read(into:)`` instead.
     public func body(limit: Int = 64 << 20) throws(RequestBodyError) -> [UInt8] {
-        var body: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count: Int
-            do {
-                count = try chunk.withUnsafeMutableBytes { try read(into: $0) }
-            } catch let error as RequestBodyError {
-                throw error
-            } catch {
-                throw .interrupted // withUnsafeMutableBytes rethrows only read(into:)'s
+        let declared = param("CONTENT_LENGTH").flatMap { Int($0) }.map { min(max($0, 0), limit) } ?? 0
+        var failure: RequestBodyError?
+        var ended = false
+        var body = [UInt8](unsafeUninitializedCapacity: declared) { buffer, count in
+            let bytes = UnsafeMutableRawBufferPointer(buffer)
+            while count < declared {
+                do throws(RequestBodyError) {
+                    let read = try read(into: UnsafeMutableRawBufferPointer(rebasing: bytes[count...]))
+                    if read == 0 { ended = true; return }
+                    count += read
+                } catch {
+                    failure = error
+                    return
+                }
             }
-            if count == 0 { return body }
-            guard body.count + count <= limit else { throw .tooLarge(limit: limit) }
-            body += chunk[0..<count]
+        }
+        if let failure { throw failure }
+        if ended { return body }
+        // What the client sent beyond what it declared (all of it, without CONTENT_LENGTH);
+        // usually only the end.
+        return try withUnsafeTemporaryAllocation(byteCount: 65536, alignment: 16) { chunk throws(RequestBodyError) -> [UInt8] in
+            while true {
+                let count = try read(into: chunk)
+                if count == 0 { return body }
+                guard body.count + count <= limit else { throw .tooLarge(limit: limit) }
+                body += UnsafeRawBufferPointer(rebasing: chunk[0..<count])
+            }
         }
     }
 }

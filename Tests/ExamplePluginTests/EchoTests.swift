@@ -36,6 +36,18 @@ import Testing
         #expect(response.bodyBytesRead == 5)
     }
 
+    /// `Request.body()` allocates what CONTENT_LENGTH declares and reads into it; a body that
+    /// is longer, shorter, or declared wrongly, comes whole all the same.
+    @Test(arguments: Loading.allCases, ["", "2", "100", "none", "-3"])
+    func theWholeBodyWhateverContentLengthSays(loading: Loading, declared: String) throws {
+        let echo = try loading.load()
+        let body = [UInt8]((0..<70_000).map { UInt8(truncatingIfNeeded: $0 * 7) })
+        let response = echo.post("/echo", body: body, params: [("CONTENT_LENGTH", declared)])
+        #expect(response.status == 200)
+        #expect(response.bodyText.contains("body-length: 70000\n"))
+        #expect(Array(response.body.suffix(body.count)) == body)
+    }
+
     @Test(arguments: Loading.allCases) func aBodyOverItsMaxBodySettingIs413(loading: Loading) throws {
         let echo = try loading.load(settings: ["max_body": "4"])
         let response = echo.post("/echo", body: "too long")
