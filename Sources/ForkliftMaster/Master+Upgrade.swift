@@ -25,6 +25,7 @@ extension Master {
         let arguments = ["forklift", "run", "--conf", core.configurationDirectory]
         let signals = self.signals!
         let environment = handoff.environmentValue
+        let systemdVariables = systemdEnvironment
         let keep = Set(handoff.descriptors + [0, 1, 2, LogDestination.fileDescriptor])
         do {
             let pid = try ChildProcess.spawn(prepareChild: {
@@ -32,6 +33,8 @@ extension Master {
                 SelfInspection.closeDescriptors(except: keep)
                 for fd in keep { try? setCloseOnExec(fd, false) }
                 setenv("FORKLIFT_HANDOFF", environment, 1)
+                // The new master speaks to systemd once it serves; the watchdog is then its own.
+                for (name, value) in systemdVariables?.variables(for: getpid()) ?? [] { setenv(name, value, 1) }
             }) {
                 ChildProcess.exec(executable, arguments)
             }

@@ -56,8 +56,17 @@ public final class Master {
     var pending: [MasterCore.Event] = []
     var exitStatus: Int32?
     let executablePath = Master.startupExecutablePath()
+    /// systemd's notify socket and variables (see `Master+Supervision`), when it supervises us.
+    var systemd: SystemdNotifier?
+    var systemdEnvironment: SystemdEnvironment?
+    var lastServiceStatus: String?
+    var systemdFailureLogged = false
+    /// `--daemonize`: the pipe the launching process reads "ready" or "failed REASON" from.
+    var readinessFD: Int32?
 
-    public init(configuration: Configuration, configurationDirectory: String, handoff: Handoff? = nil, hostBody: @escaping HostBody) {
+    public init(configuration: Configuration, configurationDirectory: String, handoff: Handoff? = nil, readinessFD: Int32? = nil,
+                hostBody: @escaping HostBody) {
+        self.readinessFD = readinessFD
         core = MasterCore(configuration: configuration, configurationDirectory: configurationDirectory, isHandoff: handoff != nil,
                           inheritedGenerations: handoff?.generations ?? [:])
         self.handoff = handoff
@@ -72,6 +81,7 @@ public final class Master {
         ProcessIdentity.current = ProcessIdentity(role: .master)
         ProcessTitle.set("forklift: master")
         let pidFile = PidFile(path: configuration.global.pidFile)
+        setUpSupervision()
         do {
             if handoff == nil { try pidFile.write() } // else once it serves
             // Before the signal pipe: the probe forks and reaps a child of its own. Even with
@@ -91,6 +101,7 @@ public final class Master {
             }
         } catch {
             log.error("cannot start: \(error)")
+            tellLauncher("failed \(error)")
             if handoff == nil { pidFile.remove() }
             return 1
         }
