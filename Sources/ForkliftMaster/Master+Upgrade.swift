@@ -54,7 +54,7 @@ extension Master {
     /// The path this master was started as, made absolute but with symlinks left alone: exec
     /// follows them then, so a deploy that renames a new binary into place, or that switches
     /// a symlink to a new release, both start the new binary.
-    static func startupExecutablePath() -> String {
+    public static func startupExecutablePath() -> String {
         let arg0 = CommandLine.arguments.first ?? ""
         if arg0.hasPrefix("/") { return arg0 }
         if arg0.contains("/") {

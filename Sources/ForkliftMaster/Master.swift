@@ -61,12 +61,10 @@ public final class Master {
     var systemdEnvironment: SystemdEnvironment?
     var lastServiceStatus: String?
     var systemdFailureLogged = false
-    /// `--daemonize`: the pipe the launching process reads "ready" or "failed REASON" from.
-    var readinessFD: Int32?
+    /// `--daemonize`: the pipe the launching process reads "ready PID" or "failed REASON" from.
+    public var readinessFD: Int32?
 
-    public init(configuration: Configuration, configurationDirectory: String, handoff: Handoff? = nil, readinessFD: Int32? = nil,
-                hostBody: @escaping HostBody) {
-        self.readinessFD = readinessFD
+    public init(configuration: Configuration, configurationDirectory: String, handoff: Handoff? = nil, hostBody: @escaping HostBody) {
         core = MasterCore(configuration: configuration, configurationDirectory: configurationDirectory, isHandoff: handoff != nil,
                           inheritedGenerations: handoff?.generations ?? [:])
         self.handoff = handoff

@@ -3,6 +3,7 @@ import ForkliftConfig
 import ForkliftHost
 import ForkliftLogging
 import ForkliftMaster
+import ForkliftSystem
 import Foundation
 
 struct RunCommand: ParsableCommand {
@@ -19,8 +20,12 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("With --single-process: the pool to serve (default: the first).", valueName: "name"))
     var pool: String?
 
+    @Flag(help: "Detach into the background; exit 0 once every pool is live, or non-zero with the reason.")
+    var daemonize = false
+
     func validate() throws {
         if pool != nil && !singleProcess { throw ValidationError("--pool goes with --single-process") }
+        if daemonize && singleProcess { throw ValidationError("--daemonize and --single-process exclude each other") }
     }
 
     func run() throws {
@@ -52,7 +57,14 @@ struct RunCommand: ParsableCommand {
         // The master never runs plugin code: it receives the host's body and only runs it
         // in the processes it forks.
         let directory = URL(fileURLWithPath: options.directory).standardizedFileURL.path
+        if daemonize && handoff == nil {
+            // The configuration was read here, so its errors are printed here; the daemon runs
+            // `forklift run` again (without --daemonize) and says how its start went.
+            let logFD = configuration.global.errorLog == nil ? nil : LogDestination.fileDescriptor
+            try Daemon.detach(executable: Master.startupExecutablePath(), arguments: ["forklift", "run", "--conf", directory], standardError: logFD)
+        }
         let master = Master(configuration: configuration, configurationDirectory: directory, handoff: handoff, hostBody: Host.run)
+        master.readinessFD = Daemon.readinessDescriptor()
         let status = master.run()
         if status != 0 { throw ExitCode(status) }
     }

@@ -28,7 +28,7 @@ extension Master {
     func notifyService(_ notice: ServiceSupervision.Notice) {
         switch notice {
         case .ready(let initial):
-            if initial { tellLauncher("ready") }
+            if initial { tellLauncher("ready \(getpid())") }
             sendToSystemd((initial ? ["MAINPID=\(getpid())"] : []) + ["READY=1", statusField()])
         case .reloading(let microseconds):
             sendToSystemd(["RELOADING=1", "MONOTONIC_USEC=\(microseconds)", statusField()])
