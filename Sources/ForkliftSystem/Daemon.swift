@@ -56,6 +56,9 @@ public enum Daemon {
             dup2(standardError ?? null, 2)
             if null > 2 { closeDescriptor(null) }
         }
+        // Nothing else of the launcher's: a descriptor its own parent watches for EOF (a
+        // supervisor's, a test's) must not stay open for as long as the daemon lives.
+        SelfInspection.closeDescriptors(except: [0, 1, 2, ends[1]])
         try? setCloseOnExec(ends[1], false)
         setenv(readinessVariable, String(ends[1]), 1)
         ChildProcess.exec(executable, arguments) // its failure is written to the error_log, and the pipe closes
