@@ -61,7 +61,9 @@ struct RunCommand: ParsableCommand {
             // The configuration was read here, so its errors are printed here; the daemon runs
             // `forklift run` again (without --daemonize) and says how its start went.
             let logFD = configuration.global.errorLog == nil ? nil : LogDestination.fileDescriptor
-            try Daemon.detach(executable: Master.startupExecutablePath(), arguments: ["forklift", "run", "--conf", directory], standardError: logFD)
+            // argv[0] is the path itself: the daemon's `forklift upgrade` execs what is at that path.
+            let executable = Master.startupExecutablePath()
+            try Daemon.detach(executable: executable, arguments: [executable, "run", "--conf", directory], standardError: logFD)
         }
         let master = Master(configuration: configuration, configurationDirectory: directory, handoff: handoff, hostBody: Host.run)
         master.readinessFD = Daemon.readinessDescriptor()
