@@ -97,6 +97,8 @@ extension Master {
             // The control socket is the new master's now: stop taking commands on it.
             control?.closeListener()
             handParkedConnectionsOver()
+        case .notifyService(let notice):
+            notifyService(notice)
         case .exit(let status, let waiters):
             finish(status: status, answering: waiters)
         }

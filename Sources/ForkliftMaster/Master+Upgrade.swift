@@ -22,9 +22,12 @@ extension Master {
         for (address, channel) in listeners.parking { handoff.parking[address.description] = channel }
         handoff.data = handedOnData()
         let executable = executablePath
-        let arguments = ["forklift", "run", "--conf", core.configurationDirectory] + (rootPolicy.allowRoot ? ["--allow-to-run-as-root"] : [])
+        // argv[0] is the path itself, so that this new master finds the same file at its own
+        // next upgrade (a bare "forklift" would be looked up in PATH, maybe another binary).
+        let arguments = [executable, "run", "--conf", core.configurationDirectory] + (rootPolicy.allowRoot ? ["--allow-to-run-as-root"] : [])
         let signals = self.signals!
         let environment = handoff.environmentValue
+        let systemdVariables = systemdEnvironment
         let keep = Set(handoff.descriptors + [0, 1, 2, LogDestination.fileDescriptor])
         do {
             let pid = try ChildProcess.spawn(prepareChild: {
@@ -32,6 +35,8 @@ extension Master {
                 SelfInspection.closeDescriptors(except: keep)
                 for fd in keep { try? setCloseOnExec(fd, false) }
                 setenv("FORKLIFT_HANDOFF", environment, 1)
+                // The new master speaks to systemd once it serves; the watchdog is then its own.
+                for (name, value) in systemdVariables?.variables(for: getpid()) ?? [] { setenv(name, value, 1) }
             }) {
                 ChildProcess.exec(executable, arguments)
             }
@@ -51,7 +56,7 @@ extension Master {
     /// The path this master was started as, made absolute but with symlinks left alone: exec
     /// follows them then, so a deploy that renames a new binary into place, or that switches
     /// a symlink to a new release, both start the new binary.
-    static func startupExecutablePath() -> String {
+    public static func startupExecutablePath() -> String {
         let arg0 = CommandLine.arguments.first ?? ""
         if arg0.hasPrefix("/") { return arg0 }
         if arg0.contains("/") {

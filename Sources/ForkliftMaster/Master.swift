@@ -56,6 +56,13 @@ public final class Master {
     var pending: [MasterCore.Event] = []
     var exitStatus: Int32?
     let executablePath = Master.startupExecutablePath()
+    /// systemd's notify socket and variables (see `Master+Supervision`), when it supervises us.
+    var systemd: SystemdNotifier?
+    var systemdEnvironment: SystemdEnvironment?
+    var lastServiceStatus: String?
+    var systemdFailureLogged = false
+    /// `--daemonize`: the pipe the launching process reads "ready PID" or "failed REASON" from.
+    public var readinessFD: Int32?
 
     /// Refuses a configuration (at start, and at every reload) whose workers would run as root.
     let rootPolicy: RootPolicy
@@ -77,6 +84,7 @@ public final class Master {
         ProcessIdentity.current = ProcessIdentity(role: .master)
         ProcessTitle.set("forklift: master")
         let pidFile = PidFile(path: configuration.global.pidFile)
+        setUpSupervision()
         do {
             if handoff == nil { try pidFile.write() } // else once it serves
             // Before the signal pipe: the probe forks and reaps a child of its own. Even with
@@ -99,6 +107,7 @@ public final class Master {
             }
         } catch {
             log.error("cannot start: \(error)")
+            tellLauncher("failed \(error)")
             if handoff == nil { pidFile.remove() }
             return 1
         }

@@ -3,6 +3,7 @@ import ForkliftConfig
 import ForkliftHost
 import ForkliftLogging
 import ForkliftMaster
+import ForkliftSystem
 import Foundation
 
 struct RunCommand: ParsableCommand {
@@ -23,8 +24,12 @@ struct RunCommand: ParsableCommand {
     @Option(help: ArgumentHelp("With --single-process: the pool to serve (default: the first).", valueName: "name"))
     var pool: String?
 
+    @Flag(help: "Detach into the background; exit 0 once every pool is live, or non-zero with the reason.")
+    var daemonize = false
+
     func validate() throws {
         if pool != nil && !singleProcess { throw ValidationError("--pool goes with --single-process") }
+        if daemonize && singleProcess { throw ValidationError("--daemonize and --single-process exclude each other") }
     }
 
     func run() throws {
@@ -57,7 +62,17 @@ struct RunCommand: ParsableCommand {
         // The master never runs plugin code: it receives the host's body and only runs it
         // in the processes it forks.
         let directory = URL(fileURLWithPath: options.directory).standardizedFileURL.path
+        if daemonize && handoff == nil {
+            // The configuration was read here, so its errors are printed here; the daemon runs
+            // `forklift run` again (without --daemonize) and says how its start went.
+            let logFD = configuration.global.errorLog == nil ? nil : LogDestination.fileDescriptor
+            // argv[0] is the path itself: the daemon's `forklift upgrade` execs what is at that path.
+            let executable = Master.startupExecutablePath()
+            try Daemon.detach(executable: executable, arguments: [executable, "run", "--conf", directory] + (allowToRunAsRoot ? ["--allow-to-run-as-root"] : []),
+                              standardError: logFD)
+        }
         let master = Master(configuration: configuration, configurationDirectory: directory, rootPolicy: rootPolicy, handoff: handoff, hostBody: Host.run)
+        master.readinessFD = Daemon.readinessDescriptor()
         let status = master.run()
         if status != 0 { throw ExitCode(status) }
     }

@@ -29,9 +29,10 @@ public final class ForkliftServer: @unchecked Sendable {
     /// `waitUntilReady` is false.
     /// `executable` may name a copy of the binary inside the temporary directory (`{dir}`);
     /// `launcher` is a command that runs it (its path and arguments, `{build}` expanded);
-    /// `runArguments` come after `run --conf DIR`.
+    /// `runArguments` come after `run --conf DIR`; `environment` is added to the test's own
+    /// (`{dir}` expanded: NOTIFY_SOCKET in the temporary directory).
     public init(config: String, waitUntilReady: Bool = true, executable: String = ForkliftServer.binary,
-                launcher: [String] = [], runArguments: [String] = [], allowRoot: Bool = true,
+                launcher: [String] = [], runArguments: [String] = [], allowRoot: Bool = true, environment: [String: String] = [:],
                 prepare: (String) throws -> Void = { _ in }) throws {
         directory = try TemporaryDirectory.make()
         try prepare(directory)
@@ -43,6 +44,9 @@ public final class ForkliftServer: @unchecked Sendable {
         let command = (launcher + [executable]).map { Self.expand($0, directory: directory) }
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = command.dropFirst() + ["run", "--conf", directory + "/conf.d"] + Self.rootArguments(allowRoot: allowRoot) + runArguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment.mapValues { Self.expand($0, directory: directory) }) { $1 }
+        }
         let log = FileHandle(forWritingAtPath: logPath)!
         process.standardOutput = log
         process.standardError = log

@@ -241,6 +241,7 @@ extension MasterCore {
         actions.append(.closeOpenedListeners(failed.openedAddresses))
         actions += failed.waiters.map { .answer($0, ok: false, "reload failed, rolled back: \(reason)") }
         if failed.isInitial {
+            supervision?.startFailure = reason
             actions.append(.log(.error, "forklift refuses to start: \(reason)"))
             if isHandoff { actions.append(.tellPreviousMaster(.failed(reason))) }
             exitCode = 1

@@ -16,6 +16,9 @@ extension MasterCore {
         case switchLimit
         case upgradeTimeout
         case handoffTimeout
+        /// systemd's STATUS= line and WATCHDOG=1 (see `ServiceSupervision`).
+        case serviceStatus
+        case watchdog
     }
 
     func timers() -> [(at: MonotonicInstant, timer: Timer)] {
@@ -49,7 +52,7 @@ extension MasterCore {
             // The old master retires its generations in at most 200 ms and answers at once.
             list.append((since.advanced(bySeconds: HandoffProgress.goTimeout), .handoffTimeout))
         }
-        return list
+        return list + supervisionTimers()
     }
 
     var nextDeadline: MonotonicInstant? { timers().map(\.at).min() }
@@ -102,6 +105,8 @@ extension MasterCore {
         case .handoffTimeout:
             handoff = nil
             return rollback(because: "the previous master did not say go within \(Formatting.seconds(HandoffProgress.goTimeout)) of this one being ready", now: now)
+        case .serviceStatus, .watchdog:
+            return fireSupervision(timer, now: now)
         }
     }
 }

@@ -73,7 +73,10 @@ extension MasterCore {
         guard let done = upgrade, let pid = done.pid else { return [] }
         upgrade = nil
         ownsFiles = false
-        var actions: [Action] = [.tellUpgrade(.go), .giveUpFiles,
+        // systemd follows the new master before it says READY=1 (its first word as the main
+        // process), so MAINPID goes out before go.
+        var actions: [Action] = supervision == nil ? [] : [.notifyService(.mainPID(pid))]
+        actions += [.tellUpgrade(.go), .giveUpFiles,
                                  .log(.notice, "upgrade: the new master (pid \(pid)) serves; this one drains its generations and leaves")]
         if let waiter = done.waiter { actions.append(.answer(waiter, ok: true, "upgraded: the new master is pid \(pid)")) }
         return actions + beginStop(now: now)

@@ -57,6 +57,9 @@ struct MasterCore {
     /// Pools whose shared counters the shell keeps (every pool a host was forked for, until forgotten).
     var countedPools: Set<String> = []
     private(set) var exited = false
+    /// Set by the shell when systemd (NOTIFY_SOCKET) or a `--daemonize` launcher listens:
+    /// nil, the core says nothing of its state to anyone.
+    var supervision: ServiceSupervision?
 
     init(configuration: Configuration, configurationDirectory: String, isHandoff: Bool = false,
          inheritedGenerations: [String: Int] = [:], mayLoadInBackground: Bool = false) {
@@ -135,12 +138,15 @@ struct MasterCore {
         case takeOverFiles
         /// This master owns them no more: stop answering control clients.
         case giveUpFiles
+        /// Tell systemd (and a `--daemonize` launcher) what state the service is in.
+        case notifyService(ServiceSupervision.Notice)
         /// The loop ends: clean up, then answer these clients (`forklift stop` waits for it).
         case exit(Int32, answering: [ClientID])
     }
 
     mutating func handle(_ event: Event, now: MonotonicInstant) -> [Action] {
         guard !exited else { return [] }
+        let stateBefore = serviceState
         var actions: [Action] = []
         switch event {
         case .start:
@@ -181,6 +187,7 @@ struct MasterCore {
             break
         }
         actions += fireTimers(now: now)
+        actions += superviseTransition(from: stateBefore, now: now)
         actions += exitIfDone()
         return actions
     }
