@@ -10,7 +10,9 @@ packages=(libfcgi-dev pkg-config)
 # Web servers whose packages would start (and enable) a system daemon on port 80.
 daemons=()
 if [[ "${1:-}" == "--tests" ]]; then
-    packages+=(libfcgi-bin curl gdb)
+    # systemd: systemd-socket-activate and systemd-analyze; iproute2: the network namespaces of
+    # MultiInstanceTests (both in Debian's base system, listed for machines without them).
+    packages+=(libfcgi-bin curl gdb systemd iproute2)
     daemons+=(nginx-light:nginx apache2:apache2 lighttpd:lighttpd)
 fi
 

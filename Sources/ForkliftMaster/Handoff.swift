@@ -14,6 +14,8 @@ import Glibc
 public struct Handoff {
     public var listeners: [String: Int32]   // ListenAddress.description -> fd
     public var parking: [String: ParkingChannel] = [:]
+    /// The addresses of `listeners` whose sockets systemd opened (socket activation).
+    public var activated: [String] = []
     public var controlFD: Int32
     public var channelFD: Int32
     public var previousMaster: pid_t
@@ -46,6 +48,7 @@ public struct Handoff {
             case "park" where parts.count == 3:
                 let ends = parts[2].split(separator: "\t").compactMap { Int32($0) }
                 if ends.count == 2 { handoff.parking[parts[1]] = ParkingChannel(masterEnd: ends[0], workersEnd: ends[1]) }
+            case "activated": handoff.activated.append(parts[1])
             case "control": handoff.controlFD = Int32(parts[1]) ?? -1
             case "channel": handoff.channelFD = Int32(parts[1]) ?? -1
             case "from": handoff.previousMaster = pid_t(parts[1]) ?? 0
@@ -72,6 +75,7 @@ public struct Handoff {
     var environmentValue: String {
         var lines = listeners.map { "listen\t\($0.key)\t\($0.value)" }
         lines += parking.map { "park\t\($0.key)\t\($0.value.masterEnd)\t\($0.value.workersEnd)" }
+        lines += activated.map { "activated\t\($0)" }
         lines += ["control\t\(controlFD)", "channel\t\(channelFD)", "from\t\(previousMaster)"]
         lines += generations.map { "generation\t\($0.key)\t\($0.value)" }
         lines += data.map { set in

@@ -11,6 +11,11 @@ struct Listeners {
     /// Each pool listener's channel for idle kept connections (see `ParkingChannel`): it lives
     /// as long as the listener, across reloads and upgrades, like the socket.
     private(set) var parking: [ListenAddress: ParkingChannel] = [:]
+    /// The sockets systemd opened (socket activation): they are systemd's, so a stop or a
+    /// reload that drops them closes the descriptor but neither removes the file nor shuts
+    /// the socket down (what queues there waits for the next start), and listen_owner,
+    /// listen_group and listen_mode are the socket unit's (SocketUser=, SocketMode=).
+    private(set) var activated: Set<ListenAddress> = []
 
     /// The parking channel of a pool's listener, made at its first use.
     mutating func parkingChannel(for address: ListenAddress) throws -> ParkingChannel {
@@ -35,8 +40,30 @@ struct Listeners {
         return (fd, true)
     }
 
+    /// Takes the sockets systemd passed as the pools' (`ActivatedSockets`); returns a log
+    /// line for each, and closes those no pool takes.
+    mutating func adoptActivated(_ sockets: [SocketActivation.Socket], pools: [PoolSettings]) -> [(level: LogLevel, message: String)] {
+        var lines: [(LogLevel, String)] = []
+        for (socket, assignment) in zip(sockets, ActivatedSockets.assign(sockets, to: pools)) {
+            let passed = "descriptor \(socket.fd)" + (socket.name.map { ", FileDescriptorName=\($0)" } ?? "")
+            switch assignment {
+            case .success(let assignment):
+                byAddress[assignment.address] = socket.fd
+                activated.insert(assignment.address)
+                let bound = socket.address.map(\.description) ?? "?"
+                let instead = bound == assignment.address.description ? "" : ", in place of its listen \(assignment.address)"
+                lines.append((.notice, "pool \(assignment.pool) listening on \(bound): the socket systemd passed (\(passed)\(instead))"))
+            case .failure(let unassigned):
+                closeDescriptor(socket.fd)
+                lines.append((.warning, "the socket systemd passed as \(passed)\(socket.address.map { " on \($0)" } ?? "") is closed: \(unassigned.reason)"))
+            }
+        }
+        return lines
+    }
+
     /// Takes over the sockets and parking channels an upgrading master handed over (by address text).
-    mutating func adopt(_ inherited: [String: Int32], parking inheritedParking: [String: ParkingChannel] = [:]) {
+    mutating func adopt(_ inherited: [String: Int32], parking inheritedParking: [String: ParkingChannel] = [:], activated inheritedActivated: [String] = []) {
+        activated = Set(inheritedActivated.compactMap { ListenAddress(parsing: $0) })
         for (text, fd) in inherited {
             guard let address = ListenAddress(parsing: text) else { continue }
             try? setCloseOnExec(fd)
@@ -56,7 +83,7 @@ struct Listeners {
     /// listeners are shut down) instead of waiting in the backlog for workers that are
     /// leaving. Connections already accepted finish normally.
     func refuseNewConnections() {
-        for (address, fd) in byAddress {
+        for (address, fd) in byAddress where !activated.contains(address) {
             switch address {
             case .unix(let path): unlink(path)
             case .tcp: _ = shutdown(fd, Int32(SHUT_RD))
@@ -71,7 +98,7 @@ struct Listeners {
         var lines: [(LogLevel, String)] = []
         for pool in pools {
             for address in [pool.listen] + (pool.statusListen.map { [$0] } ?? []) {
-                guard case .unix(let path) = address, byAddress[address] != nil else { continue }
+                guard case .unix(let path) = address, byAddress[address] != nil, !activated.contains(address) else { continue }
                 let wanted = pool.socketPermissions.file
                 do {
                     if let before = try Listener.apply(wanted, to: path) {
@@ -108,7 +135,8 @@ struct Listeners {
     mutating func close(allBut keep: Set<ListenAddress>) {
         for (address, fd) in byAddress where !keep.contains(address) {
             closeDescriptor(fd)
-            if case .unix(let path) = address { unlink(path) }
+            if case .unix(let path) = address, !activated.contains(address) { unlink(path) }
+            activated.remove(address)
             byAddress[address] = nil
             parking.removeValue(forKey: address)?.close()
         }

@@ -20,6 +20,7 @@ extension Master {
         var handoff = Handoff(listeners: [:], controlFD: control.fd, channelFD: fds[1], previousMaster: getpid(), generations: core.generations)
         for (address, fd) in listeners.byAddress { handoff.listeners[address.description] = fd }
         for (address, channel) in listeners.parking { handoff.parking[address.description] = channel }
+        handoff.activated = listeners.activated.map(\.description)
         handoff.data = handedOnData()
         let executable = executablePath
         // argv[0] is the path itself, so that this new master finds the same file at its own

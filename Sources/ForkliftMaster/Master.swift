@@ -97,13 +97,15 @@ public final class Master {
             ignoreBrokenPipe()
             if let handoff {
                 control = ControlServer(adopting: handoff.controlFD, path: configuration.global.controlSocket)
-                listeners.adopt(handoff.listeners, parking: handoff.parking)
+                listeners.adopt(handoff.listeners, parking: handoff.parking, activated: handoff.activated)
                 adoptData(handoff.data)
                 try setNonBlocking(handoff.channelFD)
                 try? setCloseOnExec(handoff.channelFD)
                 handoffChannel = (handoff.channelFD, LineBuffer())
             } else {
                 control = try ControlServer(path: configuration.global.controlSocket)
+                // Before the first generation asks for its sockets: systemd's are taken, not bound again.
+                for line in listeners.adoptActivated(SocketActivation.take(), pools: configuration.pools) { log.log(line.level, "\(line.message)") }
             }
         } catch {
             log.error("cannot start: \(error)")
