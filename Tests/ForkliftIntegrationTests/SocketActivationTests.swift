@@ -50,9 +50,17 @@ import Glibc
         #expect(server.log.contains("the socket systemd passed as descriptor 4, FileDescriptorName=spare on \(server.directory)/extra.sock is closed: no pool listens on \(server.directory)/extra.sock or is named spare"),
                 "\(server.log)")
         #expect(!FileManager.default.fileExists(atPath: server.directory + "/configured.sock"), "nothing bound at the configured path")
+        // A binary upgrade hands the socket on, still systemd's: the new master's stop leaves it too.
+        let old = try #require(server.currentMasterPID)
+        let upgrade = try Command.run(ForkliftServer.binary, ["upgrade", "--conf", server.configurationDirectory])
+        #expect(upgrade.status == 0, "\(upgrade.output)")
+        #expect(ForkliftServer.eventually(timeout: 20) { !ProcessTable.isAlive(old) })
+        #expect(try FastCGIClient.get(.unix(socket), "/hello").status == 200)
         let master = try #require(server.currentMasterPID)
-        kill(master, SIGTERM) // systemd-socket-activate execs forklift: the master is the activator's process
-        #expect(server.waitForExit(timeout: 20) == 0, "the shell waits for it, and exits with its status")
+        #expect(master != old)
+        kill(master, SIGTERM)
+        #expect(ForkliftServer.eventually(timeout: 20) { !ProcessTable.isAlive(master) })
+        #expect(server.log.contains("forklift master exits with status 0"))
         #expect(FileManager.default.fileExists(atPath: socket), "systemd's socket file stays: it is the socket unit's")
     }
 
