@@ -66,8 +66,15 @@ func blockedSignals(_ pid: pid_t, thread: pid_t) -> UInt64? {
         // Another client: a second worker, not a wait for the kept one.
         let other = try FastCGIClient.get(server.www, "/behaviors", timeout: 5)
         #expect(other.status == 200)
-        #expect(other.bodyText != first.bodyText, "served by another process")
-        #expect(try kept.get("/behaviors").bodyText == first.bodyText, "the kept connection still has its worker")
+        _ = try server.waitForStatus(server.statusSocket, "a second worker forked for the new client") { $0.int("total processes") == 2 }
+        // It serves the new client, unless its fork took longer than the kept worker waits
+        // (100 ms, on a loaded machine): then the kept worker made way, and said so.
+        let madeWay = other.bodyText == first.bodyText
+        if madeWay {
+            #expect(server.log.contains("giving up an idle kept connection: a new client waits and no worker is free"))
+        } else {
+            #expect(try kept.get("/behaviors").bodyText == first.bodyText, "the kept connection still has its worker")
+        }
         kept.close()
         _ = try server.waitForStatus(server.statusSocket, "idle once the client closes") { page in
             page.processes.allSatisfy { $0["state"] as? String == "Idle" }
