@@ -77,3 +77,24 @@ int forklift_set_dumpable(int dumpable) { return prctl(PR_SET_DUMPABLE, dumpable
 
 /* A connection from `fd`, close-on-exec from the start (accept4, which Glibc's module lacks). */
 int forklift_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+/* After a change of user: 1 when any capability is left in the permitted, effective or
+ * ambient sets (SECBIT_KEEP_CAPS or SECBIT_NO_SETUID_FIXUP keep them across setresuid), 0 when
+ * none, -1 when they cannot be read. Raw capget: no libcap needed. */
+#include <linux/capability.h>
+#include <sys/syscall.h>
+int forklift_keeps_capabilities(void) {
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &header, data) != 0) return -1;
+    for (int i = 0; i < 2; i++) {
+        if (data[i].permitted || data[i].effective) return 1;
+    }
+    for (int cap = 0; cap < 64; cap++) {
+        int raised = prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0);
+        if (raised == 1) return 1;
+        if (raised < 0) break; /* past the last capability this kernel knows */
+    }
+    return 0;
+}
+int forklift_clear_keep_capabilities(void) { return prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0); }

@@ -48,6 +48,16 @@ struct Listeners {
             let passed = "descriptor \(socket.fd)" + (socket.name.map { ", FileDescriptorName=\($0)" } ?? "")
             switch assignment {
             case .success(let assignment):
+                // Non-blocking like the master's own listeners: systemd passes them blocking, and
+                // a worker that lost the race for a connection would block in accept() there,
+                // deaf to TERM (read from a signalfd) and to its generation's retirement.
+                do {
+                    try setNonBlocking(socket.fd)
+                } catch {
+                    closeDescriptor(socket.fd)
+                    lines.append((.error, "the socket systemd passed as \(passed) is closed: \(error)"))
+                    continue
+                }
                 byAddress[assignment.address] = socket.fd
                 activated.insert(assignment.address)
                 let bound = socket.address.map(\.description) ?? "?"

@@ -93,6 +93,9 @@ public final class Master {
             core.changesUsers = geteuid() == 0
             var niceLimit = rlimit()
             if getrlimit(__rlimit_resource_t(__RLIMIT_NICE.rawValue), &niceLimit) == 0 { core.niceHardLimit = UInt64(niceLimit.rlim_max) }
+            errno = 0
+            let nice = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+            if errno == 0 { core.masterNice = nice }
             signals = try SignalPipe(catching: [.term, .int, .quit, .hup, .usr1, .usr2, .chld, .ttin, .ttou, .dump])
             ignoreBrokenPipe()
             if let handoff {

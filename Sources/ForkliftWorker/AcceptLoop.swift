@@ -33,6 +33,8 @@ struct AcceptLoop {
     let scanner: RecordScanner
     private let peekBuffer: UnsafeMutableRawBufferPointer
     private(set) var served = 0
+    /// Passes of the loop until the next host-gone check (`reasonToLeave`); the first is at once.
+    private var parentCheckCountdown = 0
     private var stopping = false
     private(set) var acceptFailed = false
     /// The connection the client keeps open, between requests.
@@ -107,6 +109,16 @@ struct AcceptLoop {
         return false
     }
 
+    /// Whether the client has sent all it will and the socket holds none of it: the body's
+    /// end was read, or the request declared none (its empty stdin came with the params), and
+    /// the receive queue is empty.
+    private func nothingMoreToRead(_ connection: Int32) -> Bool {
+        let declared = FCGX_GetParam("CONTENT_LENGTH", request.pointee.envp).map { String(cString: $0) } ?? ""
+        guard FCGX_HasSeenEOF(request.pointee.in) != 0 || declared.isEmpty || declared == "0" else { return false }
+        var byte: UInt8 = 0
+        return recv(connection, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+    }
+
     /// Why the worker must leave now, between requests, if it must.
     private mutating func reasonToLeave() -> String? {
         if acceptFailed { return "accept failed" }
@@ -115,8 +127,13 @@ struct AcceptLoop {
         if launch.requestLimit > 0 && served >= launch.requestLimit { return "served its \(served) requests (max_requests)" }
         // The host's death sends TERM (PR_SET_PDEATHSIG, set at the worker's start), so this
         // is only the backstop for a plugin that changed credentials, which clears it: checked
-        // every 256 requests rather than with a system call per request.
-        if served & 255 == 0 && getppid() != launch.hostPID { return "its host is gone" }
+        // every 256 passes of the loop (requests or wakes) rather than with a system call per
+        // request.
+        parentCheckCountdown -= 1
+        if parentCheckCountdown <= 0 {
+            parentCheckCountdown = 256
+            if getppid() != launch.hostPID { return "its host is gone" }
+        }
         return nil
     }
 
@@ -331,11 +348,14 @@ struct AcceptLoop {
             request.pointee.keepConnection = 0
         } else if request.pointee.keepConnection != 0 && !drainBody() {
             request.pointee.keepConnection = 0 // too much left unread to keep the connection in step
-        } else if request.pointee.keepConnection == 0 && closesPlainly {
-            // libfcgi's close lingers (shutdown, poll, read, close) so that a TCP client that
-            // still sends gets no reset that could discard the response it has not read yet.
-            // A unix socket has no reset: its client reads all we wrote, then the end. A
-            // "detached" request is closed with close() alone, three system calls fewer.
+        } else if request.pointee.keepConnection == 0 && closesPlainly && nothingMoreToRead(connection) {
+            // libfcgi's close lingers (shutdown, poll, read, close) so that a client that still
+            // sends gets no error that could cost it the response it has not read yet: a TCP
+            // reset, or on a unix socket EPIPE and ECONNRESET once unread data was left behind.
+            // When nothing is left unread and nothing more will come (`nothingMoreToRead`), a
+            // unix socket's client reads all we wrote, then the end: a "detached" request is
+            // closed with close() alone, two system calls fewer. A body left unread (a 413, an
+            // early answer) keeps the lingering close.
             request.pointee.detached = 1
         }
         FCGX_Finish_r(request)

@@ -13,8 +13,13 @@ struct CheckCommand: ParsableCommand {
 
     @OptionGroup var options: ConfigurationOptions
 
+    @Flag(name: [.customShort("R"), .customLong("allow-to-run-as-root")],
+          help: "As `forklift run -R`: accept pools whose workers would run as root when checking as root.")
+    var allowToRunAsRoot = false
+
     func run() throws {
-        let configuration = try loadConfiguration(options.directory)
+        // The rule `run` applies: as root, a pool whose workers would run as root is an error.
+        let configuration = try loadConfiguration(options.directory, rootPolicy: RootPolicy(effectiveUser: geteuid(), allowRoot: allowToRunAsRoot))
         print("configuration: \(configuration.files.count) file(s) read, \(configuration.pools.count) pool(s)")
         // What `run` creates first: a missing or read-only directory is found now, not at start.
         let paths = pathProblems(configuration)

@@ -34,6 +34,11 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         if singleProcess {
+            // One process that is itself the worker: pools' privileges do not apply (there is no
+            // host to take them on), so as root it needs -R like a pool without a user.
+            if geteuid() == 0 && !allowToRunAsRoot {
+                throw ForkliftExit(message: "--single-process runs the plugins in this process, as root, without the pool's user, group or chroot: pass --allow-to-run-as-root (-R), or run it as the pool's user")
+            }
             let configuration = try loadConfiguration(options.directory)
             LogDestination.level = configuration.global.logLevel
             LogDestination.format = configuration.global.logFormat

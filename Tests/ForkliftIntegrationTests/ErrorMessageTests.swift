@@ -61,7 +61,7 @@ import Testing
     /// `forklift check` on the row's configuration: (its directory, gone by now, and the result).
     static func check(_ row: Row, prepare: (String) throws -> Void = { _ in }) throws -> (String, Command.Result) {
         try withConfiguration(row.config, files: row.files, prepare: prepare) { directory in
-            (directory, try Command.run(ForkliftServer.binary, ["check", "--conf", directory + "/conf.d"]))
+            (directory, try Command.run(ForkliftServer.binary, ["check", "--conf", directory + "/conf.d"] + ForkliftServer.rootArguments()))
         }
     }
 
@@ -205,10 +205,11 @@ import Testing
     func dashTIsCheck(broken: Bool) throws {
         try withConfiguration(pluginConfig(path: broken ? "{dir}/libMissing.so" : "{build}/libHello.so")) { directory in
             let conf = directory + "/conf.d"
-            let check = try Command.run(ForkliftServer.binary, ["check", "--conf", conf])
+            let root = ForkliftServer.rootArguments() // the pool names no user
+            let check = try Command.run(ForkliftServer.binary, ["check", "--conf", conf] + root)
             #expect(check.status == (broken ? 1 : 0), "\(check.output)")
             for arguments in [["-t", "--conf", conf], ["--test", "--conf", conf], ["--conf", conf, "-t"], ["--conf=\(conf)", "--test"]] {
-                let result = try Command.run(ForkliftServer.binary, arguments)
+                let result = try Command.run(ForkliftServer.binary, arguments + root)
                 #expect(result.status == check.status, "\(arguments): \(result.output)")
                 #expect(result.output == check.output, "\(arguments)")
             }

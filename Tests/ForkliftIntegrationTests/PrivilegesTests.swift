@@ -29,6 +29,7 @@ import Glibc
             process_priority = 5
             chdir = "{dir}/plugins"
             env = { GREETING = "hi", FROM_MASTER = "$PATH" }
+            access_log = "{dir}/a-access.log"
             [pool.a.plugin.b]
             path = "{dir}/plugins/libBehaviors.so"
             route = "/b"
@@ -77,6 +78,11 @@ import Glibc
         #expect(environmentA == "FROM_MASTER=\(ProcessInfo.processInfo.environment["PATH"] ?? "")\nGREETING=hi\n", "\(environmentA)")
         let environmentB = pluginsOwn(try FastCGIClient.get(.unix(server.directory + "/b.sock"), "/b/environment").bodyText)
         #expect(environmentB == "", "clear_env is PHP-FPM's default: \(environmentB)")
+        // The access log, which the pool's workers open by path, was created for its user.
+        var log = stat()
+        #expect(stat(server.directory + "/a-access.log", &log) == 0 && log.st_uid == a.uid && log.st_gid == a.gid,
+                "\(log.st_uid):\(log.st_gid)")
+        #expect(ForkliftServer.eventually { ((try? String(contentsOfFile: server.directory + "/a-access.log", encoding: .utf8)) ?? "").contains("/b/environment") })
         let hostB = try #require(family.first { $0.value.hasPrefix("forklift: host pool=b") }?.key)
         let own = try FastCGIClient.get(socketA, "/b/write-memory-of", query: "self")
         #expect(own.bodyText == "opened\n", "the check itself works: \(own.bodyText)")
@@ -97,6 +103,18 @@ import Glibc
                 "\(result.output)")
     }
 
+    /// `forklift check` applies run's rule, and `run --single-process` (no host to take on a
+    /// pool's user) needs -R as root.
+    @Test func checkAndSingleProcessRefuseRootWithoutTheFlag() throws {
+        try requireRoot()
+        try withConfiguration(pluginConfig(path: "{build}/libHello.so")) { directory in
+            let check = try Command.run(ForkliftServer.binary, ["check", "--conf", directory + "/conf.d"])
+            #expect(check.status == 1 && check.output.contains("pool.www.user") && check.output.contains("--allow-to-run-as-root"), "\(check.output)")
+            let single = try Command.run(ForkliftServer.binary, ["run", "--single-process", "--conf", directory + "/conf.d"])
+            #expect(single.status == 1 && single.output.contains("--single-process runs the plugins in this process, as root"), "\(single.output)")
+        }
+    }
+
     /// A plugin file that group or others may write is code anyone may change: refused, naming
     /// it, by `run` and by `check` alike.
     @Test(arguments: ["run", "check"])
@@ -105,7 +123,7 @@ import Glibc
             try TestAccounts.copyBehaviors(to: directory)
             chmod(directory + "/plugins/libBehaviors.so", 0o666)
         }) { directory in
-            try Command.run(ForkliftServer.binary, [subcommand, "--conf", directory + "/conf.d"] + (subcommand == "run" ? ForkliftServer.rootArguments() : []))
+            try Command.run(ForkliftServer.binary, [subcommand, "--conf", directory + "/conf.d"] + ForkliftServer.rootArguments())
         }
         #expect(result.status != 0)
         #expect(result.output.contains("plugins/libBehaviors.so is writable by its group and others (mode 0666)"), "\(result.output)")

@@ -75,6 +75,12 @@ import Glibc
         #expect(ForkliftServer.eventually { (try? FastCGIClient.get(address, "/hello", timeout: 5))?.status == 200 })
         try server.waitForLog("forklift is ready")
         #expect(server.log.contains("pool www listening on 127.0.0.1:\(port): the socket systemd passed (descriptor 3)"), "\(server.log)")
+        // Made non-blocking (systemd passes it blocking): a worker losing the race for a
+        // connection must not block in accept().
+        let master = try #require(server.currentMasterPID)
+        let fdinfo = try String(contentsOfFile: "/proc/\(master)/fdinfo/3", encoding: .utf8)
+        let flags = try #require(fdinfo.split(separator: "\n").first { $0.hasPrefix("flags:") }.flatMap { Int($0.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) })
+        #expect(flags & Int(O_NONBLOCK) != 0, "\(fdinfo)")
         let reload = try server.reload()
         #expect(reload.status == 0, "\(reload.output)")
         #expect(try FastCGIClient.get(address, "/hello").status == 200)

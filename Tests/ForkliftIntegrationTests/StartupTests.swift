@@ -5,7 +5,7 @@ import Testing
 /// Runs `forklift check` (or another subcommand) on a configuration.
 func forklift(_ subcommand: String, config: String, files: [String: String] = [:]) throws -> Command.Result {
     try withConfiguration(config, files: files) { directory in
-        try Command.run(ForkliftServer.binary, [subcommand, "--conf", directory + "/conf.d"] + (subcommand == "run" ? ForkliftServer.rootArguments() : []))
+        try Command.run(ForkliftServer.binary, [subcommand, "--conf", directory + "/conf.d"] + (subcommand == "run" || subcommand == "check" ? ForkliftServer.rootArguments() : []))
     }
 }
 

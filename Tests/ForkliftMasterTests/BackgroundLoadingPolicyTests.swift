@@ -33,6 +33,10 @@ import Testing
         privileges.priority = -5
         #expect(!BackgroundLoading.allowed(for: privileges, changesUser: true, niceHardLimit: 20), "back to nice -5 needs 25")
         #expect(BackgroundLoading.allowed(for: privileges, changesUser: true, niceHardLimit: 25))
+        privileges.priority = nil
+        #expect(!BackgroundLoading.allowed(for: privileges, changesUser: true, niceHardLimit: 20, inheritedNice: -5),
+                "without process_priority the host keeps the master's nice value, -5: back to it needs 25")
+        #expect(BackgroundLoading.allowed(for: privileges, changesUser: true, niceHardLimit: 10, inheritedNice: 10))
     }
 
     @Test func aHostLoadedWithinTheGraceIsNeverLowered() {

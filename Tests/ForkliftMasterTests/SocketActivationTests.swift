@@ -26,16 +26,18 @@ import Testing
         SocketActivation.Socket(fd: fd, name: name, address: address, problem: address == nil ? "not a listening stream socket" : nil)
     }
 
-    @Test func byNameFirstThenByAddress() {
+    @Test func byAddressFirstThenByNameOfTheSameKind() {
         let pools = [Self.pool("www", .unix(path: "/run/www.sock"), status: .unix(path: "/run/status.sock")),
-                     Self.pool("api", .tcp(host: "::", port: 9000))]
+                     Self.pool("api", .tcp(host: "::", port: 9000)),
+                     Self.pool("old", .tcp(host: "*", port: 8080))]
         let sockets = [
-            Self.socket(3, "api", .unix(path: "/run/elsewhere.sock")),     // the name wins over the address
-            Self.socket(4, nil, .unix(path: "/run/status.sock")),          // a status_listen, by address
-            Self.socket(5, nil, .inet(host: "0:0::0", port: 9000)),        // api's again: already has one
-            Self.socket(6, nil, .unix(path: "/run/www.sock")),
+            Self.socket(3, "api", .inet(host: "127.0.0.1", port: 9001)),   // by name: api's listen
+            Self.socket(4, "www", .unix(path: "/run/status.sock")),        // named www, but its address is www's status_listen
+            Self.socket(5, nil, .inet(host: "0:0::0", port: 9000)),        // api's listen again: already has one
+            Self.socket(6, "www", .unix(path: "/run/www.sock")),
             Self.socket(7, nil, .inet(host: "127.0.0.1", port: 80)),       // nobody's
             Self.socket(8, "www", nil),                                    // unusable
+            Self.socket(9, nil, .inet(host: "0.0.0.0", port: 8080)),       // a port alone is every IPv4 address
         ]
         let assigned = ActivatedSockets.assign(sockets, to: pools)
         #expect(assigned[0] == .success(.init(address: .tcp(host: "::", port: 9000), pool: "api")))
@@ -44,5 +46,14 @@ import Testing
         #expect(assigned[3] == .success(.init(address: .unix(path: "/run/www.sock"), pool: "www")))
         #expect(assigned[4] == .failure(.init(reason: "no pool listens on 127.0.0.1:80")))
         #expect(assigned[5] == .failure(.init(reason: "not a listening stream socket")))
+        #expect(assigned[6] == .success(.init(address: .tcp(host: "*", port: 8080), pool: "old")))
+    }
+
+    /// Named like a pool whose listen is a unix socket, a TCP socket is refused: in its place
+    /// it would serve every client (a unix listen can have no listen_allowed_clients).
+    @Test func aNameDoesNotChangeTheKindOfSocket() {
+        let pools = [Self.pool("www", .unix(path: "/run/www.sock"))]
+        let assigned = ActivatedSockets.assign([Self.socket(3, "www", .inet(host: "0.0.0.0", port: 9000))], to: pools)
+        #expect(assigned[0] == .failure(.init(reason: "it is named like pool www, whose listen /run/www.sock is a unix socket, and it is not")))
     }
 }

@@ -62,6 +62,9 @@ int forklift_set_groups(size_t count, const gid_t *groups);
 int forklift_set_all_gids(gid_t gid);
 int forklift_set_all_uids(uid_t uid);
 int forklift_set_dumpable(int dumpable);
+/* Capabilities left after a change of user (1), none (0), unknown (-1); PR_SET_KEEPCAPS 0. */
+int forklift_keeps_capabilities(void);
+int forklift_clear_keep_capabilities(void);
 /* accept4(fd, NULL, NULL, SOCK_CLOEXEC). */
 int forklift_accept_cloexec(int fd);
 int forklift_set_name(const char *name); /* PR_SET_NAME: the 15-char comm */

@@ -41,8 +41,9 @@ enum PrivilegeDrop {
             }
         }
         if changesUser {
-            if creatingLogFiles { try createLogFiles(of: pool, privileges: privileges) }
-            try allowLeavingIdlePriority(priority: privileges.priority ?? 0)
+            errno = 0
+            let nice = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) // process_priority's, set above, or the master's
+            try allowLeavingIdlePriority(priority: errno == 0 ? nice : 0)
             let groups = privileges.supplementaryGroups.isEmpty ? [privileges.group!.id] : privileges.supplementaryGroups
             guard groups.withUnsafeBufferPointer({ forklift_set_groups($0.count, $0.baseAddress) }) == 0 else {
                 throw failure("setgroups(\(groups.map(String.init).joined(separator: ",")))")
@@ -54,11 +55,19 @@ enum PrivilegeDrop {
             guard Glibc.chdir("/") == 0 else { throw failure("chdir(/) in the chroot \(directory)") }
         }
         if changesUser {
+            // Still root, and inside the chroot if there is one: the paths are the pool's.
+            if creatingLogFiles { try createLogFiles(of: pool, privileges: privileges) }
             let user = privileges.user!
+            // So that setresuid clears the capabilities (unless SECBIT_KEEP_CAPS is locked on).
+            _ = forklift_clear_keep_capabilities()
             guard forklift_set_all_uids(user.id) == 0 else { throw failure("setresuid(\(user.id)) for user \(user.name)") }
-            // A dropped root must not be able to come back.
+            // A dropped root must not be able to come back: not by setuid, not through
+            // capabilities kept across the change (securebits a supervisor may have set).
             if user.id != 0 && (setuid(0) == 0 || seteuid(0) == 0) {
                 throw Failure(description: "user \(user.name): root privileges could be regained after setresuid; refusing to load plugins")
+            }
+            if user.id != 0 && forklift_keeps_capabilities() != 0 {
+                throw Failure(description: "user \(user.name): capabilities are left after setresuid (securebits keep them, or they cannot be read); refusing to load plugins")
             }
             // A change of user clears both: the host must still read its workers' /proc files
             // (memory, stacks), and the master's death must still stop it.
@@ -92,7 +101,7 @@ enum PrivilegeDrop {
     private static func allowLeavingIdlePriority(priority: Int32) throws(Failure) {
         var limit = rlimit()
         guard getrlimit(__rlimit_resource_t(__RLIMIT_NICE.rawValue), &limit) == 0 else { throw failure("getrlimit(RLIMIT_NICE)") }
-        let needed = rlim_t(20 - min(priority, 0))
+        let needed = rlim_t(max(1, 20 - max(-20, min(19, priority))))
         guard limit.rlim_cur < needed, limit.rlim_max >= needed else { return }
         limit.rlim_cur = needed
         guard setrlimit(__rlimit_resource_t(__RLIMIT_NICE.rawValue), &limit) == 0 else { throw failure("setrlimit(RLIMIT_NICE, \(needed))") }
@@ -101,13 +110,31 @@ enum PrivilegeDrop {
     /// The access log and the slow log are opened by path by the pool's processes (and
     /// opened again after a rotation), so they must be writable by its user: the host, still
     /// root, creates the ones that do not exist yet for it, as logrotate's `create` would.
+    /// Only where the pool's user cannot have prepared the way: every directory above the file
+    /// must be a real directory (no symbolic link) owned by root and writable by root alone
+    /// (or sticky), and the file itself is created, never followed. Elsewhere the pool's user,
+    /// who can write there, creates its log itself.
     private static func createLogFiles(of pool: PoolSettings, privileges: ProcessPrivileges) throws(Failure) {
-        for path in [pool.accessLog, pool.slowlog].compactMap({ $0 }) {
-            let outside = (privileges.chroot ?? "") + path
-            let fd = open(outside, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        for path in [pool.accessLog, pool.slowlog].compactMap({ $0 }) where rootOwnsTheWay(to: path) {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o640)
             guard fd >= 0 else { continue } // it exists: whoever made it decides who may write it
             defer { closeDescriptor(fd) }
-            guard fchown(fd, privileges.user!.id, privileges.group!.id) == 0 else { throw failure("chown(\(outside))") }
+            guard fchown(fd, privileges.user!.id, privileges.group!.id) == 0 else { throw failure("chown(\(path))") }
+        }
+    }
+
+    private static func rootOwnsTheWay(to path: String) -> Bool {
+        var components = path.split(separator: "/").dropLast()
+        var directories = ["/"]
+        var prefix = ""
+        while !components.isEmpty {
+            prefix += "/" + components.removeFirst()
+            directories.append(prefix)
+        }
+        return directories.allSatisfy { directory in
+            var status = stat()
+            guard lstat(directory, &status) == 0, status.st_mode & S_IFMT == S_IFDIR, status.st_uid == 0 else { return false }
+            return status.st_mode & 0o022 == 0 || status.st_mode & UInt32(S_ISVTX) != 0
         }
     }
 

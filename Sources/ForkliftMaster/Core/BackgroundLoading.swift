@@ -83,9 +83,16 @@ struct BackgroundLoading: Equatable {
     /// as lowering the nice value from 20 to the process's own); the host can raise that limit
     /// to what it needs only up to the hard limit it inherits. Below that, the pool loads at
     /// normal priority rather than risk workers stuck at idle.
-    static func allowed(for privileges: ProcessPrivileges, changesUser: Bool, niceHardLimit: UInt64) -> Bool {
+    /// `inheritedNice`: the master's nice value, the host's unless `process_priority` says.
+    static func allowed(for privileges: ProcessPrivileges, changesUser: Bool, niceHardLimit: UInt64, inheritedNice: Int32 = 0) -> Bool {
         guard changesUser && privileges.changesUser else { return true }
-        return niceHardLimit >= UInt64(20 - min(privileges.priority ?? 0, 0))
+        return niceHardLimit >= neededNiceLimit(nice: privileges.priority ?? inheritedNice)
+    }
+
+    /// The RLIMIT_NICE that lets a process at `nice` leave SCHED_IDLE: 20 - nice (the limit
+    /// is "20 - the lowest nice value allowed").
+    static func neededNiceLimit(nice: Int32) -> UInt64 {
+        UInt64(max(1, 20 - max(-20, min(19, nice))))
     }
 
     /// Lowering the host failed: it loads at normal priority, and is not raised later.

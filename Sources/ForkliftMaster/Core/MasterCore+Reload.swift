@@ -66,7 +66,7 @@ extension MasterCore {
         var actions: [Action] = []
         for pool in current.configuration.pools {
             let loading = current.isInitial && !isHandoff ? false : mayLoadInBackground && current.configuration.global.backgroundLoading > 0
-                && BackgroundLoading.allowed(for: pool.privileges, changesUser: changesUsers, niceHardLimit: niceHardLimit)
+                && BackgroundLoading.allowed(for: pool.privileges, changesUser: changesUsers, niceHardLimit: niceHardLimit, inheritedNice: masterNice)
             actions.append(startHost(pool, purpose: .candidate, global: current.configuration.global, loadsInBackground: loading))
         }
         return actions

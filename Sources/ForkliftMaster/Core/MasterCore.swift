@@ -52,6 +52,7 @@ struct MasterCore {
     /// whether the master runs as root, and that limit.
     var changesUsers = false
     var niceHardLimit = UInt64.max
+    var masterNice: Int32 = 0
     /// Worker counts set at run time (TTIN, TTOU, `forklift scale`), by pool, until a reload.
     var scaleTargets: [String: Int] = [:]
     /// Pools whose shared counters the shell keeps (every pool a host was forked for, until forgotten).
