@@ -62,10 +62,11 @@ public final class Request {
     /// The whole body. Throws `RequestBodyError.tooLarge` when it is longer than `limit`
     /// bytes (default 64 MiB), `.interrupted` when the client broke it off, `.overMaxBodySize` past the pool's
     /// `max_body_size`. The array is allocated once at the CONTENT_LENGTH the client declared
-    /// (up to `limit`) and read into directly; for large uploads, stream with
+    /// (up to `limit` and 16 MiB; a larger body grows from there) and read into directly; for large uploads, stream with
     /// ``read(into:)`` instead.
     public func body(limit: Int = 64 << 20) throws(RequestBodyError) -> [UInt8] {
-        let declared = param("CONTENT_LENGTH").flatMap { Int($0) }.map { min(max($0, 0), limit) } ?? 0
+        // Up to 16 MiB at once: a client may declare more than it sends; beyond, it grows.
+        let declared = param("CONTENT_LENGTH").flatMap { Int($0) }.map { min(max($0, 0), max(limit, 0), 16 << 20) } ?? 0
         var failure: RequestBodyError?
         var ended = false
         var body = [UInt8](unsafeUninitializedCapacity: declared) { buffer, count in

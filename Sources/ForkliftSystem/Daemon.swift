@@ -49,6 +49,9 @@ public enum Daemon {
             _exit(1)
         }
         if daemon > 0 { _exit(0) } // the daemon is reparented to init (or the nearest subreaper)
+        // As every daemon: no directory of the launcher's kept busy (an unmount would fail).
+        // The configuration directory and the binary are absolute paths by now.
+        _ = chdir("/")
         let null = open("/dev/null", O_RDWR)
         if null >= 0 {
             dup2(null, 0)

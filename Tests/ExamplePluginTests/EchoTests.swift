@@ -48,6 +48,18 @@ import Testing
         #expect(Array(response.body.suffix(body.count)) == body)
     }
 
+    /// Past the 16 MiB read in one piece, the rest comes through the growing tail.
+    @Test(arguments: Loading.allCases) func aBodyOverSixteenMiBComesWhole(loading: Loading) throws {
+        let echo = try loading.load(settings: ["max_body": "\(20 << 20)"])
+        // A body 64 KiB past 16 MiB, its last bytes marked (cheap to build and to check in a debug build).
+        var body = [UInt8](repeating: 0x61, count: (16 << 20) + 65536)
+        body.replaceSubrange((body.count - 4)..., with: Array("tail".utf8))
+        let response = echo.post("/echo", body: body)
+        #expect(response.status == 200)
+        #expect(response.body.count > body.count && Array(response.body.suffix(8)) == Array("aaaatail".utf8))
+        #expect(String(decoding: response.body.prefix(4096), as: UTF8.self).contains("body-length: \(body.count)\n"))
+    }
+
     @Test(arguments: Loading.allCases) func aBodyOverItsMaxBodySettingIs413(loading: Loading) throws {
         let echo = try loading.load(settings: ["max_body": "4"])
         let response = echo.post("/echo", body: "too long")

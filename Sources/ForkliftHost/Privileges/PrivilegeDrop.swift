@@ -88,7 +88,7 @@ enum PrivilegeDrop {
         var limit = rlimit(rlim_cur: value, rlim_max: value)
         guard setrlimit(__rlimit_resource_t(resource.rawValue), &limit) == 0 else {
             throw Failure(description: "\(key) = \(value == unlimited ? "unlimited" : "\(value)"): setrlimit: \(String(cString: strerror(errno)))"
-                              + (errno == EPERM ? " (raising a hard limit takes root)" : ""))
+                              + (errno == EPERM ? (key == "rlimit_files" ? " (raising a hard limit takes root, and no limit may exceed fs.nr_open)" : " (raising a hard limit takes root)") : ""))
         }
     }
 
