@@ -18,15 +18,15 @@ enum ListenOptionsReader {
         var options = Options()
         if let owner = try table.string("listen_owner") {
             // As PHP-FPM: a user given by name brings its primary group, unless listen_group says otherwise.
-            let user = try Self.user(owner, table)
+            let user = try AccountLookup.user(owner, key: "listen_owner", table)
             options.permissions.owner = .init(name: owner, id: user.id)
-            if let primary = user.groupID {
+            if !user.givenAsNumber, let primary = user.entry?.groupID {
                 options.permissions.group = .init(name: Accounts.groupName(id: primary) ?? "\(primary)", id: primary)
             }
             options.permissionKeys.append("listen_owner")
         }
         if let group = try table.string("listen_group") {
-            options.permissions.group = .init(name: group, id: try Self.group(group, table))
+            options.permissions.group = .init(name: group, id: try AccountLookup.group(group, key: "listen_group", table))
             options.permissionKeys.append("listen_group")
         }
         if let text = try modeText(table) {
@@ -41,23 +41,6 @@ enum ListenOptionsReader {
             }
         }
         return options
-    }
-
-    /// A user name, or a number (then no primary group comes with it).
-    private static func user(_ text: String, _ table: TableReader) throws(ConfigurationError) -> (id: UInt32, groupID: UInt32?) {
-        if let id = accountNumber(text) { return (id, nil) }
-        guard let user = Accounts.user(named: text) else {
-            throw table.error("listen_owner", "there is no user \"\(text)\" on this machine (a user name, or a number)")
-        }
-        return (user.id, user.groupID)
-    }
-
-    private static func group(_ text: String, _ table: TableReader) throws(ConfigurationError) -> UInt32 {
-        if let id = accountNumber(text) { return id }
-        guard let id = Accounts.groupID(named: text) else {
-            throw table.error("listen_group", "there is no group \"\(text)\" on this machine (a group name, or a number)")
-        }
-        return id
     }
 
     /// In quotes: unquoted, TOML reads 660 as decimal and refuses 0660.

@@ -28,9 +28,19 @@ public enum IPAddress {
 
     /// A connected socket's peer, its address bytes and port; nil for a unix socket's.
     public static func peer(of fd: Int32) -> (bytes: [UInt8], port: UInt16)? {
+        address(of: fd, getpeername)
+    }
+
+    /// A socket's own address (a listener's), its bytes and port; nil for a unix socket's.
+    public static func local(of fd: Int32) -> (bytes: [UInt8], port: UInt16)? {
+        address(of: fd, getsockname)
+    }
+
+    private static func address(of fd: Int32, _ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32)
+        -> (bytes: [UInt8], port: UInt16)? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let ok = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) == 0 } }
+        let ok = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, &length) == 0 } }
         guard ok else { return nil }
         return withUnsafePointer(to: &storage) { pointer in
             switch Int32(pointer.pointee.ss_family) {

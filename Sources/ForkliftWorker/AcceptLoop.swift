@@ -113,8 +113,10 @@ struct AcceptLoop {
     /// end was read, or the request declared none (its empty stdin came with the params), and
     /// the receive queue is empty.
     private func nothingMoreToRead(_ connection: Int32) -> Bool {
-        let declared = FCGX_GetParam("CONTENT_LENGTH", request.pointee.envp).map { String(cString: $0) } ?? ""
-        guard FCGX_HasSeenEOF(request.pointee.in) != 0 || declared.isEmpty || declared == "0" else { return false }
+        // No String per request: the value's bytes, "" or "0" for no body.
+        let declared = FCGX_GetParam("CONTENT_LENGTH", request.pointee.envp)
+        let noBody = declared.map { $0[0] == 0 || ($0[0] == CChar(UInt8(ascii: "0")) && $0[1] == 0) } ?? true
+        guard FCGX_HasSeenEOF(request.pointee.in) != 0 || noBody else { return false }
         var byte: UInt8 = 0
         return recv(connection, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
     }

@@ -20,4 +20,21 @@ import Testing
         #expect(status == 0, "exit status \(status >> 8): 1 = not .notPermitted, 2 = could not drop root")
         #expect(ChildProcess.send(.usr1, to: child) == .gone, "reaped: gone")
     }
+
+    /// What PrivilegeDrop checks after the change of user: root has capabilities, a user
+    /// that dropped them has none.
+    @Test func capabilitiesGoWithTheChangeOfUser() throws {
+        try #require(geteuid() == 0, "runs as root (CI does): it changes users")
+        #expect(forklift_keeps_capabilities() == 1, "root holds capabilities")
+        let child = forklift_fork()
+        if child == 0 {
+            _ = forklift_clear_keep_capabilities()
+            if forklift_set_all_uids(65534) != 0 { _exit(2) }
+            _exit(forklift_keeps_capabilities() == 0 ? 0 : 1)
+        }
+        try #require(child > 0)
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) == -1 && errno == EINTR {}
+        #expect(status == 0, "exit status \(status >> 8): 1 = capabilities left, 2 = could not drop root")
+    }
 }

@@ -40,19 +40,14 @@ enum PrivilegesReader {
         var primary: UInt32?
         var userName: String?
         if let userText {
-            let entry = Accounts.user(named: userText) ?? accountNumber(userText).flatMap { Accounts.user(id: $0) }
-            guard let id = entry?.id ?? accountNumber(userText) else {
-                throw table.error("user", "there is no user \"\(userText)\" on this machine (a user name, or a number)")
-            }
-            privileges.user = .init(name: entry?.name ?? userText, id: id)
-            primary = entry?.groupID
-            userName = entry?.name
+            let user = try AccountLookup.user(userText, key: "user", table)
+            privileges.user = .init(name: user.entry?.name ?? userText, id: user.id)
+            primary = user.entry?.groupID
+            userName = user.entry?.name
         }
         if let groupText {
-            guard let id = Accounts.groupID(named: groupText) ?? accountNumber(groupText) else {
-                throw table.error("group", "there is no group \"\(groupText)\" on this machine (a group name, or a number)")
-            }
-            privileges.group = .init(name: Accounts.groupID(named: groupText) != nil ? groupText : Accounts.describeGroup(id), id: id)
+            let id = try AccountLookup.group(groupText, key: "group", table)
+            privileges.group = .init(name: accountNumber(groupText) == nil ? groupText : Accounts.describeGroup(id), id: id)
         } else if let primary {
             privileges.group = .init(name: Accounts.describeGroup(primary), id: primary)
         } else if let user = privileges.user {
@@ -108,11 +103,4 @@ enum PrivilegesReader {
         var isDirectory: ObjCBool = false
         return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
     }
-}
-
-/// A user or group given as a number; nil for anything else, and for (id_t)-1, which the
-/// system calls read as "leave it".
-func accountNumber(_ text: String) -> UInt32? {
-    guard !text.isEmpty, text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else { return nil }
-    return UInt32(text).flatMap { $0 == UInt32.max ? nil : $0 }
 }

@@ -35,7 +35,7 @@ enum PluginFileTrust {
     }
 
     /// "/srv/app/lib/x.so" -> "/srv/app/lib", "/srv/app", "/srv", "/".
-    private static func directories(above path: String) -> [String] {
+    static func directories(above path: String) -> [String] {
         var components = path.split(separator: "/").dropLast()
         var result: [String] = []
         while !components.isEmpty {

@@ -124,14 +124,7 @@ enum PrivilegeDrop {
     }
 
     private static func rootOwnsTheWay(to path: String) -> Bool {
-        var components = path.split(separator: "/").dropLast()
-        var directories = ["/"]
-        var prefix = ""
-        while !components.isEmpty {
-            prefix += "/" + components.removeFirst()
-            directories.append(prefix)
-        }
-        return directories.allSatisfy { directory in
+        PluginFileTrust.directories(above: path).allSatisfy { directory in
             var status = stat()
             guard lstat(directory, &status) == 0, status.st_mode & S_IFMT == S_IFDIR, status.st_uid == 0 else { return false }
             return status.st_mode & 0o022 == 0 || status.st_mode & UInt32(S_ISVTX) != 0

@@ -80,31 +80,18 @@ public enum SocketActivation {
         guard type == Int32(SOCK_STREAM.rawValue), getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0, listening != 0 else {
             return .failure(Problem(description: "descriptor \(fd) is not a listening stream socket (ListenStream= in the socket unit)"))
         }
-        var storage = sockaddr_storage()
-        var size = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let named = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &size) == 0 } }
-        guard named else { return .failure(Problem(description: "descriptor \(fd): getsockname: \(String(cString: strerror(errno)))")) }
-        return withUnsafePointer(to: &storage) { pointer -> Result<BoundAddress, Problem> in
-            switch Int32(pointer.pointee.ss_family) {
-            case AF_UNIX:
-                return pointer.withMemoryRebound(to: sockaddr_un.self, capacity: 1) { address in
-                    let path = withUnsafeBytes(of: address.pointee.sun_path) { bytes in String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self) }
-                    return path.hasPrefix("/") ? .success(.unix(path: path))
-                        : .failure(Problem(description: "descriptor \(fd) is an abstract or unnamed unix socket (give ListenStream= a path)"))
-                }
-            case AF_INET:
-                return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
-                    var ip = address.pointee.sin_addr
-                    return .success(.inet(host: IPAddress.text(withUnsafeBytes(of: &ip) { Array($0) }) ?? "?", port: UInt16(bigEndian: address.pointee.sin_port)))
-                }
-            case AF_INET6:
-                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
-                    var ip = address.pointee.sin6_addr
-                    return .success(.inet(host: IPAddress.text(withUnsafeBytes(of: &ip) { Array($0) }) ?? "?", port: UInt16(bigEndian: address.pointee.sin6_port)))
-                }
-            default:
-                return .failure(Problem(description: "descriptor \(fd) is a socket of a family Forklift does not serve"))
-            }
+        if let inet = IPAddress.local(of: fd) {
+            return .success(.inet(host: IPAddress.text(inet.bytes) ?? "?", port: inet.port))
         }
+        var address = sockaddr_un()
+        var size = socklen_t(MemoryLayout<sockaddr_un>.size)
+        let named = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &size) == 0 } }
+        guard named else { return .failure(Problem(description: "descriptor \(fd): getsockname: \(String(cString: strerror(errno)))")) }
+        guard Int32(address.sun_family) == AF_UNIX else {
+            return .failure(Problem(description: "descriptor \(fd) is a socket of a family Forklift does not serve"))
+        }
+        let path = withUnsafeBytes(of: address.sun_path) { bytes in String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self) }
+        return path.hasPrefix("/") ? .success(.unix(path: path))
+            : .failure(Problem(description: "descriptor \(fd) is an abstract or unnamed unix socket (give ListenStream= a path)"))
     }
 }
