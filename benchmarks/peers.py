@@ -481,7 +481,8 @@ def private_dirty(server):
     return {"median_kib": statistics.median(values) if values else None, "max_kib": max(values) if values else None, "workers": len(values)}
 
 def traced_replacements(server, drive):
-    """Worker exit -> its replacement waiting for a connection (its first epoll_wait), from
+    """Worker leaving (its "leaving PID" to the host, else its exit_group) -> its replacement
+    waiting for a connection (its first epoll_wait), from
     perf's sched and syscall tracepoints, system-wide (per-process tracing that follows forks
     made each fork several milliseconds slower), kept to this host's workers, while `drive()`
     makes workers leave; perf's times are microseconds. None without perf."""
@@ -494,6 +495,9 @@ def traced_replacements(server, drive):
     data = os.path.join(server.dir, f"perf-{time.monotonic_ns()}.data")
     only_forklift = 'comm ~ "forklift*"'
     recorder = subprocess.Popen([perf, "record", "-q", "-a", "-o", data, "-e", "sched:sched_process_exit", "-e", "sched:sched_process_fork",
+                                 "-e", "syscalls:sys_enter_exit_group", "--filter", only_forklift,
+                                 # A worker's "leaving PID" to its host (responses are longer).
+                                 "-e", "syscalls:sys_enter_write", "--filter", only_forklift + " && count < 24",
                                  "-e", "syscalls:sys_enter_epoll_wait", "--filter", only_forklift,
                                  "-e", "syscalls:sys_enter_epoll_pwait", "--filter", only_forklift,
                                  "-e", "syscalls:sys_exit_wait4", "--filter", only_forklift,
@@ -517,7 +521,7 @@ def traced_replacements(server, drive):
             events.append((float(m.group(2)), int(m.group(1)), m.group(3), m.group(4)))
     if os.path.exists(data):
         os.unlink(data)
-    exits, forks, first_wait, reaped, clones, clone_entered = [], [], {}, {}, [], None
+    exits, forks, first_wait, reaped, clones, clone_entered, notices = [], [], {}, {}, [], None, {}
     for at, pid, event, trace in sorted(events):
         if event.endswith("sys_enter_clone") and pid == host:
             clone_entered = at
@@ -536,28 +540,32 @@ def traced_replacements(server, drive):
             if child:
                 forks.append((at, int(child.group(1))))
                 ours.add(int(child.group(1)))
-        elif event.endswith("sched_process_exit") and pid in ours:
-            exits.append((at, pid))
+        elif event.endswith("sys_enter_write") and pid in ours and pid in first_wait:
+            notices[pid] = at  # its last short write once serving: "leaving PID"
+        elif event.endswith("sys_enter_exit_group") and pid in ours:
+            # The worker leaves when it tells its host (the host forks the replacement then;
+            # the worker may be preempted before its exit_group), or at its exit_group.
+            exits.append((min(at, notices.get(pid, at)), at, pid))
         elif "epoll" in event and pid in ours and pid not in first_wait:
             first_wait[pid] = at
     total, to_reap, to_fork, to_wait = [], [], [], []
     used = 0
-    for exited, pid in exits:  # each exit with the host's next fork after it
-        while used < len(forks) and forks[used][0] < exited:
+    for left, exited, pid in sorted(exits):  # each leaving worker with the host's next fork after it
+        while used < len(forks) and forks[used][0] < left:
             used += 1
         if used >= len(forks):
             break
         forked, child = forks[used]
         used += 1
         if child in first_wait:
-            total.append((first_wait[child] - exited) * 1000)
-            to_fork.append((forked - exited) * 1000)
+            total.append((first_wait[child] - left) * 1000)
+            to_fork.append((forked - left) * 1000)
             to_wait.append((first_wait[child] - forked) * 1000)
             if pid in reaped:
                 to_reap.append((reaped[pid] - exited) * 1000)
     if not total:
         return None
-    return {"method": "perf tracepoints: worker exit -> the host's fork -> the new worker's first epoll_wait",
+    return {"method": "perf tracepoints: worker leaving ('leaving PID' to its host, or its exit_group) -> the host's fork -> the new worker's first epoll_wait",
             "count": len(total), "median_ms": statistics.median(total), "p90_ms": fcgi.percentile(total, 0.9),
             "max_ms": max(total), "exit_to_reaped_median_ms": statistics.median(to_reap) if to_reap else None,
             "fork_syscall_median_ms": statistics.median(clones) if clones else None,
@@ -566,9 +574,9 @@ def traced_replacements(server, drive):
 def replacement_split(r):
     if "exit_to_fork_median_ms" not in r:
         return ""
-    reaped = f"exit to reaped (the host's wait4) {r['exit_to_reaped_median_ms']:.3f} ms, " if r.get("exit_to_reaped_median_ms") is not None else ""
+    reaped = f"exit_group to reaped (the host's wait4) {r['exit_to_reaped_median_ms']:.3f} ms, " if r.get("exit_to_reaped_median_ms") is not None else ""
     clone = f" (the host's fork() itself {r['fork_syscall_median_ms']:.3f} ms)" if r.get("fork_syscall_median_ms") is not None else ""
-    return f"; {reaped}exit to fork {r['exit_to_fork_median_ms']:.3f} ms, fork to waiting {r['fork_to_wait_median_ms']:.3f} ms{clone}"
+    return f"; {reaped}leaving to fork {r['exit_to_fork_median_ms']:.3f} ms, fork to waiting {r['fork_to_wait_median_ms']:.3f} ms{clone}"
 
 def replacement_under_load(server, args):
     """max_requests = 100 under load: workers retire every few milliseconds."""

@@ -19,7 +19,8 @@ struct WorkerPool {
     let plugins: [PluginInstance]
     let signals: SignalPipe
     let workerBody: WorkerBody
-    /// Workers write "ready PID" or "failed PID reason" here after their worker init.
+    /// Workers write "ready PID" or "failed PID reason" here after their worker init, and
+    /// "leaving PID" when they leave of their own accord.
     private let readyPipe: Pipe
     /// Workers wait on the read end until the generation goes live; closing the write end
     /// (at the master's USR2) lets all of them, and every later one, serve.
@@ -119,6 +120,7 @@ struct WorkerPool {
                 guard fields.count >= 2, let pid = pid_t(fields[1]) else { continue }
                 switch fields[0] {
                 case "ready": pending.append(.workerReady(pid: pid))
+                case "leaving": pending.append(.workerLeaving(pid: pid))
                 case "failed": pending.append(.workerInitFailed(pid: pid, reason: fields.count > 2 ? fields[2] : "worker \(pid): worker init failed"))
                 default: break
                 }

@@ -76,6 +76,11 @@ public enum Worker {
         log.debug("worker leaving: \(reason)", metadata: ["served": "\(loop.served)"])
         launch.slot.set(.exiting)
         for plugin in launch.plugins { plugin.workerExit() }
+        // Its last act: the host forks the replacement now, while the kernel tears this
+        // process down (most of a millisecond), rather than once it has reaped it. Not for a
+        // retired generation (nothing replaces its workers) or a failed accept (an exit the
+        // host must see as a failure).
+        if !loop.acceptFailed && !launch.board.isRetired { try? writeAll(launch.readyFD, "leaving \(getpid())\n") }
         ChildProcess.exitImmediately(loop.acceptFailed ? WorkerExitCode.setupFailed : WorkerExitCode.normal)
     }
 

@@ -41,7 +41,7 @@ import Testing
             let context = "\(manager) seed \(seed) step \(step)"
             var ticked = false
             let alive = pool.alive.sorted()
-            switch random.next(10) {
+            switch random.next(11) {
             case 0, 1:
                 guard let deadline = pool.core.nextDeadline else { break }
                 #expect(deadline > pool.now, "\(context): a deadline in the past")
@@ -72,6 +72,10 @@ import Testing
                     pool.send(.workerInitFailed(pid: pid, reason: "worker \(pid): init failed"))
                     pool.exit(pid, .exited(3))
                 }
+            case 10 where !alive.isEmpty:
+                // It says it leaves; its exit comes at a later step (case 4), or never before the end.
+                let pid = alive[random.next(alive.count)]
+                if pool.core.workers[pid]?.ready != nil { pool.send(.workerLeaving(pid: pid)) }
             default:
                 break
             }

@@ -87,7 +87,7 @@ import Glibc
         try nginx.waitUntilServing()
 
         func recycles() -> Int {
-            server.log.components(separatedBy: "\n").filter { $0.contains("retired after serving its requests; replacing it") }.count
+            server.log.components(separatedBy: "\n").filter { $0.contains("retired after serving its requests") }.count
         }
         let load = PostLoad(clients: 3, port: nginx.keptPort)
         defer { _ = load.stop() }

@@ -12,7 +12,7 @@ import Testing
         let kept = try KeptConnection(server.www)
         let first = try kept.get("/behaviors")
         #expect(first.status == 200)
-        try server.waitForLog("retired after serving its requests; replacing it")
+        try server.waitForLog("retired after serving its requests")
         #expect(!kept.closedByServer(within: 0.2), "the worker left; its connection did not close")
         let second = try kept.get("/behaviors")
         #expect(second.status == 200)
@@ -41,7 +41,7 @@ import Testing
         defer { server.shutdown() }
         let kept = try KeptConnection(server.www)
         #expect(try kept.get("/behaviors").status == 200)
-        try server.waitForLog("retired after serving its requests; replacing it")
+        try server.waitForLog("retired after serving its requests")
         #expect(kept.closedByServer(within: 5))
         try server.waitForLog("closing a parked connection: idle for keepalive_timeout (0.5 s)")
     }
@@ -50,7 +50,7 @@ import Testing
         let server = try ForkliftServer(config: sizedPool("max_children = 1\nmax_requests = 1\nkeepalive_timeout = \"60s\""))
         let kept = try KeptConnection(server.www)
         #expect(try kept.get("/behaviors").status == 200)
-        try server.waitForLog("retired after serving its requests; replacing it")
+        try server.waitForLog("retired after serving its requests")
         server.signal(SIGTERM)
         #expect(server.waitForExit() == 0)
         #expect(kept.closedByServer(within: 5))

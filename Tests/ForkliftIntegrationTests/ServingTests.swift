@@ -159,6 +159,8 @@ enum Transport: String, CaseIterable, CustomTestStringConvertible {
         // 50 requests at 5 per worker: at least 10 workers; 8 leaves room for scheduling.
         #expect(pids.count >= 8, "only \(pids.count) distinct workers served 50 requests")
         #expect(server.log.contains("retired after serving its requests"))
+        // Replaced when it said it was leaving, not once it was reaped (PoolCore.workerLeaving).
+        #expect(server.log.contains("its replacement was forked as it left"))
     }
 
     @Test func processTitlesNameRolePoolAndGeneration() throws {

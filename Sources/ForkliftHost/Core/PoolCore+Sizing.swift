@@ -15,8 +15,8 @@ struct Observation: Equatable {
 /// Pool sizing, as PHP-FPM's `fpm_pctl_perform_idle_server_maintenance` does it, once a second.
 extension PoolCore {
     /// Workers not told to leave for good (one recycled for its memory is replaced once it
-    /// exits, so that the pool never has more than its size).
-    var staying: [Worker] { workers.values.filter { $0.dismissed == nil || $0.dismissed == .memory } }
+    /// exits, so that the pool never has more than its size), nor leaving of their own accord.
+    var staying: [Worker] { workers.values.filter { !$0.leaving && ($0.dismissed == nil || $0.dismissed == .memory) } }
 
     /// The state its slot says, if the slot is this worker's.
     func state(of worker: Worker, in observation: Observation?) -> WorkerState? {

@@ -37,6 +37,9 @@ struct PoolCore {
         var dismissed: Dismissal?
         /// An ondemand probe: proves worker init at start, then leaves.
         var isProbe = false
+        /// It said it is leaving (its loop is over, it serves no more): its replacement is
+        /// forked then, while the kernel still tears the old process down, not once it is reaped.
+        var leaving = false
     }
 
     enum Event: Equatable {
@@ -46,6 +49,9 @@ struct PoolCore {
         case forkFailed(slot: Int, reason: String)
         case workerReady(pid: pid_t)
         case workerInitFailed(pid: pid_t, reason: String)
+        /// "leaving PID": the worker left its request loop of its own accord (max_requests, a
+        /// stop signal that was not the host's) and exits next.
+        case workerLeaving(pid: pid_t)
         /// `served`: it accepted at least one request; `active`: it died in the middle of one,
         /// `request` (as its slot said: "GET /x (plugin p, 0.3 s in)").
         case workerExited(pid: pid_t, status: ExitStatus, served: Bool, active: Bool, request: String? = nil)
@@ -162,6 +168,8 @@ struct PoolCore {
             actions += workerReady(pid, now: now)
         case .workerInitFailed(let pid, let reason):
             actions += workerInitFailed(pid, reason: reason, now: now)
+        case .workerLeaving(let pid):
+            actions += workerLeaving(pid, now: now)
         case .workerExited(let pid, let status, let served, let active, let request):
             actions += workerExited(pid, status: status, served: served, active: active, request: request, now: now)
         case .goLive:
@@ -298,6 +306,20 @@ struct PoolCore {
 
     // MARK: - Exits
 
+    /// A worker that leaves on its own is replaced as soon as it says so: from its exit to
+    /// its reap the kernel spends most of a millisecond unmapping it, and the pool is a
+    /// worker short meanwhile. Only a worker the pool would replace at its exit (not one told
+    /// to leave, nor one recycled for its memory, whose replacement waits so that the pool
+    /// never holds more than its size), and only with a slot free for the new one (the board
+    /// has twice max_children); otherwise the replacement waits for the reap, as before.
+    private mutating func workerLeaving(_ pid: pid_t, now: MonotonicInstant) -> [Action] {
+        guard phase == .serving, var worker = workers[pid], !worker.leaving, worker.dismissed == nil else { return [] }
+        worker.leaving = true
+        workers[pid] = worker
+        replacementsOwed += 1
+        return maintain(now: now, observation: lastObservation)
+    }
+
     private mutating func workerExited(_ pid: pid_t, status: ExitStatus, served: Bool, active: Bool, request: String?,
                                        now: MonotonicInstant) -> [Action] {
         guard let worker = workers.removeValue(forKey: pid) else { return [] }
@@ -327,7 +349,7 @@ struct PoolCore {
         case (.exited(0), .scaledDown?):
             actions.append(.log(.info, "worker \(pid) left: the pool was scaled down to \(target)"))
         case (.exited(0), _):
-            actions.append(.log(.info, "worker \(pid) retired after serving its requests; replacing it"))
+            actions.append(.log(.info, "worker \(pid) retired after serving its requests; \(worker.leaving ? "its replacement was forked as it left" : "replacing it")"))
         default:
             let died = served || worker.proven
                 ? "worker \(pid) \(status) after \(Formatting.oneDecimal(lived)) s\(active ? " in the middle of a request" + (request.map { ": \($0)" } ?? "") : "")"
@@ -345,7 +367,8 @@ struct PoolCore {
             }
         }
         if phase == .serving {
-            if worker.dismissed != .idle && worker.dismissed != .scaledDown && worker.dismissed != .probe { replacementsOwed += 1 }
+            // One that said it was leaving is owed already (and its replacement maybe forked).
+            if !worker.leaving && worker.dismissed != .idle && worker.dismissed != .scaledDown && worker.dismissed != .probe { replacementsOwed += 1 }
             actions += maintain(now: now, observation: lastObservation)
         }
         return actions
@@ -367,7 +390,7 @@ struct PoolCore {
         var lines = ["pool \(settings.pool) gen \(settings.generation) host \(hostPID): phase \(phase), \(isLive ? "live" : "gated"), pm \(settings.processManager.rawValue), target \(target), \(workers.count) workers, spawn rate \(spawnRate), \(failures.summary(now: now))"]
         for worker in workers.values.sorted(by: { $0.slot < $1.slot }) {
             let ready = worker.ready.map { "ready \(Formatting.oneDecimal($0.seconds(until: now))) s ago" } ?? "in worker init"
-            lines.append("  worker \(worker.pid) slot \(worker.slot): forked \(Formatting.oneDecimal(worker.forked.seconds(until: now))) s ago, \(ready)\(worker.dismissed.map { ", dismissed (\($0))" } ?? "")")
+            lines.append("  worker \(worker.pid) slot \(worker.slot): forked \(Formatting.oneDecimal(worker.forked.seconds(until: now))) s ago, \(ready)\(worker.dismissed.map { ", dismissed (\($0))" } ?? "")\(worker.leaving ? ", leaving" : "")")
         }
         return lines
     }
