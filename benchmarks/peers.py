@@ -492,6 +492,10 @@ def traced_replacements(server, drive):
         return None
     host = hosts[0]
     ours = set(server.workers_pids())
+    # Workers already waiting when the trace starts may never enter epoll_wait again before
+    # they leave; their ready line was written before the trace, so any short write of theirs
+    # is the notice.
+    serving = set(ours)
     data = os.path.join(server.dir, f"perf-{time.monotonic_ns()}.data")
     only_forklift = 'comm ~ "forklift*"'
     recorder = subprocess.Popen([perf, "record", "-q", "-a", "-o", data, "-e", "sched:sched_process_exit", "-e", "sched:sched_process_fork",
@@ -540,7 +544,7 @@ def traced_replacements(server, drive):
             if child:
                 forks.append((at, int(child.group(1))))
                 ours.add(int(child.group(1)))
-        elif event.endswith("sys_enter_write") and pid in ours and pid in first_wait:
+        elif event.endswith("sys_enter_write") and pid in ours and (pid in first_wait or pid in serving):
             notices[pid] = at  # its last short write once serving: "leaving PID"
         elif event.endswith("sys_enter_exit_group") and pid in ours:
             # The worker leaves when it tells its host (the host forks the replacement then;
