@@ -7,7 +7,10 @@ Cases (2 workers unless said): hello world with a new connection per request and
 connection (FCGI_KEEP_CONN); a 64 KiB response; a 1 MiB POST body echoed; a handler that takes
 5 ms (4 workers, 8 clients: throughput against workers / 5 ms); 64 clients on 4 workers (p99,
 max and fairness); end to end through nginx with wrk; hello world at concurrency 1..64 (the
-chart). Then Forklift alone: recycling (max_requests = 100 against 0), worker replacement time
+chart). Each of those is closed loop: every client sends again once answered, so a faster
+server also loads the shared cores more. The fixed-rate cases (hello, 64 KiB, 1 MiB echo, and
+hello on 4 workers with up to 64 clients) offer every server the same requests per second on a
+schedule and time each request from when it was due: latency at equal load. Then Forklift alone: recycling (max_requests = 100 against 0), worker replacement time
 (worker exit to the new worker waiting for a connection, from perf's scheduler and syscall
 tracepoints), idle CPU of every server's processes over --idle-seconds, and Private_Dirty per
 idle worker.
@@ -299,8 +302,10 @@ def stop_servers(servers):
 # ---------- measuring ----------
 
 class Case:
-    def __init__(self, key, title, path, connections=2, keep=False, query="", body=0, expect=None, min_length=-1, workers=2, http=False):
-        self.key, self.title, self.path, self.connections, self.keep = key, title, path, connections, keep
+    def __init__(self, key, title, path, connections=2, keep=False, query="", body=0, expect=None, min_length=-1, workers=2, http=False, rate=0):
+        # rate: requests per second offered on a schedule, on up to `connections` (open loop);
+        # 0: each client sends again as soon as it is answered (closed loop)
+        self.key, self.title, self.path, self.connections, self.keep, self.rate = key, title, path, connections, keep, rate
         self.query, self.body, self.expect, self.min_length, self.workers, self.http = query, body, expect, min_length, workers, http
 
 def loadgen(server, case, seconds, warmup):
@@ -310,6 +315,8 @@ def loadgen(server, case, seconds, warmup):
                "-p", f"SCRIPT_FILENAME={getattr(server, 'script', '/var/www/hello.php')}"]
     if case.keep:
         command.append("-k")
+    if case.rate:
+        command += ["-R", str(case.rate)]
     if case.query:
         command += ["--query", case.query]
     if case.body:
@@ -322,7 +329,10 @@ def loadgen(server, case, seconds, warmup):
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"fcgi-load failed: {result.stderr.strip()}")
-    return json.loads(lines[-1])
+    measured = json.loads(lines[-1])
+    if case.rate:
+        measured["per_connection"] = {}  # on a schedule, the first free connection takes the next request: no fairness to see
+    return measured
 
 def wrk(port, seconds, connections=8):
     """wrk against nginx; the same figures as the load generator's."""
@@ -851,7 +861,16 @@ def main():
                      Case("hello_keep", f"hello, kept connection, {w} clients", "/hello", connections=w, keep=True, expect=HELLO, workers=w),
                      Case("big64k", f"64 KiB response, {w} clients", "/behaviors/sleep", query="ms=0", connections=w, expect="slept ", min_length=65536, workers=w),
                      Case("echo1m", f"1 MiB POST echoed, {w} clients", "/echo/bench", body=1 << 20, connections=w,
-                          expect="body-length: 1048576", min_length=1 << 20, workers=w)]
+                          expect="body-length: 1048576", min_length=1 << 20, workers=w),
+                     # The same work at the same offered load for every server (about half of what
+                     # the slowest peer does closed loop): latency at equal load, where the closed
+                     # loop above compares tails at different throughputs on the same two cores.
+                     Case("hello_rate", "hello at 12,000/s offered, new connection per request, up to 16 clients", "/hello",
+                          connections=16, rate=12000, expect=HELLO, workers=w),
+                     Case("big64k_rate", "64 KiB response at 3,000/s offered, up to 16 clients", "/behaviors/sleep", query="ms=0",
+                          connections=16, rate=3000, expect="slept ", min_length=65536, workers=w),
+                     Case("echo1m_rate", "1 MiB POST echoed at 400/s offered, up to 16 clients", "/echo/bench", body=1 << 20,
+                          connections=16, rate=400, expect="body-length: 1048576", min_length=1 << 20, workers=w)]
             if use_nginx:
                 nginx = Nginx(directory, servers)
                 cases.append(Case("nginx", "hello through nginx + wrk, 8 connections", "/hello", connections=8, http=True, workers=w))
@@ -885,7 +904,9 @@ def main():
         try:
             cases = [Case("sleep5", f"5 ms handler, {w4} workers, {2 * w4} clients", "/behaviors/sleep", query="ms=5", connections=2 * w4,
                           expect="slept ", min_length=65536, workers=w4),
-                     Case("c64", f"hello, 64 clients on {w4} workers (new connection per request)", "/hello", connections=64, expect=HELLO, workers=w4)]
+                     Case("c64", f"hello, 64 clients on {w4} workers (new connection per request)", "/hello", connections=64, expect=HELLO, workers=w4),
+                     Case("c64_rate", f"hello at 16,000/s offered on {w4} workers, up to 64 clients (new connection per request)", "/hello",
+                          connections=64, rate=16000, expect=HELLO, workers=w4)]
             measure_cases(servers, cases, args, report["cases"])
             five = report["cases"]["sleep5"]["servers"]
             say(f"    against workers / 5 ms = {w4 / 0.005:.0f}/s: " + ", ".join(f"{NAMES[n]} {s['rps'] / (w4 / 0.005):.3f}" for n, s in five.items() if s))

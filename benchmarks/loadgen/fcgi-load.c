@@ -10,6 +10,11 @@
  *   -n, --requests N        stop after N requests
  *   -w, --warmup S          seconds run before measuring (not counted; default 0)
  *   -k, --keep-conn         FCGI_KEEP_CONN: many requests per connection (default: one per connection)
+ *   -R, --rate R            open loop: R requests per second in all, on schedule, on at most -c
+ *                           connections; a request's latency counts from when it was due (so a
+ *                           server that falls behind pays for the queue it causes: no
+ *                           coordinated omission). Without it, each connection sends its next
+ *                           request as soon as the last one is answered (closed loop).
  *   --path P                the request's path (default /), as DOCUMENT_URI, SCRIPT_NAME, REQUEST_URI
  *   --query Q               QUERY_STRING (and REQUEST_URI's query)
  *   -X, --method M          REQUEST_METHOD (default GET, POST with a body)
@@ -30,7 +35,7 @@
  * spread of requests over connections (min, max, Jain's fairness index).
  *
  * A request's latency runs from its first byte sent (from the connect, for a new connection
- * per request) to its END_REQUEST. A kept connection the server closes before answering any
+ * per request; from when it was due, with --rate) to its END_REQUEST. A kept connection the server closes before answering any
  * byte of the next request is reopened and the request sent again ("reconnects", not errors:
  * what nginx does for an idle upstream connection closed under it).
  */
@@ -123,6 +128,7 @@ static struct {
     char **params; int nparams;
     long body_size; char *body_file;
     int expect_status; long expect_length, expect_min_length; char *expect_substring;
+    double rate;
 } opt = { .connections = 1, .threads = 1, .duration = 2, .timeout = 30, .requests = 0,
           .path = "/", .query = "", .expect_status = 200, .expect_length = -1, .expect_min_length = -1 };
 
@@ -294,6 +300,7 @@ typedef struct {
     size_t stdout_length;
     long served;
     uint64_t retry_at;              /* a unix connect that found the backlog full waits */
+    uint64_t due;                   /* --rate: when the request it carries was due (0: none) */
 } connection;
 
 typedef struct {
@@ -301,6 +308,8 @@ typedef struct {
     connection *connections;
     histogram latency;
     uint64_t errors[E_KINDS], reconnects, connect_retries, completed, bytes;
+    uint64_t next_due, interval;    /* --rate: this thread's schedule (its share of the rate) */
+    uint64_t late;                  /* --rate: requests sent more than 1 ms after they were due */
     pthread_t thread;
 } worker;
 
@@ -337,7 +346,7 @@ static void begin_response(connection *c) {
 static void send_more(worker *w, connection *c);
 
 static void start_request(worker *w, connection *c, uint64_t now) {
-    c->started = now;
+    c->started = c->due ? c->due : now;
     c->sent = 0;
     begin_response(c);
     if (c->fd < 0) {
@@ -372,13 +381,38 @@ static void start_request(worker *w, connection *c, uint64_t now) {
 
 static void next_request(worker *w, connection *c, uint64_t now) {
     if (!opt.keep) close_connection(w, c);
+    if (opt.rate > 0) {
+        c->due = 0; /* free for the next request due (a kept connection stays open, idle) */
+        c->state = IDLE;
+        if (c->fd >= 0) watch(w, c, EPOLLIN, EPOLL_CTL_MOD);
+        return;
+    }
     if (claim_request()) start_request(w, c, now);
     else close_connection(w, c);
+}
+
+/* --rate: starts every request due by now on a free connection; the ones that find none wait
+ * for one, their latency counting from when they were due. */
+static void start_due(worker *w, uint64_t now) {
+    while (w->next_due <= now) {
+        connection *free_one = NULL;
+        for (int i = 0; i < w->count && !free_one; i++) {
+            connection *c = &w->connections[i];
+            if (c->state == IDLE && !c->retry_at && !c->due) free_one = c;
+        }
+        if (!free_one) return;
+        if (!claim_request()) return;
+        free_one->due = w->next_due;
+        w->next_due += w->interval;
+        if (free_one->due >= measure_from && now - free_one->due > 1000000) w->late++;
+        start_request(w, free_one, now);
+    }
 }
 
 static void fail(worker *w, connection *c, int kind, uint64_t now) {
     if (c->started >= measure_from && now <= measure_until) w->errors[kind]++;
     close_connection(w, c);
+    c->due = 0; /* --rate: that request is lost (an error); the schedule goes on */
     c->retry_at = now + (kind == E_CONNECT ? 1000000 : 1); /* nonzero: start again */
 }
 
@@ -515,9 +549,14 @@ static void *run(void *argument) {
     worker *w = argument;
     struct epoll_event events[256];
     uint64_t now = now_ns();
-    for (int i = 0; i < w->count; i++) {
-        connection *c = &w->connections[i];
-        if (claim_request()) start_request(w, c, now);
+    if (opt.rate > 0) {
+        w->interval = (uint64_t)(1e9 * opt.threads / opt.rate);
+        w->next_due = now + w->interval * (uint64_t)w->index / (uint64_t)opt.threads; /* the threads take turns */
+    } else {
+        for (int i = 0; i < w->count; i++) {
+            connection *c = &w->connections[i];
+            if (claim_request()) start_request(w, c, now);
+        }
     }
     uint64_t last_sweep = now;
     for (;;) {
@@ -529,7 +568,17 @@ static void *run(void *argument) {
         }
         int timeout = 100;
         for (int i = 0; i < w->count; i++) if (w->connections[i].state == IDLE && w->connections[i].retry_at) timeout = 1;
-        int n = epoll_wait(w->epoll, events, 256, timeout);
+        int n;
+        if (opt.rate > 0) {
+            start_due(w, now);
+            /* until the next request is due, to the microsecond (epoll_wait's milliseconds are too coarse) */
+            uint64_t wait = w->next_due > now ? w->next_due - now : 0;
+            if (wait > (uint64_t)timeout * 1000000) wait = (uint64_t)timeout * 1000000;
+            struct timespec until = { (time_t)(wait / 1000000000), (long)(wait % 1000000000) };
+            n = epoll_pwait2(w->epoll, events, 256, &until, NULL);
+        } else {
+            n = epoll_wait(w->epoll, events, 256, timeout);
+        }
         now = now_ns();
         for (int i = 0; i < n; i++) {
             connection *c = events[i].data.ptr;
@@ -544,13 +593,17 @@ static void *run(void *argument) {
                 continue;
             }
             if ((events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && c->state != IDLE) receive(w, c);
+            else if (c->state == IDLE && (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+                close_connection(w, c); /* --rate: the server closed an idle kept connection */
+                continue;
+            }
             if (c->fd >= 0 && c->state == SENDING && (events[i].events & EPOLLOUT)) send_more(w, c);
         }
         for (int i = 0; i < w->count; i++) {
             connection *c = &w->connections[i];
             if (c->state == IDLE && c->retry_at && now >= c->retry_at) {
                 c->retry_at = 0;
-                if (claim_request()) start_request(w, c, now);
+                if (c->due || (opt.rate <= 0 && claim_request())) start_request(w, c, now); /* a due request keeps its time */
             }
         }
         now = now_ns(); /* requests started above may be later than the epoll's time */
@@ -560,7 +613,7 @@ static void *run(void *argument) {
                 connection *c = &w->connections[i];
                 if (c->state != IDLE && now > c->started && now - c->started > (uint64_t)(opt.timeout * 1e9)) {
                     fail(w, c, E_TIMEOUT, now);
-                    if (claim_request()) start_request(w, c, now);
+                    if (opt.rate <= 0 && claim_request()) start_request(w, c, now);
                 }
             }
         }
@@ -571,7 +624,7 @@ static void *run(void *argument) {
 /* ---------- main ---------- */
 
 static void usage(void) {
-    fputs("usage: fcgi-load --connect unix:PATH|PATH|HOST:PORT [-c N] [-t N] [-d S | -n N] [-w S] [-k]\n"
+    fputs("usage: fcgi-load --connect unix:PATH|PATH|HOST:PORT [-c N] [-t N] [-d S | -n N] [-w S] [-k] [-R RATE]\n"
           "       [--path P] [--query Q] [-X M] [-p K=V]... [--body-size N | --body-file F]\n"
           "       [--expect-status N] [--expect-length N] [--expect-min-length N] [--expect-substring S]\n"
           "       [--timeout S] [--label L] [--quiet] [--show]\n", stderr);
@@ -596,11 +649,11 @@ int main(int argc, char **argv) {
         { "method", 1, 0, 'X' }, { "param", 1, 0, 'p' }, { "body-size", 1, 0, 'b' },
         { "body-file", 1, 0, 'B' }, { "expect-status", 1, 0, 's' }, { "expect-length", 1, 0, 'l' },
         { "expect-min-length", 1, 0, 'm' }, { "expect-substring", 1, 0, 'S' }, { "timeout", 1, 0, 'T' },
-        { "label", 1, 0, 'L' }, { "quiet", 0, 0, 'q' }, { "show", 0, 0, 'V' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
+        { "rate", 1, 0, 'R' }, { "label", 1, 0, 'L' }, { "quiet", 0, 0, 'q' }, { "show", 0, 0, 'V' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
     };
     opt.params = calloc((size_t)argc, sizeof(char *));
     int o;
-    while ((o = getopt_long(argc, argv, "c:t:d:n:w:kX:p:qh", long_options, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "c:t:d:n:w:kR:X:p:qh", long_options, NULL)) != -1) {
         switch (o) {
         case 'C': opt.connect = optarg; break;
         case 'c': opt.connections = atoi(optarg); break;
@@ -609,6 +662,7 @@ int main(int argc, char **argv) {
         case 'n': opt.requests = atol(optarg); break;
         case 'w': opt.warmup = atof(optarg); break;
         case 'k': opt.keep = 1; break;
+        case 'R': opt.rate = atof(optarg); break;
         case 'P': opt.path = optarg; break;
         case 'Q': opt.query = optarg; break;
         case 'X': opt.method = optarg; break;
@@ -647,7 +701,7 @@ int main(int argc, char **argv) {
         pthread_create(&w->thread, NULL, run, w);
     }
     histogram *total = calloc(1, sizeof(histogram));
-    uint64_t errors[E_KINDS] = {0}, reconnects = 0, retries = 0, completed_count = 0, bytes = 0, error_total = 0;
+    uint64_t errors[E_KINDS] = {0}, reconnects = 0, retries = 0, completed_count = 0, bytes = 0, error_total = 0, late = 0;
     long served_min = -1, served_max = 0;
     double served_sum = 0, served_squares = 0;
     for (int t = 0; t < opt.threads; t++) {
@@ -659,7 +713,7 @@ int main(int argc, char **argv) {
         if (w->latency.min && (!total->min || w->latency.min < total->min)) total->min = w->latency.min;
         for (int k = 0; k < E_KINDS; k++) { errors[k] += w->errors[k]; error_total += w->errors[k]; }
         reconnects += w->reconnects; retries += w->connect_retries;
-        completed_count += w->completed; bytes += w->bytes;
+        completed_count += w->completed; bytes += w->bytes; late += w->late;
         for (int i = 0; i < w->count; i++) {
             long s = w->connections[i].served;
             if (served_min < 0 || s < served_min) served_min = s;
@@ -687,6 +741,7 @@ int main(int argc, char **argv) {
         printf(", reconnects %llu, connect retries %llu\n", (unsigned long long)reconnects, (unsigned long long)retries);
         printf("  latency ms: mean %.3f, p50 %.3f, p90 %.3f, p99 %.3f, p99.9 %.3f, max %.3f\n", mean, p50, p90, p99, p999, max);
         printf("  requests per connection: min %ld, max %ld, Jain's fairness %.3f\n", served_min, served_max, jain);
+        if (opt.rate > 0) printf("  offered %.0f/s; %llu requests sent more than 1 ms after they were due\n", opt.rate, (unsigned long long)late);
     }
     printf("{\"label\":");
     json_string(opt.label ? opt.label : "");
@@ -701,6 +756,8 @@ int main(int argc, char **argv) {
     for (int k = 0; k < E_KINDS; k++) printf("%s\"%s\":%llu", k ? "," : "", error_names[k], (unsigned long long)errors[k]);
     printf("},\"reconnects\":%llu,\"connect_retries\":%llu,", (unsigned long long)reconnects, (unsigned long long)retries);
     printf("\"latency_ms\":{\"mean\":%.4f,\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"p999\":%.4f,\"max\":%.4f},", mean, p50, p90, p99, p999, max);
-    printf("\"per_connection\":{\"min\":%ld,\"max\":%ld,\"jain\":%.4f}}\n", served_min, served_max, jain);
+    printf("\"per_connection\":{\"min\":%ld,\"max\":%ld,\"jain\":%.4f}", served_min, served_max, jain);
+    if (opt.rate > 0) printf(",\"offered_rps\":%.1f,\"late\":%llu", opt.rate, (unsigned long long)late);
+    printf("}\n");
     return 0;
 }
