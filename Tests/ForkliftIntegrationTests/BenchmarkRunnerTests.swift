@@ -24,6 +24,15 @@ import Testing
             #expect((forklift["rps"] as? Double ?? 0) > 0, "\(key): requests answered")
             #expect(forklift["errors"] as? Int == 0, "\(key): no request failed its check")
         }
+        // The fixed-rate cases: open loop, so never more than what was offered (a closed loop
+        // answers Hello at several times 12,000/s here).
+        for (key, offered) in ["hello_rate": 12_000.0, "big64k_rate": 3_000, "echo1m_rate": 400, "c64_rate": 16_000] {
+            let servers = try #require(cases[key]?["servers"] as? [String: [String: Any]], "case \(key)")
+            let forklift = try #require(servers["forklift"], "Forklift measured in \(key)")
+            let rps = forklift["rps"] as? Double ?? 0
+            #expect(rps > 0 && rps <= offered * 1.02, "\(key): \(rps)/s answered of \(offered)/s offered")
+            #expect(forklift["errors"] as? Int == 0, "\(key): no request failed its check")
+        }
         let idle = try #require(report["idle"] as? [String: [String: Any]])
         #expect(idle["forklift"]?["master"] != nil && idle["forklift"]?["host"] != nil, "idle cost of master and host")
         let recycling = try #require(report["recycling"] as? [String: Any])
