@@ -39,6 +39,8 @@ struct AcceptLoop {
     private(set) var acceptFailed = false
     /// The connection the client keeps open, between requests.
     private var kept: Int32?
+    /// The request's empty STDIN came with its params (`RecordScanner`): it has no body.
+    private var stdinArrived = false
     private var keptIdleSince = MonotonicInstant.now()
     /// A listener readable while another worker listens: it will take the connection.
     private var listenerQuietUntil: MonotonicInstant?
@@ -109,14 +111,26 @@ struct AcceptLoop {
         return false
     }
 
-    /// Whether the client has sent all it will and the socket holds none of it: the body's
-    /// end was read, or the request declared none (its empty stdin came with the params), and
-    /// the receive queue is empty.
-    private func nothingMoreToRead(_ connection: Int32) -> Bool {
+    /// Whether the client has sent the end of the request's body: read, or seen right after
+    /// the params. A request that declared no body and whose empty stdin has not come yet
+    /// waits for it here (within request_read_timeout, as for the rest of the request), as
+    /// php-fpm's close does: closed before it came, the client's write of it would fail
+    /// (cgi-fcgi exits with EPIPE) or, on TCP, reset the connection under the response. False
+    /// for a body the handler left unread (a 413, an early answer): libfcgi's lingering close.
+    private func bodyHasEnded() -> Bool {
+        if FCGX_HasSeenEOF(request.pointee.in) != 0 || stdinArrived { return true }
         // No String per request: the value's bytes, "" or "0" for no body.
         let declared = FCGX_GetParam("CONTENT_LENGTH", request.pointee.envp)
         let noBody = declared.map { $0[0] == 0 || ($0[0] == CChar(UInt8(ascii: "0")) && $0[1] == 0) } ?? true
-        guard FCGX_HasSeenEOF(request.pointee.in) != 0 || noBody else { return false }
+        guard noBody else { return false }
+        // The response goes out first (all but its END_REQUEST); the client may be slow to end
+        // its stdin, not to read.
+        FCGX_FFlush(request.pointee.out)
+        return drainBody() && FCGX_HasSeenEOF(request.pointee.in) != 0
+    }
+
+    /// Whether the socket holds nothing more of the client's.
+    private func nothingMoreToRead(_ connection: Int32) -> Bool {
         var byte: UInt8 = 0
         return recv(connection, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
     }
@@ -351,12 +365,12 @@ struct AcceptLoop {
             request.pointee.keepConnection = 0
         } else if request.pointee.keepConnection != 0 && !drainBody() {
             request.pointee.keepConnection = 0 // too much left unread to keep the connection in step
-        } else if request.pointee.keepConnection == 0 && closesPlainly && nothingMoreToRead(connection) {
+        } else if request.pointee.keepConnection == 0 && bodyHasEnded() && closesPlainly && nothingMoreToRead(connection) {
             // libfcgi's close lingers (shutdown, poll, read, close) so that a client that still
             // sends gets no error that could cost it the response it has not read yet: a TCP
             // reset, or on a unix socket EPIPE and ECONNRESET once unread data was left behind.
-            // When nothing is left unread and nothing more will come (`nothingMoreToRead`), a
-            // unix socket's client reads all we wrote, then the end: a "detached" request is
+            // When nothing is left unread and nothing more will come (`bodyHasEnded`,
+            // `nothingMoreToRead`), a unix socket's client reads all we wrote, then the end: a "detached" request is
             // closed with close() alone, two system calls fewer. A body left unread (a 413, an
             // early answer) keeps the lingering close.
             request.pointee.detached = 1
@@ -383,7 +397,8 @@ struct AcceptLoop {
             if count < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { return .closed }
             let bytes = UnsafeRawBufferPointer(rebasing: peekBuffer[0..<max(0, count)])
             switch scanner.scan(bytes) {
-            case .complete:
+            case .complete(let stdinEnded):
+                stdinArrived = stdinEnded
                 return .ready
             case .management(let record, let length):
                 answer(record, length: length, on: connection)

@@ -206,6 +206,45 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 0.5, "not 2 s later")
     }
 
+    /// A request without a body whose empty STDIN comes only after its params (cgi-fcgi sends
+    /// it once it has read its own standard input): its response is flushed, and the worker
+    /// waits for that record before it ends the request and closes, so the client's write of
+    /// it cannot fail with EPIPE (nor, on TCP, reset the connection under the response).
+    @Test func anEmptyStdinSentAfterTheResponseBeganIsWaitedFor() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1"))
+        defer { server.shutdown() }
+        let fd = try FastCGIClient.connect(server.www, timeout: 10)
+        defer { close(fd) }
+        let params = FastCGIClient.cgiParams(path: "/behaviors").flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
+        try FastCGIClient.sendAll(fd, begin() + FastCGIClient.stream(.params, params)) // no STDIN yet
+        var received: [UInt8] = []
+        func types() -> [UInt8] { // the record types received whole so far
+            var offset = 0, found: [UInt8] = []
+            while received.count - offset >= 8 {
+                let length = 8 + (Int(received[offset + 4]) << 8 | Int(received[offset + 5])) + Int(received[offset + 6])
+                guard received.count - offset >= length else { break }
+                found.append(received[offset + 1])
+                offset += length
+            }
+            return found
+        }
+        func receive() -> Int {
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let count = recv(fd, &chunk, chunk.count, 0)
+            if count > 0 { received += chunk.prefix(count) }
+            return count
+        }
+        // The response's STDOUT comes, its END_REQUEST does not: the request is not over.
+        while !types().contains(6) {
+            guard receive() > 0 else { Issue.record("closed before the response's STDOUT came"); return }
+        }
+        #expect(!types().contains(3), "no END_REQUEST before the client has sent all of its request")
+        try FastCGIClient.sendAll(fd, FastCGIClient.stream(.stdin, [])) // would be EPIPE after a close
+        while !types().contains(3) { guard receive() > 0 else { break } }
+        #expect(types().contains(3), "END_REQUEST once the stdin ended")
+        #expect(receive() == 0, "then the connection is closed")
+    }
+
     /// A client that stops reading a large response is given up after request_write_timeout.
     @Test func aClientThatStopsReadingIsGivenUp() throws {
         let server = try ForkliftServer(config: sizedPool("max_children = 1\nrequest_write_timeout = \"1s\""))

@@ -35,12 +35,23 @@ enum Records {
 
     @Test func aCompleteRequestIsCompleteAndEveryPrefixIsIncomplete() {
         let bytes = Records.request()
-        #expect(scan(bytes) == .complete)
+        #expect(scan(bytes) == .complete(stdinEnded: true))
         let endOfParams = bytes.count - 8 // the empty STDIN record is not needed
         for cut in 0..<(endOfParams) {
             #expect(scan(Array(bytes.prefix(cut))) == .incomplete, "cut at \(cut)")
         }
-        #expect(scan(Array(bytes.prefix(endOfParams))) == .complete)
+        for cut in endOfParams..<bytes.count {
+            #expect(scan(Array(bytes.prefix(cut))) == .complete(stdinEnded: false), "cut at \(cut): not all of the STDIN record")
+        }
+    }
+
+    /// Only the request's own empty STDIN right after the params says the body has ended.
+    @Test func theEndOfStdinIsSeenOnlyWhenItFollowsTheParams() {
+        let head = Records.begin() + Records.record(4, Records.pairs([("SCRIPT_NAME", "/echo")])) + Records.record(4, [])
+        #expect(scan(head + Records.record(5, [])) == .complete(stdinEnded: true))
+        #expect(scan(head + Records.record(5, Array("body".utf8)) + Records.record(5, [])) == .complete(stdinEnded: false), "a body")
+        #expect(scan(head + Records.record(5, id: 2, [])) == .complete(stdinEnded: false), "another request's")
+        #expect(scan(head + Records.record(2, [])) == .complete(stdinEnded: false), "an abort")
     }
 
     @Test func aPairSpanningTwoRecordsAndLongLengths() {
@@ -50,7 +61,7 @@ enum Records {
         // stream's end in the middle of a value (malformed) or past the limit.
         for cut in 1..<encoded.count {
             let bytes = Records.begin() + Records.record(4, Array(encoded.prefix(cut))) + Records.record(4, Array(encoded.dropFirst(cut))) + Records.record(4, [])
-            #expect(scan(bytes) == .complete, "split at \(cut)")
+            #expect(scan(bytes) == .complete(stdinEnded: false), "split at \(cut)")
         }
         let oneShort = Records.begin() + Records.record(4, Array(encoded.dropLast())) + Records.record(4, [])
         #expect(scan(oneShort) == .malformed("PARAMS: the stream ends in the middle of a name or value"))
@@ -69,7 +80,7 @@ enum Records {
     @Test func paramsOverTheLimitAreTooLarge() {
         let params = (0..<100).map { ("HTTP_X_\($0)", String(repeating: "v", count: 40)) }
         #expect(scan(Records.request(params)) == .tooLarge(4096))
-        #expect(RecordScanner(maxParamsSize: 1 << 20).scan(Records.request(params).withUnsafeBytes { $0 }) == .complete)
+        #expect(RecordScanner(maxParamsSize: 1 << 20).scan(Records.request(params).withUnsafeBytes { $0 }) == .complete(stdinEnded: true))
     }
 
     /// GET_VALUES naming FCGI_MPXS_CONNS four times smashes libfcgi's 64-byte answer buffer:
@@ -85,7 +96,7 @@ enum Records {
 
     @Test func anUnknownRoleIsReportedWithItsRequest() {
         #expect(scan(Records.begin(role: 7, id: 3)) == .unknownRole(requestID: 3, role: 7))
-        #expect(scan(Records.begin(role: 2) + Records.record(4, []) ) == .complete, "AUTHORIZER is libfcgi's to serve")
+        #expect(scan(Records.begin(role: 2) + Records.record(4, [])) == .complete(stdinEnded: false), "AUTHORIZER is libfcgi's to serve")
     }
 
     static let malformed: [(bytes: [UInt8], reason: String)] = {

@@ -12,8 +12,11 @@
 struct RecordScanner {
     enum Outcome: Equatable {
         /// Everything up to the end of the request's params has arrived and is well-formed:
-        /// libfcgi can read it without waiting.
-        case complete
+        /// libfcgi can read it without waiting. `stdinEnded`: the empty STDIN record that ends
+        /// the request's body came right after them, so the request has no body and the client
+        /// has sent all of it (nginx sends it with the params; cgi-fcgi only once it has read
+        /// its own standard input).
+        case complete(stdinEnded: Bool)
         /// More is needed.
         case incomplete
         /// A management record of `length` bytes (header, content, padding) comes first.
@@ -91,7 +94,7 @@ struct RecordScanner {
                 if contentLength == 0 {
                     // The end of the params stream.
                     guard params.isAtPairBoundary else { return .malformed("PARAMS: the stream ends in the middle of a name or value") }
-                    return .complete
+                    return .complete(stdinEnded: Self.emptyStdin(in: bytes, at: offset + recordLength, requestID: expected))
                 }
             case Self.abortRequest:
                 return .malformed("the client aborted the request before its params were complete")
@@ -101,6 +104,14 @@ struct RecordScanner {
             guard bytes.count - offset >= recordLength else { return .incomplete }
             offset += recordLength
         }
+    }
+
+    /// Whether the record at `offset` is the request's empty STDIN (the end of its body).
+    private static func emptyStdin(in bytes: UnsafeRawBufferPointer, at offset: Int, requestID: UInt16) -> Bool {
+        guard bytes.count - offset >= headerLength else { return false }
+        return bytes[offset] == version && bytes[offset + 1] == stdin
+            && (UInt16(bytes[offset + 2]) << 8 | UInt16(bytes[offset + 3])) == requestID
+            && bytes[offset + 4] == 0 && bytes[offset + 5] == 0
     }
 }
 
