@@ -17,6 +17,12 @@ import Testing
         FastCGIClient.record(.beginRequest, [UInt8(role >> 8), UInt8(role & 0xFF), 0, 0, 0, 0, 0, 0])
     }
 
+    /// BEGIN_REQUEST and the params of a GET, ended; no STDIN.
+    func head(_ path: String, query: String = "") -> [UInt8] {
+        let params = FastCGIClient.cgiParams(path: path, query: query).flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
+        return begin() + FastCGIClient.stream(.params, params)
+    }
+
     /// max_children silent clients and as many stopping half-way through their params: a real
     /// request still succeeds within request_read_timeout and a second; a stop exits 0 at once.
     @Test func silentAndHalfSentClientsCostTheirReadTimeoutOnly() throws {
@@ -198,8 +204,7 @@ import Testing
         defer { server.shutdown() }
         let fd = try FastCGIClient.connect(server.www, timeout: 10)
         defer { close(fd) }
-        let params = FastCGIClient.cgiParams(path: "/behaviors").flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
-        try FastCGIClient.sendAll(fd, begin() + FastCGIClient.stream(.params, params) + FastCGIClient.stream(.stdin, []))
+        try FastCGIClient.sendAll(fd, head("/behaviors") + FastCGIClient.stream(.stdin, []))
         _ = try FastCGIClient.readResponse(fd) // and then neither reads nor closes
         let started = Date()
         #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
@@ -215,8 +220,7 @@ import Testing
         defer { server.shutdown() }
         let fd = try FastCGIClient.connect(server.www, timeout: 10)
         defer { close(fd) }
-        let params = FastCGIClient.cgiParams(path: "/behaviors").flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
-        try FastCGIClient.sendAll(fd, begin() + FastCGIClient.stream(.params, params)) // no STDIN yet
+        try FastCGIClient.sendAll(fd, head("/behaviors")) // no STDIN yet
         var received: [UInt8] = []
         func types() -> [UInt8] { // the record types received whole so far
             var offset = 0, found: [UInt8] = []
@@ -251,8 +255,7 @@ import Testing
         defer { server.shutdown() }
         let fd = try FastCGIClient.connect(server.www, timeout: 10)
         defer { close(fd) }
-        let params = FastCGIClient.cgiParams(path: "/behaviors/big", query: "mb=32").flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
-        try FastCGIClient.sendAll(fd, begin() + FastCGIClient.stream(.params, params) + FastCGIClient.stream(.stdin, []))
+        try FastCGIClient.sendAll(fd, head("/behaviors/big", query: "mb=32") + FastCGIClient.stream(.stdin, []))
         // Never read: the worker's writes stall, then time out.
         _ = try server.waitForStatus(server.statusSocket, timeout: 10, "the worker free again") { $0.processes.first?["state"] as? String == "Idle" && $0.int("accepted conn") >= 1 }
         #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
