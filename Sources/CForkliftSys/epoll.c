@@ -11,6 +11,8 @@ int forklift_epoll_add(int epfd, int fd, int exclusive) {
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
 }
 
+int forklift_epoll_del(int epfd, int fd) { return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); }
+
 int forklift_epoll_wait(int epfd, int *ready_fds, int max_ready, int timeout_ms) {
     struct epoll_event events[8];
     if (max_ready > 8) max_ready = 8;

@@ -37,8 +37,12 @@ struct AcceptLoop {
     private var parentCheckCountdown = 0
     private var stopping = false
     private(set) var acceptFailed = false
-    /// The connection the client keeps open, between requests.
-    private var kept: Int32?
+    /// The connection the client keeps open, between requests. One that is no longer kept
+    /// leaves the kept wait's epoll set (closed or given away, its number may come back as
+    /// another connection's).
+    private var kept: Int32? {
+        didSet { if let old = oldValue, old != kept { waiter.keptSet.forget(old) } }
+    }
     /// The request's empty STDIN came with its params (`RecordScanner`): it has no body.
     private var stdinArrived = false
     private var keptIdleSince = MonotonicInstant.now()
@@ -72,7 +76,7 @@ struct AcceptLoop {
         // The params, their records' headers and padding, BEGIN_REQUEST, a management record.
         peekBuffer = .allocate(byteCount: maxParams + 4096 + (maxParams / 65535 + 2) * 264, alignment: 8)
         // The peek buffer is free while a handler runs: an early finish drains the body with it.
-        earlyFinish = EarlyFinish(request: request, parkFD: launch.parkFD, drainBuffer: peekBuffer)
+        earlyFinish = EarlyFinish(request: request, parkFD: launch.parkFD, drainBuffer: peekBuffer, keptSet: waiter.keptSet)
         dispatcher = Dispatcher(plugins: launch.plugins, pool: launch.pool, generation: launch.generation, board: launch.board,
                                 slot: launch.slot, counters: launch.counters, earlyFinish: earlyFinish)
     }
@@ -296,6 +300,7 @@ struct AcceptLoop {
     /// request (closed only if it cannot be parked).
     private mutating func giveUpKept() {
         guard let connection = kept else { return }
+        waiter.keptSet.forget(connection) // before the master has a copy
         guard launch.parkFD >= 0, EarlyFinish.park(connection, idleSince: keptIdleSince, over: launch.parkFD) else { return closeKept() }
         kept = nil
         request.pointee.ipcFd = -1

@@ -61,6 +61,24 @@ import Testing
         try server.waitForLog(Self.work)
     }
 
+    /// A kept connection finished early is parked while it is in the worker's kept-wait epoll
+    /// set: it leaves the set first. Left in it (epoll keeps a registration while the master
+    /// holds the connection), the same connection handed back to the worker under the same
+    /// descriptor number could not be registered again, and was closed.
+    @Test func aKeptConnectionFinishedEarlyAndHandedBackStaysOpen() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nkeepalive_timeout = \"60s\""))
+        defer { server.shutdown() }
+        let connection = try KeptConnection(server.www)
+        defer { connection.close() }
+        #expect(try connection.get("/behaviors").status == 200) // kept: waited on in the worker's set
+        for round in 0..<3 {
+            #expect(try connection.get("/behaviors/finish-then-sleep", query: "ms=20").status == 200, "round \(round)")
+            #expect(try connection.get("/behaviors").status == 200, "round \(round): handed back to the worker")
+            #expect(try connection.get("/behaviors").status == 200, "round \(round): and kept by it")
+        }
+        #expect(!connection.closedByServer(within: 0.2))
+    }
+
     @Test func aFailureAfterFinishingIsLoggedAndAbortsNothing() throws {
         let server = try ForkliftServer(config: sizedPool("max_children = 1"))
         defer { server.shutdown() }

@@ -36,6 +36,28 @@ import Testing
         #expect(after.bodyText != before.bodyText, "served by the new generation")
     }
 
+    /// One worker, two kept connections taking turns: the idle one is parked for the other
+    /// (whose connection takes the parked one's descriptor number in the worker), and given
+    /// back when its client sends again. A connection no longer kept leaves the worker's
+    /// kept-wait epoll set while it is still open: left in it, under the number the next
+    /// connection gets, the worker waits on the wrong registration (here: until
+    /// request_read_timeout, then the connection is lost).
+    @Test func keptConnectionsTakingTurnsOnOneWorkerAreServedAtOnce() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nkeepalive_timeout = \"60s\"\nrequest_read_timeout = \"10s\"", logLevel: "debug"))
+        defer { server.shutdown() }
+        let first = try KeptConnection(server.www)
+        let second = try KeptConnection(server.www)
+        #expect(try first.get("/behaviors").status == 200)
+        for round in 0..<3 {
+            let started = Date()
+            #expect(try second.get("/behaviors").status == 200, "round \(round)")
+            #expect(try first.get("/behaviors").status == 200, "round \(round)")
+            #expect(Date().timeIntervalSince(started) < 3, "round \(round): each served once the other was parked, not after a read timeout")
+        }
+        #expect(!server.log.contains("request_read_timeout"), "no request taken for a stalled one")
+        #expect(server.log.contains("giving up an idle kept connection: a new client waits and no worker is free"))
+    }
+
     @Test func aParkedConnectionIsClosedAfterKeepaliveTimeout() throws {
         let server = try ForkliftServer(config: sizedPool("max_children = 1\nmax_requests = 1\nkeepalive_timeout = \"500ms\"", logLevel: "debug"))
         defer { server.shutdown() }

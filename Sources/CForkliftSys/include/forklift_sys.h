@@ -163,6 +163,8 @@ ssize_t forklift_receive_message(int channel, void *buffer, size_t capacity, int
 int forklift_epoll_create(void);
 /* Watch `fd` for readability; `exclusive` sets EPOLLEXCLUSIVE (wake one waiter, not all). */
 int forklift_epoll_add(int epfd, int fd, int exclusive);
+/* Stop watching `fd` (EPOLL_CTL_DEL): 0, or -1 with errno. */
+int forklift_epoll_del(int epfd, int fd);
 /* Wait; the descriptors that became readable are stored in ready_fds. Returns their count. */
 int forklift_epoll_wait(int epfd, int *ready_fds, int max_ready, int timeout_ms);
 

@@ -9,7 +9,7 @@ import Glibc
 /// request on them) are registered with EPOLLEXCLUSIVE, so one connection wakes one idle
 /// worker rather than all of them. A worker on a kept connection waits on that connection, and
 /// also (not exclusively) on both, so that it can give its idle kept connection up when a
-/// client would otherwise wait for a worker.
+/// client would otherwise wait for a worker; in a set of its own (`KeptWaitSet`).
 struct ConnectionWaiter {
     /// What woke the worker; a set of flags, so that a wait allocates nothing (it is on the
     /// request path of every kept connection).
@@ -23,6 +23,8 @@ struct ConnectionWaiter {
     }
 
     private let epoll: Int32
+    /// Where the waits on a kept connection happen.
+    let keptSet: KeptWaitSet
     private let listenFD: Int32
     private let parkFD: Int32
     private let signalFD: Int32
@@ -31,7 +33,9 @@ struct ConnectionWaiter {
         self.listenFD = listenFD
         self.parkFD = parkFD
         self.signalFD = signalFD
-        epoll = try retryingSyscall("epoll_create1") { forklift_epoll_create() }
+        keptSet = try KeptWaitSet(listenFD: listenFD, parkFD: parkFD, signalFD: signalFD)
+        let epoll = try retryingSyscall("epoll_create1") { forklift_epoll_create() }
+        self.epoll = epoll
         try retryingSyscall("epoll_ctl(listener)") { forklift_epoll_add(epoll, listenFD, 1) }
         if parkFD >= 0 { try retryingSyscall("epoll_ctl(parking channel)") { forklift_epoll_add(epoll, parkFD, 1) } }
         try retryingSyscall("epoll_ctl(signal pipe)") { forklift_epoll_add(epoll, signalFD, 0) }
@@ -55,22 +59,7 @@ struct ConnectionWaiter {
     /// Waits on a kept connection (and the listener and the parking channel too, if
     /// `watchingListener`) or a signal, for at most `timeout` seconds (nil: no limit).
     func waitOnKept(_ connection: Int32, watchingListener: Bool, timeout: Double?) throws -> Events {
-        let none = pollfd(fd: -1, events: 0, revents: 0) // poll skips negative descriptors
-        func entry(_ fd: Int32) -> pollfd { pollfd(fd: fd, events: Int16(POLLIN), revents: 0) }
-        var fds = (entry(connection), entry(signalFD), watchingListener ? entry(listenFD) : none,
-                   watchingListener && parkFD >= 0 ? entry(parkFD) : none)
-        let count = withUnsafeMutableBytes(of: &fds) { poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), 4, pollTimeout(timeout)) }
-        if count < 0 {
-            if errno == EINTR { return .signal }
-            throw SystemError("poll")
-        }
-        if count == 0 { return timeout == nil ? [] : .timedOut }
-        var events: Events = []
-        if fds.0.revents != 0 { events.insert(.connectionReadable) }
-        if fds.1.revents != 0 { events.insert(.signal) }
-        if fds.2.revents != 0 { events.insert(.listenerReadable) }
-        if fds.3.revents != 0 { events.insert(.parkedReadable) }
-        return events
+        try keptSet.wait(on: connection, watchingListener: watchingListener, timeout: timeout)
     }
 
     /// Whether a client waits on the listener or the parking channel right now (no wait).

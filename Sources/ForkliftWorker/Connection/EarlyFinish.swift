@@ -16,13 +16,16 @@ final class EarlyFinish {
     private let request: UnsafeMutablePointer<FCGX_Request>
     private let parkFD: Int32
     private let drainBuffer: UnsafeMutableRawBufferPointer
+    /// The worker's kept-connection wait, which the connection leaves before it is parked.
+    private let keptSet: KeptWaitSet?
     /// The current request's response was finished early.
     private(set) var finished = false
 
-    init(request: UnsafeMutablePointer<FCGX_Request>, parkFD: Int32, drainBuffer: UnsafeMutableRawBufferPointer) {
+    init(request: UnsafeMutablePointer<FCGX_Request>, parkFD: Int32, drainBuffer: UnsafeMutableRawBufferPointer, keptSet: KeptWaitSet? = nil) {
         self.request = request
         self.parkFD = parkFD
         self.drainBuffer = drainBuffer
+        self.keptSet = keptSet
     }
 
     /// A new request begins.
@@ -36,6 +39,7 @@ final class EarlyFinish {
         let sent = FCGX_FClose(request.pointee.err) == 0 && FCGX_FClose(request.pointee.out) == 0
         let connection = request.pointee.ipcFd
         let inStep = sent && FCGX_GetError(request.pointee.in) == 0 && Self.drainBody(request.pointee.in, drainBuffer)
+        keptSet?.forget(connection) // parked or closed now, while the descriptor is still ours
         if inStep && request.pointee.keepConnection != 0 && parkFD >= 0
             && Self.park(connection, idleSince: .now(), over: parkFD) {
             // The master has its copy: ours goes, without a shutdown that would end theirs.
