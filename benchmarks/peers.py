@@ -10,10 +10,10 @@ max and fairness); end to end through nginx with wrk; hello world at concurrency
 chart). Each of those is closed loop: every client sends again once answered, so a faster
 server also loads the shared cores more. The fixed-rate cases (hello, 64 KiB, 1 MiB echo, and
 hello on 4 workers with up to 64 clients) offer every server the same requests per second on a
-schedule and time each request from when it was due: latency at equal load. Then Forklift alone: recycling (max_requests = 100 against 0), worker replacement time
-(worker exit to the new worker waiting for a connection, from perf's scheduler and syscall
-tracepoints), idle CPU of every server's processes over --idle-seconds, and Private_Dirty per
-idle worker.
+schedule and time each request from when it was due: latency at equal load. Then Forklift
+alone: recycling (max_requests = 100 against 0), worker replacement time (a worker leaving to
+the new worker waiting for a connection, from perf's scheduler and syscall tracepoints), idle
+CPU of every server's processes over --idle-seconds, and Private_Dirty per idle worker.
 
 It installs what it needs when missing (spawn-fcgi, libfcgi-dev, php8.2-fpm, libfcgi-perl,
 libfcgi-procmanager-perl, nginx-light, wrk; matplotlib from pip), builds Forklift in release

@@ -375,9 +375,9 @@ struct AcceptLoop {
             // sends gets no error that could cost it the response it has not read yet: a TCP
             // reset, or on a unix socket EPIPE and ECONNRESET once unread data was left behind.
             // When nothing is left unread and nothing more will come (`bodyHasEnded`,
-            // `nothingMoreToRead`), a unix socket's client reads all we wrote, then the end: a "detached" request is
-            // closed with close() alone, two system calls fewer. A body left unread (a 413, an
-            // early answer) keeps the lingering close.
+            // `nothingMoreToRead`), a unix socket's client reads all we wrote, then the end: a
+            // "detached" request is closed with close() alone, two system calls fewer. A body
+            // left unread (a 413, an early answer) keeps the lingering close.
             request.pointee.detached = 1
         }
         FCGX_Finish_r(request)

@@ -10,15 +10,16 @@ import Glibc
 /// A connection must leave the set (`forget`) before it is sent to the master: the master's
 /// copy would otherwise stay registered under its number (epoll drops a registration only
 /// when the last descriptor of the open file is closed). The listener and the parking
-/// channel are in the set only while the worker watches them (not during a quiet period,
-/// when they would report a client some other worker takes, over and over).
+/// channel are in the set only while the worker watches them from a kept connection (not
+/// during a quiet period, when they would report a client some other worker takes, over and
+/// over, nor between kept connections, when every new connection would call into the set).
 final class KeptWaitSet {
     private let epoll: Int32
     private let listenFD: Int32
     private let parkFD: Int32
     private let signalFD: Int32
     /// The kept connection in the set.
-    private(set) var connection: Int32?
+    private var connection: Int32?
     private var watchingListener = false
 
     init(listenFD: Int32, parkFD: Int32, signalFD: Int32) throws {
@@ -39,12 +40,7 @@ final class KeptWaitSet {
             try retryingSyscall("epoll_ctl(kept connection)") { forklift_epoll_add(epoll, kept, 0) }
             connection = kept
         }
-        if watch != watchingListener {
-            for fd in [listenFD, parkFD] where fd >= 0 { // at the start and end of quiet periods only
-                if watch { try retryingSyscall("epoll_ctl(listener)") { forklift_epoll_add(epoll, fd, 0) } } else { _ = forklift_epoll_del(epoll, fd) }
-            }
-            watchingListener = watch
-        }
+        if watch != watchingListener { try watchListener(watch) } // at a kept connection's start, quiet periods' start and end
         var ready: (Int32, Int32, Int32, Int32) = (-1, -1, -1, -1)
         let count = withUnsafeMutableBytes(of: &ready) { forklift_epoll_wait(epoll, $0.baseAddress!.assumingMemoryBound(to: Int32.self), 4, pollTimeout(timeout)) }
         if count < 0 {
@@ -68,5 +64,13 @@ final class KeptWaitSet {
         guard connection == fd else { return }
         _ = forklift_epoll_del(epoll, fd)
         connection = nil
+        if watchingListener { try? watchListener(false) }
+    }
+
+    private func watchListener(_ watch: Bool) throws {
+        for fd in [listenFD, parkFD] where fd >= 0 {
+            if watch { try retryingSyscall("epoll_ctl(listener)") { forklift_epoll_add(epoll, fd, 0) } } else { _ = forklift_epoll_del(epoll, fd) }
+        }
+        watchingListener = watch
     }
 }
