@@ -6,7 +6,10 @@ import CForkliftABI
 /// `QUERY_STRING`, `HTTP_*` for the headers...); the body is read from the connection as the
 /// handler asks for it, never buffered whole by the server. Each accessor asks the host and
 /// makes new Strings on the worker's heap: read a param once, not in a loop.
-public final class Request {
+///
+/// A value of two pointers (the host's table and its request), not an object: nothing is
+/// allocated per request to hand it over.
+public struct Request {
     let api: UnsafePointer<forklift_host_api>
     let raw: OpaquePointer
 

@@ -13,7 +13,10 @@ import CForkliftABI
 /// the end of `handle`. Every method throws ``PluginError`` when the host refuses: a status or
 /// header after the headers went out, an invalid header, or a client that went away. Let
 /// such an error propagate, or catch it to stop work nobody will read.
-public final class Response {
+///
+/// A value of two pointers, as ``Request``: its state (status, headers, what was sent) is
+/// the host's.
+public struct Response {
     let api: UnsafePointer<forklift_host_api>
     let raw: OpaquePointer
 
