@@ -28,6 +28,14 @@ struct Dispatcher {
     /// The worker's; nil where no handler may finish early (tests of the bridges).
     let earlyFinish: EarlyFinish?
 
+    /// The bridges a plugin sees the request through, made at the first request and begun
+    /// again for each.
+    private var bridges: (request: RequestBridge, response: ResponseBridge)?
+
+    /// log_level is the worker's for its life (a reload forks new ones): with it below debug,
+    /// a request costs no logger call.
+    private let logsRequests = LogDestination.level == .debug
+
     init(plugins: [PluginInstance], pool: PoolSettings, generation: Int, board: GenerationBoard, slot: WorkerSlot, counters: PoolCounters,
          earlyFinish: EarlyFinish? = nil) {
         self.plugins = plugins
@@ -53,8 +61,16 @@ struct Dispatcher {
     /// `started`: when the worker began reading the request.
     @discardableResult
     mutating func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>, started: MonotonicInstant) -> Outcome {
-        let request = RequestBridge(fcgiRequest, bodyLimit: pool.maxBodySize, earlyFinish: earlyFinish)
-        let response = ResponseBridge(out: fcgiRequest.pointee.out, earlyFinish: earlyFinish)
+        let request: RequestBridge, response: ResponseBridge
+        if let bridges {
+            (request, response) = bridges
+            request.begin(fcgiRequest)
+            response.begin(out: fcgiRequest.pointee.out)
+        } else {
+            request = RequestBridge(fcgiRequest, bodyLimit: pool.maxBodySize, earlyFinish: earlyFinish)
+            response = ResponseBridge(out: fcgiRequest.pointee.out, earlyFinish: earlyFinish)
+            bridges = (request, response)
+        }
         counters.requestStarted()
         var pluginName = ""
         defer {
@@ -66,8 +82,10 @@ struct Dispatcher {
                                   cpu: cpu.map { ($0.nanoseconds &- cpuBefore, $0.maxRSSKB) })
             }
             slot.set(.finishing)
-            // The message is built only when debug logging is on: nothing extra per request otherwise.
-            ForkliftLogging.logger.debug("\(request.param("REQUEST_METHOD") ?? "-") \(request.routedPath) \(response.status) \(Formatting.milliseconds(from: started)) ms")
+            if logsRequests {
+                ForkliftLogging.logger.debug("\(request.param("REQUEST_METHOD") ?? "-") \(request.routedPath) \(response.status) \(Formatting.milliseconds(from: started)) ms")
+            }
+            request.end()
         }
 
         if let page = pages.page(for: request.pathBytes) {

@@ -5,20 +5,23 @@ import CForkliftSys
 import Glibc
 
 /// What a plugin's `forklift_request *` points to: libfcgi's request, read through.
+///
+/// A worker has one, reused by every request (`begin`, `end`): nothing is allocated to hand a
+/// request to its plugin (an object per request cost an allocation, a free and their
+/// reference counting on every request).
 final class RequestBridge {
-    let request: UnsafeMutablePointer<FCGX_Request>
+    private(set) var request: UnsafeMutablePointer<FCGX_Request>
 
     /// The path the request is routed by as a C string (for `request_path`) and its bytes
     /// (for routing): nginx's DOCUMENT_URI itself where there is one (no copy), else a copy
     /// built by `RequestPath`'s rule, freed with the request.
-    let path: UnsafePointer<CChar>
-    let pathBytes: UnsafeRawBufferPointer
-    private let ownsPath: Bool
-    /// The same as a String, built only when something needs one (a 404, a log line).
-    private(set) lazy var routedPath = String(cString: path)
+    private(set) var path: UnsafePointer<CChar> = RequestBridge.rootPath
+    private(set) var pathBytes = UnsafeRawBufferPointer(start: RequestBridge.rootPath, count: 1)
+    private var ownsPath = false
+    private var routedPathText: String?
 
     /// The params the worker reads itself, found in one pass.
-    let known: forklift_request_params
+    private(set) var known = forklift_request_params()
 
     /// max_body_size (0: none): a body that turns out longer than CONTENT_LENGTH said (or
     /// than the limit, with no CONTENT_LENGTH) stops here.
@@ -30,10 +33,23 @@ final class RequestBridge {
     /// After the response was finished early the body is drained: reads see its end.
     private let earlyFinish: EarlyFinish?
 
+    /// A bridge for `request`, begun (a worker then reuses it: `begin`).
     init(_ request: UnsafeMutablePointer<FCGX_Request>, bodyLimit: Int = 0, earlyFinish: EarlyFinish? = nil) {
         self.request = request
         self.earlyFinish = earlyFinish
         self.bodyLimit = bodyLimit
+        begin(request)
+    }
+
+    deinit { end() }
+
+    /// Takes the next request (libfcgi's, after FCGX_Accept_r): its params, path and body count.
+    func begin(_ request: UnsafeMutablePointer<FCGX_Request>) {
+        end()
+        self.request = request
+        bodyRead = 0
+        exceededBodyLimit = false
+        routedPathText = nil
         var params = forklift_request_params()
         forklift_scan_params(request.pointee.envp, &params)
         known = params
@@ -41,10 +57,8 @@ final class RequestBridge {
         // DOCUMENT_URI (nginx), or SCRIPT_NAME with no PATH_INFO (cgi-fcgi, Apache).
         if let uri = params.document_uri, uri.pointee != 0 {
             path = uri
-            ownsPath = false
         } else if let script = params.script_name, script.pointee != 0, params.path_info == nil || params.path_info.pointee == 0 {
             path = script
-            ownsPath = false
         } else {
             let resolved = RequestPath.resolve { name in
                 let value: UnsafePointer<CChar>?
@@ -63,8 +77,24 @@ final class RequestBridge {
         pathBytes = UnsafeRawBufferPointer(start: path, count: strlen(path))
     }
 
-    deinit { if ownsPath { free(UnsafeMutablePointer(mutating: path)) } }
+    /// The request is over (libfcgi frees its params next): the path's copy goes with it.
+    func end() {
+        if ownsPath { free(UnsafeMutablePointer(mutating: path)) }
+        ownsPath = false
+        path = Self.rootPath
+        pathBytes = UnsafeRawBufferPointer(start: path, count: 1)
+    }
 
+    /// The path as a String, built only when something needs one (a 404, a log line).
+    var routedPath: String {
+        if let text = routedPathText { return text }
+        let text = String(cString: path)
+        routedPathText = text
+        return text
+    }
+
+    /// What `path` points to between requests.
+    nonisolated(unsafe) private static let rootPath: UnsafePointer<CChar> = UnsafePointer(strdup("/"))
 
     var envp: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? { request.pointee.envp }
 

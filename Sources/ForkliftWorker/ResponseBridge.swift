@@ -3,11 +3,16 @@ import ForkliftClient
 
 /// What a plugin's `forklift_response *` points to: status and headers are held back until
 /// the first body write or flush, then sent as CGI headers (`Status: 200 OK`) on libfcgi's
-/// stdout stream.
+/// stdout stream. Reused by a worker's requests as `RequestBridge` is (`begin`).
 final class ResponseBridge {
-    private let out: UnsafeMutablePointer<FCGX_Stream>
+    private var out: UnsafeMutablePointer<FCGX_Stream>
     private(set) var status = 200
-    private var headers: [(name: String, value: String)] = []
+    private var headers: [(name: String, value: String)] = [] {
+        didSet { hasHeaders = !headers.isEmpty }
+    }
+    /// `!headers.isEmpty`, read without touching the array: an access to a class's array
+    /// property is checked for exclusivity at run time (two calls on every request).
+    private var hasHeaders = false
     /// The plugin set a Content-Type (found once, when it was added).
     private var hasContentType = false
     private(set) var headersSent = false
@@ -20,6 +25,17 @@ final class ResponseBridge {
     init(out: UnsafeMutablePointer<FCGX_Stream>, earlyFinish: EarlyFinish? = nil) {
         self.out = out
         self.earlyFinish = earlyFinish
+    }
+
+    /// Starts the next request's response, on its stdout stream (libfcgi makes one per request).
+    func begin(out: UnsafeMutablePointer<FCGX_Stream>) {
+        self.out = out
+        status = 200
+        if hasHeaders { headers.removeAll(keepingCapacity: true) }
+        hasContentType = false
+        headersSent = false
+        broken = false
+        bodyBytes = 0
     }
 
     /// The handler is done with the response but not with its work (fastcgi_finish_request).
@@ -92,7 +108,7 @@ final class ResponseBridge {
         if broken { return false }
         if headersSent { return true }
         headersSent = true
-        if status == 200 && headers.isEmpty {
+        if status == 200 && !hasHeaders {
             // Most responses: one constant block, no string built (3,600 instructions were).
             return put(Self.plainOK)
         }

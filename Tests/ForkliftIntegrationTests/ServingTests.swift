@@ -124,6 +124,31 @@ enum Transport: String, CaseIterable, CustomTestStringConvertible {
         #expect(after == before, "the same worker serves on")
     }
 
+    /// A worker hands every request to its plugin through the same two bridges (begun again
+    /// per request, not made anew): nothing of a request's status, headers or path is left for
+    /// the next one on the same worker.
+    @Test func eachRequestOnAWorkerStartsFromNothing() throws {
+        let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", children: 1))
+        defer { server.shutdown() }
+        let connection = try KeptConnection(.unix(server.directory + "/www.sock"))
+        defer { connection.close() }
+        func get(script: String, pathInfo: String = "") throws -> FastCGIResponse {
+            try connection.request(params: [("REQUEST_METHOD", "GET"), ("SCRIPT_NAME", script), ("PATH_INFO", pathInfo),
+                                            ("REQUEST_URI", script + pathInfo), ("QUERY_STRING", "")], keepConnection: true)
+        }
+        let plain = try get(script: "/hello")
+        #expect(plain.status == 200 && plain.bodyText == "Hello, world!\n")
+        let headers = plain.headers.map(\.name)
+        // Each response in turn sets a status and headers (a 500, a 404), or routes by a path
+        // the worker builds itself (SCRIPT_NAME + PATH_INFO); the plain one after it is as the first.
+        for (script, pathInfo, status) in [("/behaviors", "/throw", 500), ("/nowhere", "", 404), ("/behaviors", "/pid", 200)] {
+            #expect(try get(script: script, pathInfo: pathInfo).status == status, "\(script)\(pathInfo)")
+            let after = try get(script: "/hello")
+            #expect(after.status == 200 && after.bodyText == "Hello, world!\n", "after \(script)\(pathInfo)")
+            #expect(after.headers.map(\.name) == headers, "after \(script)\(pathInfo): \(after.headerText)")
+        }
+    }
+
     @Test func headerValuesWithCRLFAreRefused() throws {
         let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", children: 1))
         defer { server.shutdown() }

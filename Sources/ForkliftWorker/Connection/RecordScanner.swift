@@ -147,19 +147,34 @@ struct ParamsParser {
         var index = 0
         while index < bytes.count {
             if nameLeft > 0 || valueLeft > 0 {
-                let step = min(nameLeft > 0 ? nameLeft : valueLeft, bytes.count - index)
-                if nameLeft > 0 {
-                    if keepsNames { name += bytes[index..<(index + step)] }
+                let step: Int
+                if keepsNames && nameLeft > 0 {
+                    step = min(nameLeft, bytes.count - index)
+                    name += bytes[index..<(index + step)]
                     nameLeft -= step
-                    if nameLeft == 0 && valueLeft == 0 { finishPair() }
                 } else {
-                    valueLeft -= step
-                    if valueLeft == 0 { finishPair() }
+                    // Name and value skipped in one step.
+                    step = min(nameLeft + valueLeft, bytes.count - index)
+                    let fromName = min(step, nameLeft)
+                    nameLeft -= fromName
+                    valueLeft -= step - fromName
                 }
+                if nameLeft == 0 && valueLeft == 0 { finishPair() }
                 index += step
                 total += step
                 continue
             }
+            if lengthBytesRead == 0 && nameLength == nil, let pair = Self.lengths(in: bytes, at: index) {
+                // Both lengths of the next pair in this record (nearly always): read at once.
+                index += pair.used
+                total += pair.used
+                guard pair.name <= limit - total, pair.value <= limit - total - pair.name else { return .tooLarge }
+                nameLeft = pair.name
+                valueLeft = pair.value
+                if pair.name == 0 && pair.value == 0 { finishPair() }
+                continue
+            }
+            // A length cut by the record's end: byte by byte, across records.
             let byte = bytes[index]
             index += 1
             total += 1
@@ -186,6 +201,29 @@ struct ParamsParser {
             if first == 0 && length == 0 { finishPair() }
         }
         return total > limit ? .tooLarge : .ok
+    }
+
+    /// A pair's two lengths at `index`, and the bytes they take (2 to 8); nil when they do
+    /// not both end within `bytes`.
+    @inline(__always)
+    private static func lengths(in bytes: UnsafeRawBufferPointer, at index: Int) -> (name: Int, value: Int, used: Int)? {
+        var offset = index
+        guard let name = length(in: bytes, at: &offset), let value = length(in: bytes, at: &offset) else { return nil }
+        return (name, value, offset - index)
+    }
+
+    @inline(__always)
+    private static func length(in bytes: UnsafeRawBufferPointer, at offset: inout Int) -> Int? {
+        guard offset < bytes.count else { return nil }
+        let first = bytes[offset]
+        if first & 0x80 == 0 {
+            offset += 1
+            return Int(first)
+        }
+        guard bytes.count - offset >= 4 else { return nil }
+        let value = Int(first & 0x7F) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
+        offset += 4
+        return value
     }
 
     private mutating func finishPair() {
