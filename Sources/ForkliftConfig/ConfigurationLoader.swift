@@ -129,7 +129,7 @@ public enum ConfigurationLoader {
         pool.keepaliveTimeout = try table.duration("keepalive_timeout") ?? 10
         pool.requestTerminateTimeout = try table.duration("request_terminate_timeout") ?? 0
         if let size = try table.size("max_params_size") {
-            // A request's params must fit in what the worker peeks at before libfcgi reads them.
+            // A request's params must fit in what the worker reads before libfcgi does.
             guard size >= 1024, size <= 16 << 20 else {
                 throw table.error("max_params_size", "expected a size between 1k and 16M, got \(size) bytes")
             }

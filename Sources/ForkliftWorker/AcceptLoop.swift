@@ -9,10 +9,11 @@ import Logging
 /// The request loop proper, separated so that `Worker.run` reads as setup, loop, teardown.
 ///
 /// The worker accepts each connection itself and sets the pool's read and write timeouts on
-/// it; then, in its own poll, it waits until the request's records up to the end of its params
-/// have arrived and are well-formed (`RecordScanner`), for at most `request_read_timeout`.
-/// Only then does libfcgi get the open descriptor (`FCGX_Accept_r` skips its own accept when
-/// the request already has one), so its blocking reads of those records never wait on a client.
+/// it; then, in its own poll, it reads the request's records up to the end of its params
+/// until they have arrived and are well-formed (`RecordScanner`), for at most
+/// `request_read_timeout`. Only then does libfcgi get the open descriptor (`FCGX_Accept_r`
+/// skips its own accept when the request already has one), and it reads those records from
+/// what the worker read (`RequestStart`): its blocking reads of them never wait on a client.
 /// A client that says nothing, stops half-way or sends nonsense costs at most the read timeout
 /// and is logged; the worker goes on.
 ///
@@ -31,7 +32,8 @@ struct AcceptLoop {
     private let earlyFinish: EarlyFinish
     let request: UnsafeMutablePointer<FCGX_Request>
     let scanner: RecordScanner
-    private let peekBuffer: UnsafeMutableRawBufferPointer
+    /// Where a body left unread is drained to.
+    private let drainBuffer: UnsafeMutableRawBufferPointer
     private(set) var served = 0
     /// Passes of the loop until the next host-gone check (`reasonToLeave`); the first is at once.
     private var parentCheckCountdown = 0
@@ -74,9 +76,9 @@ struct AcceptLoop {
         let maxParams = launch.pool.maxParamsSize
         scanner = RecordScanner(maxParamsSize: maxParams)
         // The params, their records' headers and padding, BEGIN_REQUEST, a management record.
-        peekBuffer = .allocate(byteCount: maxParams + 4096 + (maxParams / 65535 + 2) * 264, alignment: 8)
-        // The peek buffer is free while a handler runs: an early finish drains the body with it.
-        earlyFinish = EarlyFinish(request: request, parkFD: launch.parkFD, drainBuffer: peekBuffer, keptSet: waiter.keptSet)
+        RequestStart.prepare(capacity: maxParams + 4096 + (maxParams / 65535 + 2) * 264)
+        drainBuffer = .allocate(byteCount: 65536, alignment: 8)
+        earlyFinish = EarlyFinish(request: request, parkFD: launch.parkFD, drainBuffer: drainBuffer, keptSet: waiter.keptSet)
         dispatcher = Dispatcher(plugins: launch.plugins, pool: launch.pool, generation: launch.generation, board: launch.board,
                                 slot: launch.slot, counters: launch.counters, earlyFinish: earlyFinish)
     }
@@ -133,8 +135,9 @@ struct AcceptLoop {
         return drainBody() && FCGX_HasSeenEOF(request.pointee.in) != 0
     }
 
-    /// Whether the socket holds nothing more of the client's.
+    /// Whether neither the worker nor the socket holds anything more of the client's.
     private func nothingMoreToRead(_ connection: Int32) -> Bool {
+        guard RequestStart.pending(connection) == 0 else { return false }
         var byte: UInt8 = 0
         return recv(connection, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
     }
@@ -204,6 +207,7 @@ struct AcceptLoop {
             }
         }
         if let allowed = launch.pool.allowedClients, !admits(connection, allowed) { return nil }
+        RequestStart.begin(connection)
         Self.setTimeout(connection, SO_RCVTIMEO, launch.pool.requestReadTimeout)
         Self.setTimeout(connection, SO_SNDTIMEO, launch.pool.requestWriteTimeout)
         return connection
@@ -232,6 +236,7 @@ struct AcceptLoop {
             return false
         }
         guard let parked else { return false }
+        RequestStart.begin(parked.connection)
         // This generation's timeouts (a reload may have changed them).
         Self.setTimeout(parked.connection, SO_RCVTIMEO, launch.pool.requestReadTimeout)
         Self.setTimeout(parked.connection, SO_SNDTIMEO, launch.pool.requestWriteTimeout)
@@ -243,6 +248,8 @@ struct AcceptLoop {
     /// Waits for the next request on the kept connection; nil when the worker gave the
     /// connection up (idle too long, a new client waiting, leaving) or a signal came.
     private mutating func nextOnKept(_ connection: Int32) -> Int32? {
+        // The client sent its next request with the last one's end: it is already read.
+        if RequestStart.pending(connection) > 0 { return connection }
         let now = MonotonicInstant.now()
         let keepalive = launch.pool.keepaliveTimeout
         let idleLeft: Double? = keepalive > 0 ? max(0, keepalive - keptIdleSince.seconds(until: now)) : nil
@@ -299,6 +306,13 @@ struct AcceptLoop {
     /// Between requests: the kept connection goes to the master to wait for its client's next
     /// request (closed only if it cannot be parked).
     private mutating func giveUpKept() {
+        // What the client already sent, and the worker read, is served first: the master gets
+        // the connection, not what was read of it.
+        var rounds = 0
+        while let connection = kept, rounds < 16, RequestStart.pending(connection) > 0 {
+            rounds += 1
+            serve(connection)
+        }
         guard let connection = kept else { return }
         waiter.keptSet.forget(connection) // before the master has a copy
         guard launch.parkFD >= 0, EarlyFinish.park(connection, idleSince: keptIdleSince, over: launch.parkFD) else { return closeKept() }
@@ -383,30 +397,44 @@ struct AcceptLoop {
         FCGX_Finish_r(request)
         // libfcgi keeps the descriptor open when the client asked to keep the connection.
         kept = request.pointee.ipcFd >= 0 ? request.pointee.ipcFd : nil
+        if kept == nil { RequestStart.release() }
         keptIdleSince = .now()
         dispatcher.finished(kept: kept != nil)
         served += 1
     }
 
-    private func drainBody() -> Bool { EarlyFinish.drainBody(request.pointee.in, peekBuffer) }
+    private func drainBody() -> Bool { EarlyFinish.drainBody(request.pointee.in, drainBuffer) }
 
     enum Start { case ready, closed, refused(RefusalLog.Kind, String) }
 
-    /// Waits until the request's records up to the end of its params are in the socket and
-    /// well-formed; answers management records itself on the way.
+    /// Reads until the request's records up to the end of its params have arrived and are
+    /// well-formed; answers management records itself on the way. What a kept connection's
+    /// client sent with its previous request is looked at first.
     private mutating func readRequestStart(_ connection: Int32, started: MonotonicInstant) -> Start {
         var deadline = started.advanced(bySeconds: launch.pool.requestReadTimeout)
+        var readNext = RequestStart.pending(connection) == 0
+        var heldBeforeWait: Int?
         while true {
-            let count = recv(connection, peekBuffer.baseAddress, peekBuffer.count, Int32(MSG_PEEK | MSG_DONTWAIT))
-            if count == 0 { return .closed }
-            if count < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { return .closed }
-            let bytes = UnsafeRawBufferPointer(rebasing: peekBuffer[0..<max(0, count)])
+            if readNext {
+                let count = RequestStart.receive(connection)
+                // The client closed: between requests, or in the middle of one.
+                if count == 0 { return .closed }
+                if count < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ENOBUFS { return .closed }
+                // Only peeking, the socket stays readable while it holds what was peeked at:
+                // nothing new came, so a short pause rather than a spin until the rest comes.
+                if let held = heldBeforeWait, !RequestStart.consumes, count == held { usleep(1000) }
+            }
+            readNext = true
+            heldBeforeWait = nil
+            let bytes = RequestStart.bytes
             switch scanner.scan(bytes) {
             case .complete(let stdinEnded):
                 stdinArrived = stdinEnded
                 return .ready
             case .management(let record, let length):
-                answer(record, length: length, on: connection)
+                guard RequestStart.consume(length, of: connection) else { return .closed }
+                answer(record, on: connection)
+                readNext = RequestStart.pending(connection) == 0
                 continue
             case .unknownRole(let requestID, let role):
                 Self.send(ManagementAnswers.unknownRole(requestID: requestID), on: connection)
@@ -416,15 +444,16 @@ struct AcceptLoop {
             case .malformed(let reason):
                 return .refused(.protocolError, reason)
             case .incomplete:
-                if count == peekBuffer.count {
+                if RequestStart.isFull {
                     return .refused(.tooLarge, "its records up to the end of its params exceed max_params_size (\(launch.pool.maxParamsSize) bytes)")
                 }
             }
             let now = MonotonicInstant.now()
             guard now < deadline else {
-                return .refused(.readTimeout, "it sent \(max(0, count)) bytes and not the rest of its request's params within request_read_timeout (\(Formatting.seconds(launch.pool.requestReadTimeout)))")
+                return .refused(.readTimeout, "it sent \(bytes.count) bytes and not the rest of its request's params within request_read_timeout (\(Formatting.seconds(launch.pool.requestReadTimeout)))")
             }
             let ready = (try? waitReadable([connection, signals.fileDescriptor], timeoutSeconds: now.seconds(until: deadline))) ?? []
+            if ready.contains(connection) { heldBeforeWait = bytes.count }
             if ready.contains(signals.fileDescriptor) {
                 handleSignals()
                 // Stopping: a request that is really on its way arrives within the grace.
@@ -433,14 +462,8 @@ struct AcceptLoop {
         }
     }
 
-    /// Consumes a management record and writes its answer.
-    private func answer(_ record: RecordScanner.ManagementRecord, length: Int, on connection: Int32) {
-        var consumed = 0
-        while consumed < length {
-            let count = recv(connection, peekBuffer.baseAddress, length - consumed, 0)
-            if count <= 0 && errno != EINTR { return }
-            consumed += max(0, count)
-        }
+    /// Writes the answer to a management record (read and consumed).
+    private func answer(_ record: RecordScanner.ManagementRecord, on connection: Int32) {
         switch record {
         case .getValues(let names): Self.send(ManagementAnswers.getValues(names), on: connection)
         case .unknown(let type): Self.send(ManagementAnswers.unknown(type: type), on: connection)
@@ -448,6 +471,7 @@ struct AcceptLoop {
     }
 
     private mutating func dropConnection(_ connection: Int32) {
+        RequestStart.release()
         if kept == connection { kept = nil }
         request.pointee.ipcFd = -1
         request.pointee.keepConnection = 0
@@ -482,6 +506,7 @@ struct AcceptLoop {
     }
 
     static func hasPendingBytes(_ fd: Int32) -> Bool {
+        if RequestStart.pending(fd) > 0 { return true }
         var byte: UInt8 = 0
         return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
     }

@@ -211,6 +211,42 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 0.5, "not 2 s later")
     }
 
+    /// A GET_VALUES and a request in one write: the worker reads both with its first read
+    /// (`RequestStart`), answers the management record itself and hands libfcgi the request
+    /// from what it read, starting after the record.
+    @Test func aGetValuesAndARequestInOneWriteAreBothAnswered() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1"))
+        defer { server.shutdown() }
+        let asked: [UInt8] = [14, 0] + Array("FCGI_MAX_CONNS".utf8) // 16 bytes: no padding
+        let getValues: [UInt8] = [1, 9, 0, 0, 0, UInt8(asked.count), 0, 0] + asked
+        let fd = try send(server.directory + "/www.sock", getValues + head("/behaviors/pid") + FastCGIClient.record(.stdin, []))
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var header = [UInt8](repeating: 0, count: 8)
+        #expect(recv(fd, &header, 8, Int32(MSG_WAITALL)) == 8 && header[1] == 10, "FCGI_GET_VALUES_RESULT first: \(header)")
+        var answer = [UInt8](repeating: 0, count: Int(header[4]) << 8 | Int(header[5]) + Int(header[6]))
+        #expect(recv(fd, &answer, answer.count, Int32(MSG_WAITALL)) == answer.count)
+        #expect(answer.starts(with: [14, 1] + Array("FCGI_MAX_CONNS1".utf8)))
+        let response = try FastCGIClient.readResponse(fd)
+        #expect(response.status == 200 && response.bodyText.hasPrefix("behaviors "))
+    }
+
+    /// A client that closes its connection half-way through its params: the worker sees the
+    /// end at once and takes the next client, rather than looking at the same half request
+    /// again and again (the socket stays readable at its end) until request_read_timeout.
+    @Test func aClientClosingHalfWayThroughItsParamsIsLetGoAtOnce() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nrequest_read_timeout = \"20s\""))
+        defer { server.shutdown() }
+        let half = Array((begin() + FastCGIClient.record(.params, Array(FastCGIClient.length(11) + FastCGIClient.length(6) + Array("SCRIPT_NAME".utf8)))).dropLast(3))
+        let fd = try send(server.directory + "/www.sock", half)
+        _ = try server.waitForStatus(server.statusSocket, "reading it") { $0.processes.contains { $0["state"] as? String == "Reading headers" } }
+        close(fd)
+        let started = Date()
+        #expect(try FastCGIClient.get(server.www, "/behaviors", timeout: 15).status == 200)
+        #expect(Date().timeIntervalSince(started) < 5, "not after request_read_timeout (20 s)")
+    }
+
     /// A request without a body whose empty STDIN comes only after its params (cgi-fcgi sends
     /// it once it has read its own standard input): its response is flushed, and the worker
     /// waits for that record before it ends the request and closes, so the client's write of

@@ -168,4 +168,25 @@ int forklift_epoll_del(int epfd, int fd);
 /* Wait; the descriptors that became readable are stored in ready_fds. Returns their count. */
 int forklift_epoll_wait(int epfd, int *ready_fds, int max_ready, int timeout_ms);
 
+/* The start of a request, read by the worker ahead of libfcgi (request_start.c). One buffer
+   per process. consuming: read from the socket and served to libfcgi's reads (its OS_Read);
+   0: only peeked at, libfcgi reads the socket itself. */
+int forklift_request_start_init(size_t capacity, int consuming);
+int forklift_request_start_consuming(void);
+/* The buffer now belongs to fd (-1: none), empty. */
+void forklift_request_start_reset(int fd);
+/* One recv(MSG_DONTWAIT) of fd into the buffer (after what it holds; peeking: all of it
+   again); recv's result, -1 with ENOBUFS when it is full. Resets it first for another fd. */
+ssize_t forklift_request_start_receive(int fd);
+/* What it holds that libfcgi has not read yet. */
+const unsigned char *forklift_request_start_bytes(size_t *count);
+int forklift_request_start_full(void);
+/* The first count bytes are the worker's (a management record it answers): gone. */
+int forklift_request_start_consume(int fd, size_t count);
+/* Bytes of fd held and not yet read by libfcgi (0 when peeking). */
+size_t forklift_request_start_pending(int fd);
+/* Puts bytes in the buffer as if received from fd (the start-up check of OS_Read). */
+int forklift_request_start_load(int fd, const void *bytes, size_t count);
+int OS_Read(int fd, char *buffer, size_t length);
+
 #endif

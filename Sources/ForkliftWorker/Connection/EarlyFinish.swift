@@ -39,6 +39,11 @@ final class EarlyFinish {
         let sent = FCGX_FClose(request.pointee.err) == 0 && FCGX_FClose(request.pointee.out) == 0
         let connection = request.pointee.ipcFd
         let inStep = sent && FCGX_GetError(request.pointee.in) == 0 && Self.drainBody(request.pointee.in, drainBuffer)
+        if inStep && request.pointee.keepConnection != 0 && RequestStart.pending(connection) > 0 {
+            // The client already sent its next request, and the worker read its start: the
+            // connection stays, and this worker serves that request when the handler returns.
+            return sent
+        }
         keptSet?.forget(connection) // parked or closed now, while the descriptor is still ours
         if inStep && request.pointee.keepConnection != 0 && parkFD >= 0
             && Self.park(connection, idleSince: .now(), over: parkFD) {

@@ -1,4 +1,4 @@
-/// Reads the FastCGI records at the start of a request, as peeked from the socket, before
+/// Reads the FastCGI records at the start of a request, as the worker read them, before
 /// libfcgi reads them: a check before it allocates, not a second protocol implementation.
 /// libfcgi still parses and serves the request; this only says whether what has arrived is a
 /// complete, well-formed beginning within the limits, so that libfcgi's blocking reads of the
