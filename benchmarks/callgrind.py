@@ -6,7 +6,7 @@ Runs forklift (release build, stripped copies) with one worker serving the Hello
 worker's total instruction count; twice (--low and --high requests), so that start-up and
 shutdown cancel out: per request = (Ir(high) - Ir(low)) / (high - low).
 
-    python3 benchmarks/callgrind.py [--build .build/release] [--mode new|kept|both]
+    python3 benchmarks/callgrind.py [--build .build/release] [--mode new|kept|both] [--params cgi-fcgi|nginx]
 """
 import argparse, glob, os, shutil, socket, struct, subprocess, sys, tempfile, time
 
@@ -19,8 +19,24 @@ def record(kind, content):
     return struct.pack(">BBHHBB", 1, kind, 1, len(content), pad, 0) + content + b"\0" * pad
 
 
+# The params a request carries: what cgi-fcgi sends, or the 20 of nginx's fastcgi_params for
+# a GET from wrk (--params nginx).
+PARAMS = "cgi-fcgi"
+
+
+def params_for(path):
+    if PARAMS == "nginx":
+        return [(b"QUERY_STRING", b""), (b"REQUEST_METHOD", b"GET"), (b"CONTENT_TYPE", b""), (b"CONTENT_LENGTH", b""),
+                (b"SCRIPT_NAME", path), (b"REQUEST_URI", path), (b"DOCUMENT_URI", path), (b"DOCUMENT_ROOT", b"/usr/share/nginx/html"),
+                (b"SERVER_PROTOCOL", b"HTTP/1.1"), (b"REQUEST_SCHEME", b"http"), (b"GATEWAY_INTERFACE", b"CGI/1.1"),
+                (b"SERVER_SOFTWARE", b"nginx/1.22.1"), (b"REMOTE_ADDR", b"127.0.0.1"), (b"REMOTE_PORT", b"45678"),
+                (b"SERVER_ADDR", b"127.0.0.1"), (b"SERVER_PORT", b"8080"), (b"SERVER_NAME", b"localhost"),
+                (b"REDIRECT_STATUS", b"200"), (b"HTTP_HOST", b"127.0.0.1:8080"), (b"HTTP_USER_AGENT", b"wrk")]
+    return [(b"REQUEST_METHOD", b"GET"), (b"SCRIPT_NAME", path), (b"REQUEST_URI", path), (b"QUERY_STRING", b"")]
+
+
 def request_bytes(path, keep):
-    params = [(b"REQUEST_METHOD", b"GET"), (b"SCRIPT_NAME", path), (b"REQUEST_URI", path), (b"QUERY_STRING", b"")]
+    params = params_for(path)
     body = b"".join(bytes([len(k), len(v)]) + k + v for k, v in params)
     return record(1, struct.pack(">HB5x", 1, 1 if keep else 0)) + record(4, body) + record(4, b"") + record(5, b"")
 
@@ -98,7 +114,11 @@ def main():
     parser.add_argument("--mode", choices=["new", "kept", "both"], default="both")
     parser.add_argument("--low", type=int, default=2000)
     parser.add_argument("--high", type=int, default=12000)
+    parser.add_argument("--params", choices=["cgi-fcgi", "nginx"], default="cgi-fcgi",
+                        help="the 4 params cgi-fcgi sends, or the 20 nginx sends for a GET")
     args = parser.parse_args()
+    global PARAMS
+    PARAMS = args.params
     valgrind = shutil.which("valgrind") or sys.exit("valgrind is needed: apt-get install -y valgrind")
     build = stripped_copies(os.path.abspath(args.build))
     for mode in (["new", "kept"] if args.mode == "both" else [args.mode]):

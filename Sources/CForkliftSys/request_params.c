@@ -31,3 +31,40 @@ void forklift_scan_params(char *const *envp, forklift_request_params *out) {
         }
     }
 }
+
+/* The name-value pairs lying whole in a PARAMS record's content from *index on, skipped
+ * (ParamsParser's fast path; it reads a pair cut by the record's end itself). *consumed counts
+ * their bytes; 1 when a pair's declared lengths exceed what is left of limit (nothing past
+ * its lengths is then counted), else 0. */
+static int pair_length(const uint8_t *bytes, size_t count, size_t *at, size_t *length) {
+    if (*at >= count) return 0;
+    if (!(bytes[*at] & 0x80)) {
+        *length = bytes[(*at)++];
+        return 1;
+    }
+    if (count - *at < 4) return 0;
+    *length = ((size_t)(bytes[*at] & 0x7F) << 24) | ((size_t)bytes[*at + 1] << 16) | ((size_t)bytes[*at + 2] << 8) | bytes[*at + 3];
+    *at += 4;
+    return 1;
+}
+
+int forklift_params_skip_whole(const uint8_t *bytes, size_t count, size_t *index, size_t *consumed, size_t limit) {
+    size_t at = *index, total = *consumed;
+    for (;;) {
+        size_t cursor = at, name, value;
+        if (!pair_length(bytes, count, &cursor, &name) || !pair_length(bytes, count, &cursor, &value)) break;
+        size_t used = cursor - at;
+        /* total <= limit throughout: no difference below wraps. */
+        if (used > limit - total || name > limit - total - used || value > limit - total - used - name) {
+            *index = cursor;
+            *consumed = total + used;
+            return 1;
+        }
+        if (name > count - cursor || value > count - cursor - name) break; /* cut by the record's end */
+        at = cursor + name + value;
+        total += used + name + value;
+    }
+    *index = at;
+    *consumed = total;
+    return 0;
+}

@@ -83,6 +83,23 @@ enum Records {
         #expect(RecordScanner(maxParamsSize: 1 << 20).scan(Records.request(params).withUnsafeBytes { $0 }) == .complete(stdinEnded: true))
     }
 
+    /// The limit counts the pairs' bytes, lengths included, to the byte: the same whether the
+    /// pairs lie whole in one record (read in one pass) or are cut by the records' ends (read
+    /// byte by byte across them).
+    @Test func theLimitIsExactInOneRecordAndAcrossRecords() {
+        let encoded = Records.pairs((0..<50).map { ("HTTP_X_\($0)", String(repeating: "v", count: $0 % 2 == 0 ? 60 : 200)) }) // 1- and 4-byte lengths
+        for limit in [encoded.count - 1, encoded.count, encoded.count + 1] {
+            let scanner = RecordScanner(maxParamsSize: limit)
+            let expected: RecordScanner.Outcome = limit >= encoded.count ? .complete(stdinEnded: false) : .tooLarge(limit)
+            let whole = Records.begin() + Records.record(4, encoded) + Records.record(4, [])
+            #expect(whole.withUnsafeBytes { scanner.scan($0) } == expected, "limit \(limit), one record")
+            for cut in stride(from: 1, to: encoded.count, by: 37) {
+                let split = Records.begin() + Records.record(4, Array(encoded.prefix(cut))) + Records.record(4, Array(encoded.dropFirst(cut))) + Records.record(4, [])
+                #expect(split.withUnsafeBytes { scanner.scan($0) } == expected, "limit \(limit), split at \(cut)")
+            }
+        }
+    }
+
     /// GET_VALUES naming FCGI_MPXS_CONNS four times smashes libfcgi's 64-byte answer buffer:
     /// management records are answered by the worker, never passed to libfcgi.
     @Test func managementRecordsComeOutForTheWorkerToAnswer() {

@@ -122,6 +122,9 @@ typedef struct {
     const char *query_string;
 } forklift_request_params;
 void forklift_scan_params(char *const *envp, forklift_request_params *out);
+/* PARAMS pairs lying whole in bytes from *index on, skipped: *index and *consumed advance;
+   1 when a pair's lengths exceed what is left of limit (see request_params.c). */
+int forklift_params_skip_whole(const uint8_t *bytes, size_t count, size_t *index, size_t *consumed, size_t limit);
 
 /* Backtraces --------------------------------------------------------------------------- */
 
