@@ -225,7 +225,7 @@ import Testing
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var header = [UInt8](repeating: 0, count: 8)
         #expect(recv(fd, &header, 8, Int32(MSG_WAITALL)) == 8 && header[1] == 10, "FCGI_GET_VALUES_RESULT first: \(header)")
-        var answer = [UInt8](repeating: 0, count: Int(header[4]) << 8 | Int(header[5]) + Int(header[6]))
+        var answer = [UInt8](repeating: 0, count: (Int(header[4]) << 8 | Int(header[5])) + Int(header[6]))
         #expect(recv(fd, &answer, answer.count, Int32(MSG_WAITALL)) == answer.count)
         #expect(answer.starts(with: [14, 1] + Array("FCGI_MAX_CONNS1".utf8)))
         let response = try FastCGIClient.readResponse(fd)

@@ -119,8 +119,9 @@ struct RecordScanner {
 
 /// The name-value pairs of a PARAMS stream (or a GET_VALUES record), fed as it arrives, record
 /// by record: checks each pair's declared lengths against what is left of the limit before
-/// anything would be allocated for it. Names and values are skipped in bulk; only the lengths
-/// are read byte by byte.
+/// anything would be allocated for it. Pairs lying whole in a record are skipped in one pass
+/// in C (`forklift_params_skip_whole`); a pair cut by a record's end has its lengths read byte
+/// by byte here, its name and value skipped in bulk.
 struct ParamsParser {
     enum Result: Equatable { case ok, tooLarge, malformed(String) }
 
@@ -174,17 +175,8 @@ struct ParamsParser {
                 total += step
                 continue
             }
-            if lengthBytesRead == 0 && nameLength == nil, let pair = Self.lengths(in: bytes, at: index) {
-                // Both lengths of the next pair in this record (nearly always): read at once.
-                index += pair.used
-                total += pair.used
-                guard pair.name <= limit - total, pair.value <= limit - total - pair.name else { return .tooLarge }
-                nameLeft = pair.name
-                valueLeft = pair.value
-                if pair.name == 0 && pair.value == 0 { finishPair() }
-                continue
-            }
-            // A length cut by the record's end: byte by byte, across records.
+            // Lengths byte by byte: a pair cut by the record's end (its lengths may be too), and
+            // GET_VALUES' names.
             let byte = bytes[index]
             index += 1
             total += 1
@@ -211,29 +203,6 @@ struct ParamsParser {
             if first == 0 && length == 0 { finishPair() }
         }
         return total > limit ? .tooLarge : .ok
-    }
-
-    /// A pair's two lengths at `index`, and the bytes they take (2 to 8); nil when they do
-    /// not both end within `bytes`.
-    @inline(__always)
-    private static func lengths(in bytes: UnsafeRawBufferPointer, at index: Int) -> (name: Int, value: Int, used: Int)? {
-        var offset = index
-        guard let name = length(in: bytes, at: &offset), let value = length(in: bytes, at: &offset) else { return nil }
-        return (name, value, offset - index)
-    }
-
-    @inline(__always)
-    private static func length(in bytes: UnsafeRawBufferPointer, at offset: inout Int) -> Int? {
-        guard offset < bytes.count else { return nil }
-        let first = bytes[offset]
-        if first & 0x80 == 0 {
-            offset += 1
-            return Int(first)
-        }
-        guard bytes.count - offset >= 4 else { return nil }
-        let value = Int(first & 0x7F) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
-        offset += 4
-        return value
     }
 
     private mutating func finishPair() {
