@@ -105,7 +105,8 @@ int forklift_request_start_load(int fd, const void *bytes, size_t count) {
     return 0;
 }
 
-/* libfcgi's (os_unix.c): the bytes the worker already read from `fd` first. */
+/* libfcgi's (os_unix.c): the bytes the worker already read from `fd` first, then the socket
+ * within request_read_timeout (connection_io.c). */
 int OS_Read(int fd, char *buffer, size_t length) {
     if (held.consuming && fd == held.fd && held.start < held.end) {
         size_t count = held.end - held.start;
@@ -114,5 +115,5 @@ int OS_Read(int fd, char *buffer, size_t length) {
         held.start += count;
         return (int)count;
     }
-    return (int)read(fd, buffer, length);
+    return (int)forklift_read_within(fd, buffer, length);
 }

@@ -32,6 +32,8 @@ struct AcceptLoop {
     private let earlyFinish: EarlyFinish
     let request: UnsafeMutablePointer<FCGX_Request>
     let scanner: RecordScanner
+    /// request_read_timeout and request_write_timeout, on every connection it reads.
+    let timeouts: ConnectionTimeouts
     /// Where a body left unread is drained to.
     private let drainBuffer: UnsafeMutableRawBufferPointer
     private(set) var served = 0
@@ -77,6 +79,7 @@ struct AcceptLoop {
         scanner = RecordScanner(maxParamsSize: maxParams)
         // The params, their records' headers and padding, BEGIN_REQUEST, a management record.
         RequestStart.prepare(capacity: maxParams + 4096 + (maxParams / 65535 + 2) * 264)
+        timeouts = ConnectionTimeouts(read: launch.pool.requestReadTimeout, write: launch.pool.requestWriteTimeout)
         drainBuffer = .allocate(byteCount: 65536, alignment: 8)
         earlyFinish = EarlyFinish(request: request, parkFD: launch.parkFD, drainBuffer: drainBuffer, keptSet: waiter.keptSet)
         dispatcher = Dispatcher(plugins: launch.plugins, pool: launch.pool, generation: launch.generation, board: launch.board,
@@ -208,8 +211,7 @@ struct AcceptLoop {
         }
         if let allowed = launch.pool.allowedClients, !admits(connection, allowed) { return nil }
         RequestStart.begin(connection)
-        Self.setTimeout(connection, SO_RCVTIMEO, launch.pool.requestReadTimeout)
-        Self.setTimeout(connection, SO_SNDTIMEO, launch.pool.requestWriteTimeout)
+        timeouts.apply(to: connection)
         return connection
     }
 
@@ -238,8 +240,7 @@ struct AcceptLoop {
         guard let parked else { return false }
         RequestStart.begin(parked.connection)
         // This generation's timeouts (a reload may have changed them).
-        Self.setTimeout(parked.connection, SO_RCVTIMEO, launch.pool.requestReadTimeout)
-        Self.setTimeout(parked.connection, SO_SNDTIMEO, launch.pool.requestWriteTimeout)
+        timeouts.apply(to: parked.connection)
         kept = parked.connection
         keptIdleSince = parked.idleSince
         return true
@@ -437,7 +438,7 @@ struct AcceptLoop {
                 readNext = RequestStart.pending(connection) == 0
                 continue
             case .unknownRole(let requestID, let role):
-                Self.send(ManagementAnswers.unknownRole(requestID: requestID), on: connection)
+                _ = ConnectionTimeouts.send(ManagementAnswers.unknownRole(requestID: requestID), on: connection)
                 return .refused(.protocolError, "role \(role) is not one this server plays (answered FCGI_UNKNOWN_ROLE)")
             case .tooLarge(let limit):
                 return .refused(.tooLarge, "its params exceed max_params_size (\(limit) bytes)")
@@ -465,8 +466,8 @@ struct AcceptLoop {
     /// Writes the answer to a management record (read and consumed).
     private func answer(_ record: RecordScanner.ManagementRecord, on connection: Int32) {
         switch record {
-        case .getValues(let names): Self.send(ManagementAnswers.getValues(names), on: connection)
-        case .unknown(let type): Self.send(ManagementAnswers.unknown(type: type), on: connection)
+        case .getValues(let names): _ = ConnectionTimeouts.send(ManagementAnswers.getValues(names), on: connection)
+        case .unknown(let type): _ = ConnectionTimeouts.send(ManagementAnswers.unknown(type: type), on: connection)
         }
     }
 
@@ -494,15 +495,6 @@ struct AcceptLoop {
             default: break
             }
         }
-    }
-
-    static func setTimeout(_ fd: Int32, _ option: Int32, _ seconds: Double) {
-        var value = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - seconds.rounded(.down)) * 1_000_000))
-        setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    static func send(_ bytes: [UInt8], on fd: Int32) {
-        bytes.withUnsafeBytes { _ = Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
     static func hasPendingBytes(_ fd: Int32) -> Bool {

@@ -17,9 +17,9 @@ import Testing
         FastCGIClient.record(.beginRequest, [UInt8(role >> 8), UInt8(role & 0xFF), 0, 0, 0, 0, 0, 0])
     }
 
-    /// BEGIN_REQUEST and the params of a GET, ended; no STDIN.
-    func head(_ path: String, query: String = "") -> [UInt8] {
-        let params = FastCGIClient.cgiParams(path: path, query: query).flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
+    /// BEGIN_REQUEST and the params of a GET (or of a POST of `bodyLength` bytes), ended; no STDIN.
+    func head(_ path: String, query: String = "", postOf bodyLength: Int? = nil) -> [UInt8] {
+        let params = FastCGIClient.cgiParams(method: bodyLength == nil ? "GET" : "POST", path: path, query: query, bodyLength: bodyLength ?? 0).flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
         return begin() + FastCGIClient.stream(.params, params)
     }
 
@@ -176,15 +176,27 @@ import Testing
         defer { server.shutdown() }
         let fd = try FastCGIClient.connect(server.www, timeout: 10)
         defer { close(fd) }
-        let params = FastCGIClient.cgiParams(method: "POST", path: "/echo", bodyLength: 1000)
-            .flatMap { FastCGIClient.length($0.0.utf8.count) + FastCGIClient.length($0.1.utf8.count) + Array($0.0.utf8) + Array($0.1.utf8) }
-        try FastCGIClient.sendAll(fd, begin() + FastCGIClient.stream(.params, params) + FastCGIClient.record(.stdin, [UInt8](repeating: 1, count: 500)))
+        try FastCGIClient.sendAll(fd, head("/echo", postOf: 1000) + FastCGIClient.record(.stdin, [UInt8](repeating: 1, count: 500)))
         shutdown(fd, Int32(SHUT_WR))
         let response = try? FastCGIClient.readResponse(fd)
         #expect(response?.status != 413, "\(response?.bodyText ?? "no response")")
         try server.waitForLog("plugin echo failed on /echo: the client broke the request body off")
         #expect(!server.log.contains("max_body_size"), "\(server.log)")
         #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
+    }
+
+    /// An upload that stops coming half-way is given up after request_read_timeout (each read
+    /// of the body waits that long at most), and the worker serves the next client.
+    @Test func anUploadThatStallsIsGivenUpAfterTheReadTimeout() throws {
+        let server = try ForkliftServer(config: Self.echoPool)
+        defer { server.shutdown() }
+        let fd = try FastCGIClient.connect(server.www, timeout: 10)
+        defer { close(fd) }
+        let started = Date()
+        try FastCGIClient.sendAll(fd, head("/echo", postOf: 1000) + FastCGIClient.record(.stdin, [UInt8](repeating: 1, count: 500)))
+        try server.waitForLog("plugin echo failed on /echo: the client broke the request body off")
+        #expect(Date().timeIntervalSince(started) >= 0.9, "after request_read_timeout (1 s)")
+        #expect(try FastCGIClient.request(server.www, params: FastCGIClient.cgiParams(method: "POST", path: "/echo", bodyLength: 10), body: [UInt8](repeating: 2, count: 10)).status == 200)
     }
 
     /// A handler that fails after writing part of the body: the client never gets an

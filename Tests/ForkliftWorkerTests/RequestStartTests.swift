@@ -6,12 +6,15 @@ import Testing
 /// The worker's buffer of a request's start (process-global, so serialized), in both of its
 /// modes, on a socket pair: read once and served to libfcgi, or only peeked at.
 @Suite(.serialized) struct RequestStartTests {
-    /// Debian's libfcgi calls its OS_Read through its PLT: the executable's is the one it gets,
-    /// and a worker reads each request's start once. If this fails, workers only peek (one
-    /// system call more per request).
-    @Test func libfcgiReadsWhatTheWorkerRead() {
+    /// Debian's libfcgi calls its OS_Read and OS_Write through its PLT: the executable's are
+    /// the ones it gets, a worker reads each request's start once, and the connection's
+    /// timeouts are applied in those calls. If this fails, workers only peek and set socket
+    /// options (three system calls more per request).
+    @Test func libfcgiReadsWhatTheWorkerReadAndWritesThroughIt() {
+        let writes = forklift_io_writes()
         #expect(RequestStart.prepare(capacity: 4096))
         #expect(RequestStart.consumes)
+        #expect(forklift_io_writes() > writes, "its END_REQUEST went out through OS_Write")
     }
 
     @Test(arguments: [true, false]) func bytesAreHeldTakenAndHandedOnInOrder(consuming: Bool) throws {

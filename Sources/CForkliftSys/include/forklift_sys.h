@@ -192,4 +192,16 @@ size_t forklift_request_start_pending(int fd);
 int forklift_request_start_load(int fd, const void *bytes, size_t count);
 int OS_Read(int fd, char *buffer, size_t length);
 
+/* A connection's reads and writes with the pool's request_read_timeout and
+   request_write_timeout in the call (connection_io.c): -1 with EAGAIN when the connection
+   made no progress for that long. libfcgi's go through them (OS_Read, OS_Write). Until a
+   process calls forklift_io_timeouts they are plain read() and write(). */
+void forklift_io_timeouts(int read_ms, int write_ms);
+ssize_t forklift_read_within(int fd, void *buffer, size_t length);
+/* All of it, or -1. */
+ssize_t forklift_write_within(int fd, const void *buffer, size_t length);
+/* How many times libfcgi called OS_Write (the start-up check that it calls this one). */
+unsigned long forklift_io_writes(void);
+int OS_Write(int fd, char *buffer, size_t length);
+
 #endif

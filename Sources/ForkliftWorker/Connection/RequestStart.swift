@@ -13,11 +13,12 @@ import Glibc
 /// the worker only peeks, as it did before; `prepare` finds out which.
 enum RequestStart {
     /// Sets the process's buffer up for requests whose records up to the end of their params
-    /// take at most `capacity` bytes; whether libfcgi reads through it.
+    /// take at most `capacity` bytes; whether libfcgi reads through it (and writes through
+    /// OS_Write: ConnectionTimeouts counts on both).
     @discardableResult
     static func prepare(capacity: Int) -> Bool {
         guard forklift_request_start_init(capacity, 1) == 0 else { fatalError("cannot allocate the request buffer") }
-        if libfcgiReadsThroughIt() { return true }
+        if libfcgiGoesThroughIt() { return true }
         forklift_request_start_init(capacity, 0)
         return false
     }
@@ -52,8 +53,9 @@ enum RequestStart {
     static func release() { forklift_request_start_reset(-1) }
 
     /// Whether a request start held for a connection (not sent on it) is what FCGX_Accept_r
-    /// reads: the socket it would otherwise read is empty and non-blocking, so it fails at once.
-    static func libfcgiReadsThroughIt() -> Bool {
+    /// reads (the socket it would otherwise read is empty and non-blocking, so it fails at
+    /// once), and its END_REQUEST goes out through this process's OS_Write.
+    static func libfcgiGoesThroughIt() -> Bool {
         guard FCGX_Init() == 0 else { return false } // once per process; the worker's own call is a no-op after it
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else { return false }
@@ -73,10 +75,10 @@ enum RequestStart {
         request.pointee.ipcFd = pair[1]
         request.pointee.keepConnection = 1
         let read = FCGX_Accept_r(request) >= 0 // on failure libfcgi closed the descriptor
-        if read {
-            FCGX_Finish_r(request) // its END_REQUEST goes to pair[0]; the connection is kept
-            close(pair[1])
-        }
-        return read
+        guard read else { return false }
+        let writes = forklift_io_writes()
+        FCGX_Finish_r(request) // its END_REQUEST goes to pair[0]; the connection is kept
+        close(pair[1])
+        return forklift_io_writes() > writes
     }
 }

@@ -1,0 +1,104 @@
+/*
+ * Reads and writes on a worker's connection with request_read_timeout and
+ * request_write_timeout applied in the call itself: each gives up when the connection made no
+ * progress for that long (a read with nothing to read, a write the client takes none of). The
+ * fast path is the one recv or send a blocking call would make; poll() only when it would
+ * block. libfcgi's reads and writes come here (OS_Read in request_start.c, OS_Write below: the
+ * executable's definitions win over libfcgi's, which Debian's build calls through its PLT,
+ * checked when a worker starts). That saves the two setsockopt(SO_RCVTIMEO, SO_SNDTIMEO) each
+ * accepted connection cost otherwise; a unix socket does not inherit them from its listener.
+ */
+#include "forklift_sys.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Milliseconds; 0: wait as long as it takes. */
+static int read_timeout_ms, write_timeout_ms;
+/* Set by a worker (forklift_io_timeouts). Other processes of the executable that use libfcgi
+ * (the status responder) keep its plain blocking calls, which honour their socket options. */
+static int timeouts_in_calls;
+static unsigned long writes_through_here;
+
+void forklift_io_timeouts(int read_ms, int write_ms) {
+    timeouts_in_calls = 1;
+    read_timeout_ms = read_ms > 0 ? read_ms : 0;
+    write_timeout_ms = write_ms > 0 ? write_ms : 0;
+}
+
+unsigned long forklift_io_writes(void) { return writes_through_here; }
+
+static long long now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Waits for `events` until `deadline` (ms, 0: none): 1 ready, 0 timed out (errno EAGAIN, what
+ * a socket timeout gives), -1 an error. */
+static int wait_until(int fd, short events, long long deadline) {
+    for (;;) {
+        int left = -1;
+        if (deadline) {
+            long long remaining = deadline - now_ms();
+            if (remaining <= 0) {
+                errno = EAGAIN;
+                return 0;
+            }
+            left = remaining > 1 << 30 ? 1 << 30 : (int)remaining;
+        }
+        struct pollfd watched = {fd, events, 0};
+        int ready = poll(&watched, 1, left);
+        if (ready > 0) return 1; /* readable, writable, or hung up: the next call says which */
+        if (ready < 0 && errno != EINTR) return -1;
+    }
+}
+
+ssize_t forklift_read_within(int fd, void *buffer, size_t length) {
+    if (!timeouts_in_calls) return read(fd, buffer, length);
+    for (;;) {
+        ssize_t count = recv(fd, buffer, length, MSG_DONTWAIT);
+        if (count >= 0) return count;
+        if (errno == EINTR) continue;
+        if (errno == ENOTSOCK) return read(fd, buffer, length);
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+        long long deadline = read_timeout_ms ? now_ms() + read_timeout_ms : 0;
+        if (wait_until(fd, POLLIN, deadline) <= 0) return -1;
+    }
+}
+
+ssize_t forklift_write_within(int fd, const void *buffer, size_t length) {
+    if (!timeouts_in_calls) return write(fd, buffer, length);
+    const char *bytes = buffer;
+    size_t done = 0;
+    while (done < length) {
+        ssize_t count = send(fd, bytes + done, length - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (count > 0) {
+            done += (size_t)count;
+            continue;
+        }
+        if (count < 0 && errno == EINTR) continue;
+        if (count < 0 && errno == ENOTSOCK) {
+            count = write(fd, bytes + done, length - done);
+            if (count < 0 && errno == EINTR) continue;
+            if (count <= 0) return -1;
+            done += (size_t)count;
+            continue;
+        }
+        if (count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return -1;
+        /* From the last progress: a client that reads slowly but reads is not given up. */
+        long long deadline = write_timeout_ms ? now_ms() + write_timeout_ms : 0;
+        if (wait_until(fd, POLLOUT, deadline) <= 0) return -1;
+    }
+    return (ssize_t)length;
+}
+
+/* libfcgi's (os_unix.c), which returns write()'s result; a short count is an error to it, as
+ * -1 is. */
+int OS_Write(int fd, char *buffer, size_t length) {
+    writes_through_here++;
+    return (int)forklift_write_within(fd, buffer, length);
+}
