@@ -34,7 +34,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, ".build-bench")
 NAMES = {"forklift": "Forklift", "c": "C libfcgi (spawn-fcgi)", "php": "php-fpm 8.2 (static)", "perl": "Perl FCGI::ProcManager"}
 HELLO = "Hello, world!"
-CLIENT_THREADS = 1  # the load generator's threads (--client-threads)
+# The load generator's threads (--client-threads): one per core by default. With one thread for
+# 2 connections on this 2-core VM the cores sat 50 % idle and every server waited on the
+# client's wake-ups (kept hello: C 39k/s, Forklift 43k/s, php-fpm 28k/s); with two, the cores
+# are busy and the servers are what is measured (104k, 115k, 52k). BENCHMARKS.md has the trial.
+CLIENT_THREADS = os.cpu_count() or 1
 
 def say(text=""):
     print(text, flush=True)
@@ -719,7 +723,7 @@ def goals(report):
 def markdown(report):
     m = report["machine"]
     lines = [f"Run of {report['date']} ({'quick' if report['quick'] else 'full'}): {report['rounds']} interleaved rounds of "
-             f"{report['seconds']} s per case and server; medians, (min-max) of the rounds, Forklift's ratio to each peer.",
+             f"{report['seconds']} s per case and server, the load generator on {report.get('client_threads', 1)} threads; medians, (min-max) of the rounds, Forklift's ratio to each peer.",
              f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, {m['os']}; commit {m['commit']}.", ""]
     if report["skipped"]:
         lines += ["Skipped: " + "; ".join(f"{k}: {v}" for k, v in report["skipped"].items()), ""]
@@ -816,7 +820,8 @@ def main():
     parser.add_argument("--replace-seconds", type=float, default=3.0, help="load while worker replacements are traced")
     parser.add_argument("--replacements", type=int, default=40, help="idle workers stopped one at a time, each replacement traced")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--client-threads", type=int, default=1, help="the load generator's threads (it uses one core at most per thread)")
+    parser.add_argument("--client-threads", type=int, default=os.cpu_count() or 1,
+                        help="the load generator's threads (it uses one core at most per thread; never more than a case's connections); default one per core")
     parser.add_argument("--servers", default="forklift,c,php,perl")
     parser.add_argument("--sweep", default="1,2,4,8,16,32,64", help="concurrencies for the chart ('' for none)")
     parser.add_argument("--build", default=os.path.join(ROOT, ".build/release"))
@@ -849,7 +854,7 @@ def main():
     directory = tempfile.mkdtemp(prefix="forklift-peers-")
     os.chmod(directory, 0o755)  # nginx's workers (nobody) reach the sockets in it (each server's is 0666)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": args.quick, "rounds": args.rounds, "seconds": args.seconds,
-              "workers": args.workers, "idle_seconds": args.idle_seconds, "machine": machine(), "skipped": skipped, "cases": {}}
+              "workers": args.workers, "client_threads": CLIENT_THREADS, "idle_seconds": args.idle_seconds, "machine": machine(), "skipped": skipped, "cases": {}}
     w = args.workers
     started = time.time()
     try:
