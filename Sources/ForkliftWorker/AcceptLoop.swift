@@ -8,8 +8,8 @@ import Logging
 
 /// The request loop proper, separated so that `Worker.run` reads as setup, loop, teardown.
 ///
-/// The worker accepts each connection itself and sets the pool's read and write timeouts on
-/// it; then, in its own poll, it reads the request's records up to the end of its params
+/// The worker accepts each connection itself (the pool's read and write timeouts apply to
+/// every read and write on it: `ConnectionTimeouts`); then, in its own poll, it reads the request's records up to the end of its params
 /// until they have arrived and are well-formed (`RecordScanner`), for at most
 /// `request_read_timeout`. Only then does libfcgi get the open descriptor (`FCGX_Accept_r`
 /// skips its own accept when the request already has one), and it reads those records from

@@ -11,6 +11,7 @@ struct ConnectionTimeouts {
     let read: Double
     let write: Double
 
+    /// Also sets them for the process's timed reads and writes (one pool per worker).
     init(read: Double, write: Double) {
         self.read = read
         self.write = write
