@@ -5,7 +5,8 @@
  *   fcgi-load --connect unix:/tmp/www.sock|/tmp/www.sock|127.0.0.1:9000 [options]
  *
  *   -c, --connections N     concurrent connections (default 1)
- *   -t, --threads N         threads, each with its own epoll and share of the connections (default 1)
+ *   -t, --threads N         threads (default 1); with more connections than threads, closed loop,
+ *                           they take the connections' events from one epoll set (see `shared`)
  *   -d, --duration S        seconds to measure (default 2), or
  *   -n, --requests N        stop after N requests
  *   -w, --warmup S          seconds run before measuring (not counted; default 0)
@@ -302,11 +303,25 @@ typedef struct {
     uint64_t retry_at;              /* a unix connect that found the backlog full waits */
     uint64_t due;                   /* --rate: when the request it carries was due (0: none) */
     uint32_t watched;               /* the epoll events asked for now (0: not in the epoll set) */
+    uint64_t restart_started;       /* a request sent again after a reconnect keeps its start */
+    atomic_int claim;               /* shared mode: FREE, ARMED or BUSY (see `shared`) */
 } connection;
+
+/* Shared mode (closed loop, more connections than threads): every thread waits on one epoll set
+ * and takes one event at a time, so that a thread the scheduler puts aside holds up one
+ * connection, not its whole share of them (with a set per thread, 64 connections on 2 threads,
+ * a thread descheduled for a few ms left 32 answered requests unread: their latency was the
+ * client's). A connection is armed EPOLLONESHOT, so one thread at a time handles it; `claim`
+ * says who may touch it: FREE (not in the epoll set: its home thread's, to start or retry it),
+ * ARMED (waiting in the set), BUSY (a thread is handling it). Arming is the last thing a
+ * thread does to a connection. */
+enum claim_state { FREE, ARMED, BUSY };
+static int shared;
 
 typedef struct {
     int index, epoll, count, shown;
-    connection *connections;
+    connection *connections;         /* its own share (shared mode: the ones it starts and sweeps) */
+    connection *armed;               /* shared mode: the connection it armed last */
     histogram latency;
     uint64_t errors[E_KINDS], reconnects, connect_retries, completed, bytes;
     uint64_t next_due, interval;    /* --rate: this thread's schedule (its share of the rate) */
@@ -334,10 +349,44 @@ static void close_connection(worker *w, connection *c) {
  * request that goes out in one send (all of them but large bodies) never asks for EPOLLOUT,
  * so a kept connection costs epoll_wait, recv and send per request and nothing more. */
 static void watch(worker *w, connection *c, uint32_t events) {
+    if (shared) {
+        /* One shot: armed again after every event. Marked ARMED only once in the set: a thread
+         * that gets its event meanwhile waits for that (`claim`). */
+        struct epoll_event e = { .events = events | EPOLLONESHOT, .data.ptr = c };
+        int op = c->watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        c->watched = events;
+        w->armed = c;
+        epoll_ctl(w->epoll, op, c->fd, &e);
+        atomic_store_explicit(&c->claim, ARMED, memory_order_release);
+        return;
+    }
     if (c->watched == events) return;
     struct epoll_event e = { .events = events, .data.ptr = c };
     epoll_ctl(w->epoll, c->watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &e);
     c->watched = events;
+}
+
+/* Shared mode: takes an armed connection for this thread; waits while another thread is
+ * arming it or sweeping it; 0 for a stale event (the connection was closed since). */
+static int claim(connection *c) {
+    for (;;) {
+        int expected = ARMED;
+        if (atomic_compare_exchange_strong(&c->claim, &expected, BUSY)) return 1;
+        if (expected == FREE) return 0;
+        sched_yield();
+    }
+}
+
+/* Shared mode: the home thread takes a connection that is not in the epoll set. */
+static int claim_free(connection *c) {
+    int expected = FREE;
+    return atomic_compare_exchange_strong(&c->claim, &expected, BUSY);
+}
+
+/* Shared mode: after handling a connection, it is FREE unless this thread armed it (then
+ * another thread may have it already: hands off). */
+static void release(worker *w, connection *c) {
+    if (w->armed != c) atomic_store_explicit(&c->claim, FREE, memory_order_release);
 }
 
 static int claim_request(void) {
@@ -356,7 +405,8 @@ static void begin_response(connection *c) {
 static void send_more(worker *w, connection *c);
 
 static void start_request(worker *w, connection *c, uint64_t now) {
-    c->started = c->due ? c->due : now;
+    c->started = c->restart_started ? c->restart_started : c->due ? c->due : now;
+    c->restart_started = 0;
     c->sent = 0;
     begin_response(c);
     if (c->fd < 0) {
@@ -380,8 +430,8 @@ static void start_request(worker *w, connection *c, uint64_t now) {
             return;
         }
         c->state = r < 0 ? CONNECTING : SENDING;
-        watch(w, c, r < 0 ? EPOLLOUT : EPOLLIN);
-        if (r < 0) return;
+        if (r < 0) { watch(w, c, EPOLLOUT); return; }
+        if (!shared) watch(w, c, EPOLLIN); /* shared: send_more arms it, last */
     } else {
         c->state = SENDING;
     }
@@ -430,11 +480,10 @@ static void fail(worker *w, connection *c, int kind, uint64_t now) {
  * from the first try; anything else is an error. */
 static void closed(worker *w, connection *c, int before_answer) {
     if (!before_answer) { fail(w, c, E_CLOSED, now_ns()); return; }
-    uint64_t started = c->started;
     w->reconnects++;
+    c->restart_started = c->started;
     close_connection(w, c);
     start_request(w, c, now_ns());
-    c->started = started;
 }
 
 static void send_more(worker *w, connection *c) {
@@ -554,8 +603,87 @@ static void receive(worker *w, connection *c) {
     }
 }
 
+/* Shared mode: one event of the common epoll set, handled by whichever thread took it. */
+static void handle_shared(worker *w, connection *c, uint32_t events, uint64_t now) {
+    if (!claim(c)) return;
+    w->armed = NULL;
+    if (c->fd >= 0) {
+        if (c->state == CONNECTING) {
+            int error = 0; socklen_t length = sizeof error;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &error, &length);
+            if (error) fail(w, c, E_CONNECT, now);
+            else { c->state = SENDING; send_more(w, c); }
+        } else {
+            if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && c->state != IDLE) receive(w, c);
+            if (w->armed != c && c->fd >= 0 && c->state == SENDING && (events & EPOLLOUT)) send_more(w, c);
+        }
+    }
+    /* still waiting for the rest of the response (or of the send): armed again */
+    if (w->armed != c && c->fd >= 0 && c->state != IDLE) watch(w, c, c->watched ? c->watched : EPOLLIN);
+    release(w, c);
+}
+
+/* Shared mode: the thread's loop. Its own connections it starts, retries and sweeps for timeouts
+ * (each under `claim`); events it takes from the common set one at a time. */
+static void *run_shared(worker *w) {
+    uint64_t now = now_ns();
+    for (int i = 0; i < w->count; i++) {
+        connection *c = &w->connections[i];
+        w->armed = NULL;
+        if (claim_free(c)) {
+            if (claim_request()) start_request(w, c, now);
+            release(w, c);
+        }
+    }
+    uint64_t last_sweep = now;
+    for (;;) {
+        now = now_ns();
+        int busy = 0, retrying = 0;
+        for (int i = 0; i < w->count; i++) {
+            connection *c = &w->connections[i];
+            /* FREE: only this thread touches it, so its fields can be read */
+            if (atomic_load_explicit(&c->claim, memory_order_acquire) != FREE) busy = 1;
+            else if (c->retry_at) busy = retrying = 1;
+        }
+        if (now >= measure_until || (atomic_load(&stopping) && opt.requests > 0 && !busy)) break;
+        struct epoll_event event;
+        int n = epoll_wait(w->epoll, &event, 1, retrying ? 1 : 100);
+        now = now_ns();
+        if (n == 1) handle_shared(w, event.data.ptr, event.events, now);
+        for (int i = 0; i < w->count; i++) {
+            connection *c = &w->connections[i];
+            if (atomic_load_explicit(&c->claim, memory_order_acquire) != FREE || !c->retry_at || now < c->retry_at) continue;
+            if (!claim_free(c)) continue;
+            w->armed = NULL;
+            c->retry_at = 0;
+            if (claim_request()) start_request(w, c, now);
+            release(w, c);
+        }
+        now = now_ns();
+        if (now - last_sweep > 100000000) {
+            last_sweep = now;
+            for (int i = 0; i < w->count; i++) {
+                connection *c = &w->connections[i];
+                int expected = ARMED;
+                if (!atomic_compare_exchange_strong(&c->claim, &expected, BUSY)) continue;
+                w->armed = NULL;
+                if (c->state != IDLE && now > c->started && now - c->started > (uint64_t)(opt.timeout * 1e9)) {
+                    fail(w, c, E_TIMEOUT, now);
+                    c->retry_at = 0;
+                    if (claim_request()) start_request(w, c, now);
+                    release(w, c);
+                } else {
+                    atomic_store_explicit(&c->claim, ARMED, memory_order_release); /* untouched: still in the set */
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
 static void *run(void *argument) {
     worker *w = argument;
+    if (shared) return run_shared(w);
     struct epoll_event events[256];
     uint64_t now = now_ns();
     if (opt.rate > 0) {
@@ -690,6 +818,7 @@ int main(int argc, char **argv) {
     }
     if (!opt.connect || optind != argc || opt.connections < 1 || opt.threads < 1) usage();
     if (opt.threads > opt.connections) opt.threads = opt.connections;
+    shared = opt.rate <= 0 && opt.threads > 1 && opt.connections > opt.threads;
     signal(SIGPIPE, SIG_IGN);
     resolve(opt.connect);
     build_request();
@@ -705,7 +834,7 @@ int main(int argc, char **argv) {
         w->count = opt.connections / opt.threads + (t < opt.connections % opt.threads);
         w->connections = calloc((size_t)w->count, sizeof(connection));
         for (int i = 0; i < w->count; i++) { w->connections[i].fd = -1; w->connections[i].kept = malloc(KEEP_BYTES); }
-        w->epoll = epoll_create1(EPOLL_CLOEXEC);
+        w->epoll = shared && t > 0 ? workers[0].epoll : epoll_create1(EPOLL_CLOEXEC);
         pthread_create(&w->thread, NULL, run, w);
     }
     histogram *total = calloc(1, sizeof(histogram));
