@@ -708,8 +708,10 @@ static void *run(void *argument) {
         int n;
         if (opt.rate > 0) {
             start_due(w, now);
-            /* until the next request is due, to the microsecond (epoll_wait's milliseconds are too coarse) */
-            uint64_t wait = w->next_due > now ? w->next_due - now : 0;
+            /* until the next request is due, to the microsecond (epoll_wait's milliseconds are too
+             * coarse); one still due found no free connection: until a response frees one (not a
+             * spin, which would take the core from the server that is behind) */
+            uint64_t wait = w->next_due > now ? w->next_due - now : (uint64_t)timeout * 1000000;
             if (wait > (uint64_t)timeout * 1000000) wait = (uint64_t)timeout * 1000000;
             struct timespec until = { (time_t)(wait / 1000000000), (long)(wait % 1000000000) };
             n = epoll_pwait2(w->epoll, events, 256, &until, NULL);
