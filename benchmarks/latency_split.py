@@ -16,7 +16,7 @@ aside). Tracing slows every server by about a fifth; compare the servers, not th
 with peers.py's.
 
     python3 benchmarks/latency_split.py [--servers forklift,c] [--connections 64] [--workers 4]
-                                        [--seconds 1] [--client-threads N]
+                                        [--seconds 1] [--client-threads N] [--forklift-scheduling batch]
 
 Needs root and bpftrace (installed when missing); run benchmarks/peers.py once first (it builds
 .build-bench/ and the release build).
@@ -125,6 +125,7 @@ def main():
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--client-threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--forklift-scheduling", choices=["normal", "batch"], default="normal", help="Forklift's process_scheduling")
     parser.add_argument("--build", default=os.path.join(peers.ROOT, ".build", "release"))
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -134,10 +135,11 @@ def main():
     if not os.path.exists(f"{peers.BENCH}/fcgi-load"):
         sys.exit("latency_split.py: run benchmarks/peers.py once first (no .build-bench/fcgi-load)")
     peers.CLIENT_THREADS = args.client_threads
+    peers.FORKLIFT_SCHEDULING = args.forklift_scheduling
     directory = tempfile.mkdtemp(prefix="forklift-split-")
     case = peers.Case("split", "", "/hello", connections=args.connections, expect=peers.HELLO, workers=args.workers)
     print(f"hello, new connection per request, {args.connections} clients on {args.workers} workers, "
-          f"{args.client_threads} client threads, {args.seconds:g} s traced")
+          f"{args.client_threads} client threads, {args.seconds:g} s traced, Forklift's process_scheduling {args.forklift_scheduling}")
     for name in args.servers.split(","):
         servers = peers.start_servers([name], directory, args.workers, args.build)
         if name not in servers:

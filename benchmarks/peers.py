@@ -39,6 +39,8 @@ HELLO = "Hello, world!"
 # client's wake-ups (kept hello: C 39k/s, Forklift 43k/s, php-fpm 28k/s); with two, the cores
 # are busy and the servers are what is measured (104k, 115k, 52k). BENCHMARKS.md has the trial.
 CLIENT_THREADS = os.cpu_count() or 1
+# --forklift-scheduling: Forklift's pools' process_scheduling (docs/deploy.md); normal, the default.
+FORKLIFT_SCHEDULING = "normal"
 
 def say(text=""):
     print(text, flush=True)
@@ -201,7 +203,7 @@ class Forklift(Peer):
         self.log_path = os.path.join(self.dir, "forklift.log")
         text = (f'[global]\npid = "{self.dir}/forklift.pid"\nerror_log = "{self.log_path}"\nlog_level = "{log_level}"\n'
                 f'die_timeout = "10s"\n\n[pool.www]\nlisten = "{self.sock}"\nlisten_mode = "0666"\npm = "static"\nmax_children = {workers}\n'
-                f'{pool_extra}\n')
+                f'{pool_extra}\nprocess_scheduling = "{FORKLIFT_SCHEDULING}"\n')
         for plugin in plugins:
             library, route, settings = libraries[plugin]
             text += f'\n[pool.www.plugin.{plugin}]\npath = "{os.path.abspath(build)}/{library}"\nroute = "{route}"\n{settings}\n'
@@ -723,7 +725,7 @@ def goals(report):
 def markdown(report):
     m = report["machine"]
     lines = [f"Run of {report['date']} ({'quick' if report['quick'] else 'full'}): {report['rounds']} interleaved rounds of "
-             f"{report['seconds']} s per case and server, the load generator on {report.get('client_threads', 1)} threads; medians, (min-max) of the rounds, Forklift's ratio to each peer.",
+             f"{report['seconds']} s per case and server, the load generator on {report.get('client_threads', 1)} threads, Forklift's process_scheduling {report.get('forklift_scheduling', 'normal')}; medians, (min-max) of the rounds, Forklift's ratio to each peer.",
              f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, {m['os']}; commit {m['commit']}.", ""]
     if report["skipped"]:
         lines += ["Skipped: " + "; ".join(f"{k}: {v}" for k, v in report["skipped"].items()), ""]
@@ -822,6 +824,8 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--client-threads", type=int, default=os.cpu_count() or 1,
                         help="the load generator's threads (it uses one core at most per thread; never more than a case's connections); default one per core")
+    parser.add_argument("--forklift-scheduling", choices=["normal", "batch"], default="normal",
+                        help="Forklift's process_scheduling (its workers under SCHED_BATCH with batch)")
     parser.add_argument("--servers", default="forklift,c,php,perl")
     parser.add_argument("--sweep", default="1,2,4,8,16,32,64", help="concurrencies for the chart ('' for none)")
     parser.add_argument("--build", default=os.path.join(ROOT, ".build/release"))
@@ -833,8 +837,9 @@ def main():
     # Started with signals blocked (a test runner's thread), every server and perf would
     # inherit the mask and ignore the TERM, QUIT or INT that stops it.
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    global CLIENT_THREADS
+    global CLIENT_THREADS, FORKLIFT_SCHEDULING
     CLIENT_THREADS = args.client_threads
+    FORKLIFT_SCHEDULING = args.forklift_scheduling
     if args.quick:
         args.rounds, args.seconds, args.warmup, args.idle_seconds, args.replace_seconds, args.sweep = 1, 0.3, 0.05, 2, 0.5, ""
         args.replacements = 5
@@ -854,7 +859,7 @@ def main():
     directory = tempfile.mkdtemp(prefix="forklift-peers-")
     os.chmod(directory, 0o755)  # nginx's workers (nobody) reach the sockets in it (each server's is 0666)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": args.quick, "rounds": args.rounds, "seconds": args.seconds,
-              "workers": args.workers, "client_threads": CLIENT_THREADS, "idle_seconds": args.idle_seconds, "machine": machine(), "skipped": skipped, "cases": {}}
+              "workers": args.workers, "client_threads": CLIENT_THREADS, "forklift_scheduling": FORKLIFT_SCHEDULING, "idle_seconds": args.idle_seconds, "machine": machine(), "skipped": skipped, "cases": {}}
     w = args.workers
     started = time.time()
     try:

@@ -1,7 +1,9 @@
 import Glibc
 
-/// The CPU scheduling class of a thread: normal, or idle (`SCHED_IDLE`: it runs only on CPU
-/// time no normal thread wants, and a normal thread that wakes up preempts it at once).
+/// The CPU scheduling class of a thread: normal; batch (`SCHED_BATCH`: the same share of the
+/// CPU, but a thread of it that wakes up does not preempt the one running, it waits for that
+/// one to block or use up its time slice); or idle (`SCHED_IDLE`: it runs only on CPU time no
+/// normal thread wants, and a normal thread that wakes up preempts it at once).
 ///
 /// A reload's new generation loads at idle priority so that its preload competes as little
 /// as possible with the generation that serves. Nice +19 is not enough for that: measured
@@ -9,15 +11,20 @@ import Glibc
 /// wakeups by milliseconds, where a `SCHED_IDLE` one did not.
 public enum CPUPriority: Equatable, Sendable {
     case normal
+    case batch
     case idle
 
     /// Sets the priority of one thread (0: the calling one). A thread inherits its creator's
     /// priority, a forked child that of the thread that forked.
     public static func set(_ priority: CPUPriority, of thread: pid_t) throws(SystemError) {
         var parameters = sched_param(sched_priority: 0)
-        let policy: Int32 = priority == .idle ? idlePolicy : SCHED_OTHER
+        let (policy, name): (Int32, String) = switch priority {
+        case .normal: (SCHED_OTHER, "SCHED_OTHER")
+        case .batch: (batchPolicy, "SCHED_BATCH")
+        case .idle: (idlePolicy, "SCHED_IDLE")
+        }
         if sched_setscheduler(thread, policy, &parameters) != 0 {
-            throw SystemError("sched_setscheduler(\(thread), \(priority == .idle ? "SCHED_IDLE" : "SCHED_OTHER"))")
+            throw SystemError("sched_setscheduler(\(thread), \(name))")
         }
     }
 
@@ -39,6 +46,7 @@ public enum CPUPriority: Equatable, Sendable {
     public static func of(_ thread: pid_t) -> CPUPriority? {
         switch sched_getscheduler(thread) {
         case SCHED_OTHER: .normal
+        case batchPolicy: .batch
         case idlePolicy: .idle
         default: nil
         }
@@ -75,6 +83,7 @@ public enum CPUPriority: Equatable, Sendable {
         }
     }
 
-    /// `SCHED_IDLE` (5), which Glibc declares only under `_GNU_SOURCE`.
+    /// `SCHED_BATCH` (3) and `SCHED_IDLE` (5), which Glibc declares only under `_GNU_SOURCE`.
+    static let batchPolicy: Int32 = 3
     static let idlePolicy: Int32 = 5
 }

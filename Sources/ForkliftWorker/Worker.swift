@@ -1,5 +1,6 @@
 import CFastCGI
 import CForkliftSys
+import ForkliftConfig
 import ForkliftLogging
 import ForkliftSystem
 import Glibc
@@ -40,14 +41,17 @@ public enum Worker {
         // worker init is done.
         try? signals.unblockAllOthers(alsoBlocking: [.dump])
 
-        // Forked while the master had the host loading at idle CPU priority: back to normal
-        // before any plugin code runs here, so that the threads worker init may start are
-        // born at normal priority too.
-        if launch.leavesIdlePriority && CPUPriority.of(0) == .idle {
+        // The pool's scheduling class (process_scheduling), and forked while the master had
+        // the host loading at idle CPU priority: to that class, from idle, before any plugin
+        // code runs here, so that the threads worker init may start are born with it too.
+        let serving: CPUPriority = launch.pool.privileges.scheduling == .batch ? .batch : .normal
+        let current = CPUPriority.of(0)
+        if (current == .idle && launch.leavesIdlePriority) || (current == .normal && serving == .batch) {
             do {
-                try CPUPriority.set(.normal, of: 0)
+                try CPUPriority.set(serving, of: 0)
             } catch {
-                failInit(launch, "worker \(getpid()) cannot leave the idle CPU priority its host loaded at: \(error)")
+                let from = current == .idle ? "the idle CPU priority its host loaded at" : "normal scheduling"
+                failInit(launch, "worker \(getpid()) cannot leave \(from) for process_scheduling = \"\(launch.pool.privileges.scheduling.rawValue)\": \(error)")
             }
         }
         for plugin in launch.plugins {

@@ -92,7 +92,7 @@ import Testing
             "pool.listen", "pool.listen_owner", "pool.listen_group", "pool.listen_mode", "pool.listen_allowed_clients", "pool.pm", "pool.status_path", "pool.ping_path", "pool.ping_response", "pool.status_listen",
             "pool.slowlog", "pool.catch_workers_output", "pool.decorate_workers_output", "pool.access_log", "pool.access_format", "pool.access_log_format",
             "pool.plugin", "plugin.path", "plugin.route", "plugin.settings",
-            "pool.user", "pool.group", "pool.chroot", "pool.chdir", "pool.clear_env", "pool.env",
+            "pool.user", "pool.group", "pool.chroot", "pool.chdir", "pool.clear_env", "pool.env", "pool.process_scheduling",
             // A signed number (-19 to 20), where the table's bad values include -1: PrivilegesConfigTests.
             "pool.process_priority",
         ]

@@ -3,7 +3,8 @@ import ForkliftSystem
 import Foundation
 import Testing
 
-/// user, group, chroot, chdir, clear_env, env, rlimit_files, rlimit_core, process_priority:
+/// user, group, chroot, chdir, clear_env, env, rlimit_files, rlimit_core, process_priority,
+/// process_scheduling:
 /// what they become, the errors naming key and value, and the root rule.
 @Suite struct PrivilegesConfigTests {
     static func pool(_ lines: String) -> String {
@@ -15,6 +16,7 @@ import Testing
         #expect(privileges.user == nil && privileges.group == nil && privileges.chroot == nil && privileges.chdir == nil)
         #expect(privileges.clearEnvironment, "PHP-FPM's clear_env default")
         #expect(privileges.openFilesLimit == nil && privileges.coreLimit == nil && privileges.priority == nil)
+        #expect(privileges.scheduling == .normal)
     }
 
     /// A user by name brings its primary group and the groups the database lists for it.
@@ -32,6 +34,7 @@ import Testing
             rlimit_files = 4096
             rlimit_core = "unlimited"
             process_priority = -5
+            process_scheduling = "batch"
             clear_env = false
             chroot = "/"
             chdir = "/tmp"
@@ -40,6 +43,7 @@ import Testing
         setenv("FORKLIFT_TEST_VARIABLE", "from the master", 1)
         let privileges = try #require(try parse(Self.pool(lines)).pools.first).privileges
         #expect(privileges.openFilesLimit == 4096 && privileges.coreLimit == .unlimited && privileges.priority == -5)
+        #expect(privileges.scheduling == .batch)
         #expect(!privileges.clearEnvironment && privileges.chroot == "/" && privileges.chdir == "/tmp")
         #expect(privileges.environment == [.init(name: "A", value: "one"), .init(name: "B", value: "2"),
                                            .init(name: "HOME_OF_MASTER", value: "from the master")])
@@ -58,6 +62,8 @@ import Testing
         ("rlimit_files = 0", "pool.www.rlimit_files", "expected an integer between 1 and"),
         ("rlimit_core = \"lots\"", "pool.www.rlimit_core", "expected a size in bytes or \"unlimited\""),
         ("process_priority = -20", "pool.www.process_priority", "expected an integer between -19 and 20, got -20"),
+        ("process_scheduling = \"fifo\"", "pool.www.process_scheduling", "expected \"normal\" or \"batch\", got \"fifo\""),
+        ("process_scheduling = 3", "pool.www.process_scheduling", "expected a string"),
         ("env = { PATH = [1] }", "pool.www.env.PATH", "expected a string"),
         ("env = { X = \"$FORKLIFT_NOT_SET_ANYWHERE\" }", "pool.www.env.X", "refers to $FORKLIFT_NOT_SET_ANYWHERE, which is not set"),
         ("clear_env = 3", "pool.www.clear_env", "expected true or false"),

@@ -10,6 +10,7 @@ import Testing
 struct BackgroundLoadingTests {
     static let normal: Int32 = 0 // SCHED_OTHER
     static let idle: Int32 = 5 // SCHED_IDLE
+    static let batch: Int32 = 3 // SCHED_BATCH
 
     func host(_ server: ForkliftServer, generation: Int) -> pid_t? {
         server.descendants().first { $0.value == "forklift: host pool=www gen=\(generation)" }?.key
@@ -136,10 +137,13 @@ struct BackgroundLoadingTests {
         #expect(stop.status == 0, "\(stop.output)")
     }
 
-    @Test func aWorkerForkedByALoweredHostRaisesItselfAndItsThreads() throws {
+    /// To normal, or to SCHED_BATCH for a pool with `process_scheduling = "batch"`.
+    @Test(arguments: [("", Self.normal), (#"process_scheduling = "batch""#, Self.batch)])
+    func aWorkerForkedByALoweredHostRaisesItselfAndItsThreads(scheduling: String, expected: Int32) throws {
         let server = try startServer()
         defer { server.shutdown() }
-        try server.writeConfig(reloadConfig(behaviorSettings: "worker_thread = true"))
+        let config = reloadConfig(behaviorSettings: "worker_thread = true")
+        try server.writeConfig(config.replacingOccurrences(of: "max_children = 2", with: "max_children = 2\n\(scheduling)"))
         #expect(try server.reload().status == 0)
         let lowered = try #require(self.host(server, generation: 2))
         // Stands in for the master lowering a host just as it forks (its timer racing the
@@ -156,7 +160,7 @@ struct BackgroundLoadingTests {
         let worker = try #require(replacement)
         #expect(ForkliftServer.eventually(timeout: 5) { ProcessTable.threads(of: worker).count >= 2 }, "worker init started its thread")
         let threads = threadPolicies([worker])
-        #expect(!threads.isEmpty && threads.allSatisfy { $0 == Self.normal }, "the worker and its thread: \(threads)")
+        #expect(!threads.isEmpty && threads.allSatisfy { $0 == expected }, "the worker and its thread: \(threads)")
         #expect(ProcessTable.schedulingPolicy(of: lowered) == Self.idle, "the host itself was left as the test set it")
     }
 }

@@ -5,7 +5,7 @@ import Foundation
 /// `fpm_unix.c`): users and groups are looked up now, and the directories must exist, so
 /// that `forklift check` and a reload refuse a mistake before any process is forked.
 enum PrivilegesReader {
-    static let keys = ["user", "group", "chroot", "chdir", "clear_env", "env", "rlimit_files", "rlimit_core", "process_priority"]
+    static let keys = ["user", "group", "chroot", "chdir", "clear_env", "env", "rlimit_files", "rlimit_core", "process_priority", "process_scheduling"]
 
     static func read(_ table: TableReader, environment: [String: String]) throws(ConfigurationError) -> ProcessPrivileges {
         var privileges = ProcessPrivileges()
@@ -30,6 +30,12 @@ enum PrivilegesReader {
         if let files = try table.integer("rlimit_files", atLeast: 1, atMost: 1 << 30) { privileges.openFilesLimit = UInt64(files) }
         privileges.coreLimit = try readCoreLimit(table)
         if let priority = try table.integer("process_priority", atLeast: -19, atMost: 20) { privileges.priority = Int32(priority) }
+        if let scheduling = try table.string("process_scheduling") {
+            guard let value = WorkerScheduling(rawValue: scheduling) else {
+                throw table.error("process_scheduling", "expected \"normal\" or \"batch\", got \"\(scheduling)\"")
+            }
+            privileges.scheduling = value
+        }
         return privileges
     }
 

@@ -1,6 +1,6 @@
 /// Who a pool's host and workers run as, and what they may use: PHP-FPM's `user`, `group`,
 /// `chroot`, `chdir`, `env[NAME]` and `clear_env`, `rlimit_files`, `rlimit_core` and
-/// `process_priority`. The host applies them after the fork from the master and before it
+/// `process_priority`, and `process_scheduling`. The host applies them after the fork from the master and before it
 /// loads a plugin, so no plugin code ever runs with the master's privileges.
 public struct ProcessPrivileges: Equatable, Sendable {
     /// nil: the user the master runs as (root refuses that unless `--allow-to-run-as-root`).
@@ -25,10 +25,22 @@ public struct ProcessPrivileges: Equatable, Sendable {
     public var coreLimit: ResourceLimit?
     /// The nice value, -19 (first) to 20 (last); nil: inherited.
     public var priority: Int32?
+    /// `process_scheduling`: the workers' CPU scheduling class (each worker sets its own as it
+    /// starts, before worker init, so threads a plugin starts have it too).
+    public var scheduling: WorkerScheduling = .normal
 
     public init() {}
 
     public var changesUser: Bool { user != nil || group != nil }
+}
+
+/// How the kernel schedules a pool's workers. `batch` (SCHED_BATCH) gives them the same share of
+/// the CPU, but a worker woken by a connection or a request does not preempt what runs on its
+/// core (often the web server that just connected and is about to send, or to read the last
+/// answer): it runs once that blocks or has used its time slice (a few ms at most).
+public enum WorkerScheduling: String, Equatable, Sendable {
+    case normal
+    case batch
 }
 
 public struct EnvironmentVariable: Equatable, Sendable {

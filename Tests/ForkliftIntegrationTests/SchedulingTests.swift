@@ -1,0 +1,60 @@
+import Foundation
+import ForkliftTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `process_scheduling = "batch"`: a pool's workers run under SCHED_BATCH, and so do the
+/// threads their plugins start in worker init; its host, and another pool, keep SCHED_OTHER.
+@Suite struct SchedulingTests {
+    static let normal: Int32 = 0 // SCHED_OTHER
+    static let batch: Int32 = 3 // SCHED_BATCH
+
+    static let config = """
+        [global]
+        pid = "{dir}/forklift.pid"
+        [pool.a]
+        listen = "{dir}/a.sock"
+        max_children = 2
+        process_scheduling = "batch"
+        [pool.a.plugin.behaviors]
+        path = "{build}/libForkliftTestBehaviors.so"
+        route = "/"
+        settings = { worker_thread = true }
+        [pool.b]
+        listen = "{dir}/b.sock"
+        max_children = 1
+        [pool.b.plugin.hello]
+        path = "{build}/libHello.so"
+        route = "/"
+        """
+
+    @Test func batchWorkersAndTheirThreadsUnderANormalHost() throws {
+        let server = try ForkliftServer(config: Self.config)
+        defer { server.shutdown() }
+        let family = server.descendants()
+        let hostA = try #require(family.first { $0.value.hasPrefix("forklift: host pool=a ") }?.key, "\(family)")
+        let workersA = family.filter { $0.value.hasPrefix("forklift: worker pool=a ") }.map(\.key)
+        let workersB = family.filter { $0.value.hasPrefix("forklift: worker pool=b ") }.map(\.key)
+        #expect(workersA.count == 2 && workersB.count == 1, "\(family)")
+        let threadsA = workersA.flatMap(ProcessTable.threads(of:))
+        #expect(threadsA.count >= 4, "each worker and the thread its worker init started: \(threadsA)")
+        #expect(threadsA.allSatisfy { ProcessTable.schedulingPolicy(of: $0) == Self.batch },
+                "\(threadsA.map { ProcessTable.schedulingPolicy(of: $0) ?? -1 })")
+        #expect(ProcessTable.schedulingPolicy(of: hostA) == Self.normal, "the host forks and supervises: normal")
+        #expect(workersB.allSatisfy { ProcessTable.schedulingPolicy(of: $0) == Self.normal }, "the default")
+        #expect(try FastCGIClient.get(.unix(server.directory + "/a.sock"), "/").status == 200)
+
+        // A worker forked later (a replacement) starts under SCHED_BATCH too.
+        let victim = try #require(workersA.first)
+        kill(victim, SIGKILL)
+        var replacement: pid_t?
+        #expect(ForkliftServer.eventually(timeout: 10) {
+            replacement = server.descendants().first { $0.value.hasPrefix("forklift: worker pool=a ") && !workersA.contains($0.key) }?.key
+            return replacement != nil
+        })
+        let newWorker = try #require(replacement)
+        #expect(ForkliftServer.eventually(timeout: 5) { ProcessTable.schedulingPolicy(of: newWorker) == Self.batch })
+    }
+}
