@@ -422,7 +422,9 @@ def summary(runs):
             # fairness within each round: Jain's index and the busiest client's requests over the least busy one's
             "jain": min((p["jain"] for p in per if "jain" in p), default=None),
             "clients_max_over_min": max((p["max"] / p["min"] if p["min"] else float("inf") for p in per if "min" in p), default=None),
-            "rounds": len(runs)}
+            "rounds": len(runs),
+            # each round's, in the order they ran: a median hides whether one round or all of them were slow
+            "round_rps": rps, "round_p99_ms": [r["latency_ms"]["p99"] for r in runs]}
 
 def print_case(title, results):
     say(f"\n  {title}")
