@@ -12,7 +12,8 @@ tracepoints, by the socket at each end of it:
 and prints, per server, the load generator's own figures and each part's p50, p99 and p99.9
 (upper bounds of 25 µs buckets, up to 20 ms) with how many requests spent more than 1 ms in it.
 The four add up to about the load generator's latency (its connect, send and last read
-aside). Tracing slows every server by about a fifth; compare the servers, not the figures
+aside; the trace also takes in the load generator's 0.1 s of warm-up, which its own figures
+leave out). Tracing slows every server by about a fifth; compare the servers, not the figures
 with peers.py's.
 
     python3 benchmarks/latency_split.py [--servers forklift,c] [--connections 64] [--workers 4]
@@ -31,8 +32,10 @@ import peers
 PROGRAM = r'''
 tracepoint:syscalls:sys_enter_connect /comm == "fcgi-load"/ { @connecting[tid] = args->fd; }
 tracepoint:syscalls:sys_exit_connect /comm == "fcgi-load" && @connecting[tid]/ {
-  $file = *(curtask->files->fdt->fd + @connecting[tid]);
-  @connected[((struct socket *)$file->private_data)->sk] = nsecs;
+  if (args->ret == 0) {
+    $file = *(curtask->files->fdt->fd + @connecting[tid]);
+    @connected[((struct socket *)$file->private_data)->sk] = nsecs;
+  }
   delete(@connecting[tid]);
 }
 tracepoint:syscalls:sys_exit_accept4, tracepoint:syscalls:sys_exit_accept /args->ret >= 0/ {
@@ -155,9 +158,11 @@ def main():
                     sys.exit(f"latency_split.py: bpftrace did not start:\n{open(output).read()}")
                 time.sleep(0.1)
             time.sleep(1.0)  # attached: the probes are live once it prints their count
-            measured = peers.loadgen(server, case, args.seconds, 0.1)
-            tracer.send_signal(signal.SIGINT)
-            tracer.wait(timeout=60)
+            try:
+                measured = peers.loadgen(server, case, args.seconds, 0.1)
+            finally:
+                tracer.send_signal(signal.SIGINT)
+                tracer.wait(timeout=60)
             found = histograms(open(output).read())
         finally:
             peers.stop_servers(servers)

@@ -46,7 +46,7 @@ import Glibc
         #expect(workersB.allSatisfy { ProcessTable.schedulingPolicy(of: $0) == Self.normal }, "the default")
         #expect(try FastCGIClient.get(.unix(server.directory + "/a.sock"), "/").status == 200)
 
-        // A worker forked later (a replacement) starts under SCHED_BATCH too.
+        // A worker forked later (a replacement) starts under SCHED_BATCH too, and its thread with it.
         let victim = try #require(workersA.first)
         kill(victim, SIGKILL)
         var replacement: pid_t?
@@ -55,6 +55,9 @@ import Glibc
             return replacement != nil
         })
         let newWorker = try #require(replacement)
-        #expect(ForkliftServer.eventually(timeout: 5) { ProcessTable.schedulingPolicy(of: newWorker) == Self.batch })
+        #expect(ForkliftServer.eventually(timeout: 5) {
+            let threads = ProcessTable.threads(of: newWorker)
+            return threads.count >= 2 && threads.allSatisfy { ProcessTable.schedulingPolicy(of: $0) == Self.batch }
+        }, "the replacement and the thread its worker init started")
     }
 }

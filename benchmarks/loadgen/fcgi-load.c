@@ -317,6 +317,9 @@ typedef struct {
  * thread does to a connection. */
 enum claim_state { FREE, ARMED, BUSY };
 static int shared;
+/* Shared mode: connections left FREE with a retry due (only their home thread restarts them, so
+ * while there are any, every thread wakes every millisecond to look). */
+static atomic_int retries_waiting;
 
 typedef struct {
     int index, epoll, count, shown;
@@ -386,7 +389,9 @@ static int claim_free(connection *c) {
 /* Shared mode: after handling a connection, it is FREE unless this thread armed it (then
  * another thread may have it already: hands off). */
 static void release(worker *w, connection *c) {
-    if (w->armed != c) atomic_store_explicit(&c->claim, FREE, memory_order_release);
+    if (w->armed == c) return;
+    if (c->retry_at) atomic_fetch_add(&retries_waiting, 1);
+    atomic_store_explicit(&c->claim, FREE, memory_order_release);
 }
 
 static int claim_request(void) {
@@ -638,16 +643,17 @@ static void *run_shared(worker *w) {
     uint64_t last_sweep = now;
     for (;;) {
         now = now_ns();
-        int busy = 0, retrying = 0;
+        int busy = 0;
         for (int i = 0; i < w->count; i++) {
             connection *c = &w->connections[i];
             /* FREE: only this thread touches it, so its fields can be read */
-            if (atomic_load_explicit(&c->claim, memory_order_acquire) != FREE) busy = 1;
-            else if (c->retry_at) busy = retrying = 1;
+            if (atomic_load_explicit(&c->claim, memory_order_acquire) != FREE || c->retry_at) busy = 1;
         }
         if (now >= measure_until || (atomic_load(&stopping) && opt.requests > 0 && !busy)) break;
         struct epoll_event event;
-        int n = epoll_wait(w->epoll, &event, 1, retrying ? 1 : 100);
+        /* At most 10 ms: another thread may have finished this one's last connection (-n) or
+         * left one of them to retry; the epoll set wakes its threads last in, first out. */
+        int n = epoll_wait(w->epoll, &event, 1, atomic_load(&retries_waiting) > 0 ? 1 : 10);
         now = now_ns();
         if (n == 1) handle_shared(w, event.data.ptr, event.events, now);
         for (int i = 0; i < w->count; i++) {
@@ -656,6 +662,7 @@ static void *run_shared(worker *w) {
             if (!claim_free(c)) continue;
             w->armed = NULL;
             c->retry_at = 0;
+            atomic_fetch_sub(&retries_waiting, 1);
             if (claim_request()) start_request(w, c, now);
             release(w, c);
         }
@@ -843,9 +850,10 @@ int main(int argc, char **argv) {
     uint64_t errors[E_KINDS] = {0}, reconnects = 0, retries = 0, completed_count = 0, bytes = 0, error_total = 0, late = 0;
     long served_min = -1, served_max = 0;
     double served_sum = 0, served_squares = 0;
+    /* All joined first: in shared mode a thread completes requests on other threads' connections. */
+    for (int t = 0; t < opt.threads; t++) pthread_join(workers[t].thread, NULL);
     for (int t = 0; t < opt.threads; t++) {
         worker *w = &workers[t];
-        pthread_join(w->thread, NULL);
         for (int i = 0; i < BUCKETS; i++) total->counts[i] += w->latency.counts[i];
         total->total += w->latency.total; total->sum += w->latency.sum;
         if (w->latency.max > total->max) total->max = w->latency.max;
