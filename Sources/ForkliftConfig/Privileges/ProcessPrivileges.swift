@@ -1,7 +1,8 @@
 /// Who a pool's host and workers run as, and what they may use: PHP-FPM's `user`, `group`,
 /// `chroot`, `chdir`, `env[NAME]` and `clear_env`, `rlimit_files`, `rlimit_core` and
-/// `process_priority`, and `process_scheduling`. The host applies them after the fork from the master and before it
-/// loads a plugin, so no plugin code ever runs with the master's privileges.
+/// `process_priority`. The host applies them after the fork from the master and before it
+/// loads a plugin, so no plugin code ever runs with the master's privileges; each worker
+/// applies `process_scheduling` to itself as it starts.
 public struct ProcessPrivileges: Equatable, Sendable {
     /// nil: the user the master runs as (root refuses that unless `--allow-to-run-as-root`).
     public var user: SocketPermissions.Account?
@@ -39,6 +40,7 @@ public struct ProcessPrivileges: Equatable, Sendable {
 /// core (often the web server that just connected and is about to send, or to read the last
 /// answer): it runs once that blocks or has used its time slice (a few ms at most).
 public enum WorkerScheduling: String, Equatable, Sendable {
+    /// The class the worker inherits from forklift (SCHED_OTHER unless it was started otherwise).
     case normal
     case batch
 }
