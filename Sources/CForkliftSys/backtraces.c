@@ -16,10 +16,18 @@
 #include <unistd.h>
 
 static int backtrace_fd = -1;
+/* Set in the host, and so in every worker it forks. */
+static int unwinder_warm = 0;
 
-void forklift_backtrace_init(int report_fd) {
+void forklift_backtrace_warm(void) {
+    if (unwinder_warm) return;
     void *warm[2];
     backtrace(warm, 2); /* loads the unwinder now: its first use may allocate */
+    unwinder_warm = 1;
+}
+
+void forklift_backtrace_init(int report_fd) {
+    forklift_backtrace_warm();
     backtrace_fd = report_fd;
 }
 

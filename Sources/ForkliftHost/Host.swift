@@ -1,3 +1,4 @@
+import CForkliftSys
 import ForkliftConfig
 import ForkliftIPC
 import ForkliftLogging
@@ -75,6 +76,10 @@ public enum Host {
             try? CPUPriority.set(.normal, ofAllThreadsOf: getpid())
             report(.loaded)
         }
+
+        // The unwinder the workers' crash and stack reports use, loaded once here rather than
+        // in every worker at its start (see forklift_backtrace_warm).
+        forklift_backtrace_warm()
 
         let summary = {
             "pool=\(pool.name) gen=\(launch.generation) pm=\(pool.processManager.rawValue) plugins=\(plugins.map(\.label).joined(separator: ","))"

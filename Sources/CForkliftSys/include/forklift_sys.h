@@ -128,8 +128,12 @@ int forklift_params_skip_whole(const uint8_t *bytes, size_t count, size_t *index
 
 /* Backtraces --------------------------------------------------------------------------- */
 
-/* Workers: where backtraces go (the host's pipe); warms the unwinder up so that the signal
- * handlers below never allocate. */
+/* The host, before it forks workers: glibc's first backtrace() dlopens the unwinder and
+ * looks its functions up (a few dozen page faults, 0.1 ms), once per process; done here it
+ * is done for every worker forked after. */
+void forklift_backtrace_warm(void);
+/* Workers: where backtraces go (the host's pipe); warms the unwinder up, unless the host
+ * did, so that the signal handlers below never allocate. */
 void forklift_backtrace_init(int report_fd);
 /* Signal-safe: one line "backtrace KIND PID SIGNO ADDR..." (hex return addresses). */
 void forklift_write_backtrace(const char *kind, int signo);
