@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,6 +93,75 @@ ssize_t forklift_write_within(int fd, const void *buffer, size_t length) {
         /* From the last progress: a client that reads slowly but reads is not given up. */
         long long deadline = write_timeout_ms ? now_ms() + write_timeout_ms : 0;
         if (wait_until(fd, POLLOUT, deadline) <= 0) return -1;
+    }
+    return (ssize_t)length;
+}
+
+/* The largest record content that keeps a record's length a multiple of 8 (the protocol's
+   limit is 65535). */
+#define RECORD_CONTENT_MAX 65528
+/* Records per sendmsg: up to 1 MiB of content, three iovecs each. */
+#define RECORDS_PER_CALL 16
+
+ssize_t forklift_write_stdout(int fd, int request_id, const void *bytes, size_t length) {
+    static const unsigned char zeros[8];
+    unsigned char headers[RECORDS_PER_CALL][8];
+    struct iovec vectors[RECORDS_PER_CALL * 3];
+    const unsigned char *next = bytes;
+    size_t left = length;
+    while (left > 0) {
+        /* The next records, as header, content and padding. */
+        int count = 0;
+        for (int record = 0; record < RECORDS_PER_CALL && left > 0; record++) {
+            size_t content = left < RECORD_CONTENT_MAX ? left : RECORD_CONTENT_MAX;
+            size_t padding = (8 - content % 8) % 8;
+            unsigned char *h = headers[record];
+            h[0] = 1; /* FCGI_VERSION_1 */
+            h[1] = 6; /* FCGI_STDOUT */
+            h[2] = (unsigned char)(request_id >> 8);
+            h[3] = (unsigned char)request_id;
+            h[4] = (unsigned char)(content >> 8);
+            h[5] = (unsigned char)content;
+            h[6] = (unsigned char)padding;
+            h[7] = 0;
+            vectors[count++] = (struct iovec){h, 8};
+            vectors[count++] = (struct iovec){(void *)next, content};
+            if (padding) vectors[count++] = (struct iovec){(void *)zeros, padding};
+            next += content;
+            left -= content;
+        }
+        /* All of them, however many calls the socket takes them in. */
+        struct iovec *pending = vectors;
+        int remaining = count;
+        long long deadline = 0;
+        while (remaining > 0) {
+            struct msghdr message = {.msg_iov = pending, .msg_iovlen = (size_t)remaining};
+            ssize_t sent;
+            if (!timeouts_in_calls) {
+                sent = writev(fd, pending, remaining);
+            } else {
+                sent = sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (sent < 0 && errno == ENOTSOCK) sent = writev(fd, pending, remaining);
+            }
+            if (sent < 0 && errno == EINTR) continue;
+            if (sent < 0 && timeouts_in_calls && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                /* From the last progress, as forklift_write_within. */
+                if (!deadline && write_timeout_ms) deadline = now_ms() + write_timeout_ms;
+                if (wait_until(fd, POLLOUT, deadline) <= 0) return -1;
+                continue;
+            }
+            if (sent <= 0) return -1;
+            deadline = 0;
+            while (remaining > 0 && (size_t)sent >= pending->iov_len) {
+                sent -= (ssize_t)pending->iov_len;
+                pending++;
+                remaining--;
+            }
+            if (remaining > 0 && sent > 0) {
+                pending->iov_base = (char *)pending->iov_base + sent;
+                pending->iov_len -= (size_t)sent;
+            }
+        }
     }
     return (ssize_t)length;
 }

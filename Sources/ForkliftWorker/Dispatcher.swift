@@ -65,10 +65,10 @@ struct Dispatcher {
         if let bridges {
             (request, response) = bridges
             request.begin(fcgiRequest)
-            response.begin(out: fcgiRequest.pointee.out)
+            response.begin()
         } else {
             request = RequestBridge(fcgiRequest, bodyLimit: pool.maxBodySize, earlyFinish: earlyFinish)
-            response = ResponseBridge(out: fcgiRequest.pointee.out, earlyFinish: earlyFinish)
+            response = ResponseBridge(request: fcgiRequest, earlyFinish: earlyFinish)
             bridges = (request, response)
         }
         counters.requestStarted()

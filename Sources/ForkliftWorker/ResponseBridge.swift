@@ -1,10 +1,14 @@
 import CFastCGI
+import CForkliftSys
 import ForkliftClient
+import Glibc
 
 /// What a plugin's `forklift_response *` points to: status and headers are held back until
 /// the first body write or flush, then sent as CGI headers (`Status: 200 OK`) on libfcgi's
 /// stdout stream. Reused by a worker's requests as `RequestBridge` is (`begin`).
 final class ResponseBridge {
+    /// The request's connection and id, for the records a large write sends itself.
+    private let request: UnsafeMutablePointer<FCGX_Request>
     private var out: UnsafeMutablePointer<FCGX_Stream>
     private(set) var status = 200
     private var headers: [(name: String, value: String)] = [] {
@@ -22,14 +26,16 @@ final class ResponseBridge {
 
     private let earlyFinish: EarlyFinish?
 
-    init(out: UnsafeMutablePointer<FCGX_Stream>, earlyFinish: EarlyFinish? = nil) {
-        self.out = out
+    init(request: UnsafeMutablePointer<FCGX_Request>, earlyFinish: EarlyFinish? = nil) {
+        self.request = request
+        out = request.pointee.out
         self.earlyFinish = earlyFinish
     }
 
-    /// Starts the next request's response, on its stdout stream (libfcgi makes one per request).
-    func begin(out: UnsafeMutablePointer<FCGX_Stream>) {
-        self.out = out
+    /// Starts the next request's response, on its stdout stream (libfcgi makes one per
+    /// request, in the same FCGX_Request).
+    func begin() {
+        out = request.pointee.out
         status = 200
         if hasHeaders { headers.removeAll(keepingCapacity: true) }
         hasContentType = false
@@ -71,8 +77,16 @@ final class ResponseBridge {
         return headers.first { $0.name.lowercased() == name.lowercased() }?.value
     }
 
+    /// From this size on a write goes out as records of up to 64 KiB sent from the plugin's
+    /// bytes (`forklift_write_stdout`), after what libfcgi holds: libfcgi would copy it
+    /// into its 8 KiB buffer and send one record per 8 KiB, and each send wakes a client
+    /// that waits to read (a 1 MiB response: 128 sends and about 90 wake-ups of the client,
+    /// then 1 to 3 sendmsg calls).
+    static let directWriteMinimum = 16384
+
     func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !closed, sendHeadersIfNeeded() else { return false }
+        if bytes.count >= Self.directWriteMinimum { return writeRecords(bytes) }
         // FCGX_PutStr takes an Int32 length: hand it at most 1 GiB at a time.
         var offset = 0
         while offset < bytes.count {
@@ -82,6 +96,24 @@ final class ResponseBridge {
                 return false
             }
             offset += chunk
+        }
+        bodyBytes += bytes.count
+        return true
+    }
+
+    /// A large write: libfcgi's buffer flushed first (the order stays), then the bytes as
+    /// stdout records of their own. A failure closes libfcgi's stream as its own failed write
+    /// would, so that nothing more is written on it.
+    private func writeRecords(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard FCGX_FFlush(out) == 0 else {
+            broken = true
+            return false
+        }
+        guard forklift_write_stdout(request.pointee.ipcFd, request.pointee.requestId, bytes.baseAddress, bytes.count) >= 0 else {
+            if out.pointee.FCGI_errno == 0 { out.pointee.FCGI_errno = errno }
+            out.pointee.isClosed = 1
+            broken = true
+            return false
         }
         bodyBytes += bytes.count
         return true

@@ -105,7 +105,7 @@ public enum StatusResponder {
 
     private static func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>, pages: BuiltInPages) {
         let request = RequestBridge(fcgiRequest)
-        let response = ResponseBridge(out: fcgiRequest.pointee.out)
+        let response = ResponseBridge(request: fcgiRequest)
         if let page = pages.page(for: request.pathBytes) {
             pages.respond(page, query: request.param("QUERY_STRING") ?? "", response: response)
         } else {

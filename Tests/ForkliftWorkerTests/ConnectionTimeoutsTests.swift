@@ -48,4 +48,58 @@ import Testing
         close(client)
         #expect(forklift_write_within(worker, chunk, 16) == -1 && errno == EPIPE)
     }
+
+    /// A large response's records (ResponseBridge.write): every byte in order, in records of up
+    /// to 65528 content bytes padded to a multiple of 8, read by a client that reads in small
+    /// pieces (the writes are partial); and given up when the client stops reading.
+    @Test func stdoutRecordsCarryEveryByteInOrderAndTimeOutWhenTheClientStopsReading() throws {
+        _ = ConnectionTimeouts(read: 0.2, write: 0.2)
+        let (client, worker) = pair()
+        defer { close(client); close(worker) }
+        // More than one sendmsg's 16 records, and an odd length: the last record is padded.
+        let bytes = (0..<(1 << 20) * 3 + 5).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 10) }
+        let box = Received()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            var chunk = [UInt8](repeating: 0, count: 5000)
+            while true {
+                let count = recv(client, &chunk, chunk.count, 0)
+                if count <= 0 { break }
+                box.bytes += chunk.prefix(count)
+            }
+            done.signal()
+        }.start()
+        #expect(forklift_write_stdout(worker, 0x1234, bytes, bytes.count) == bytes.count)
+        shutdown(worker, Int32(SHUT_WR))
+        done.wait()
+        let received = box.bytes
+        var content: [UInt8] = []
+        var offset = 0, records = 0, largest = 0
+        while offset + 8 <= received.count {
+            let header = Array(received[offset..<offset + 8])
+            let length = Int(header[4]) << 8 | Int(header[5]), padding = Int(header[6])
+            #expect(header[0] == 1 && header[1] == 6 && header[2] == 0x12 && header[3] == 0x34, "version 1, FCGI_STDOUT, the request's id")
+            #expect((length + padding) % 8 == 0 && padding < 8, "padded to a multiple of 8, as libfcgi pads")
+            #expect(offset + 8 + length + padding <= received.count)
+            content += received[(offset + 8)..<min(received.count, offset + 8 + length)]
+            offset += 8 + length + padding
+            records += 1
+            largest = max(largest, length)
+        }
+        #expect(offset == received.count, "nothing but whole records")
+        #expect(content == bytes, "every byte, in order")
+        #expect(largest == 65528 && records == (bytes.count + 65527) / 65528)
+
+        // Nobody reads: the socket's buffer fills, then the write gives up.
+        let (quiet, other) = pair()
+        defer { close(quiet); close(other) }
+        let started = Date()
+        #expect(forklift_write_stdout(other, 1, bytes, bytes.count) == -1 && errno == EAGAIN)
+        #expect(Date().timeIntervalSince(started) >= 0.19, "after request_write_timeout, not at once")
+    }
+}
+
+/// What the reading thread received.
+private final class Received: @unchecked Sendable {
+    var bytes: [UInt8] = []
 }

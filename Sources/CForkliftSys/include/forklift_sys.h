@@ -204,6 +204,12 @@ void forklift_io_timeouts(int read_ms, int write_ms);
 ssize_t forklift_read_within(int fd, void *buffer, size_t length);
 /* All of it, or -1. */
 ssize_t forklift_write_within(int fd, const void *buffer, size_t length);
+/* `length` bytes as FCGI_STDOUT records for `request_id`, each of up to
+   65528 content bytes and padded to a multiple of 8, as libfcgi pads its own, written
+   straight from `bytes` with a few sendmsg calls rather than through libfcgi's 8 KiB
+   buffer (see ResponseBridge.write); within request_write_timeout as above. The caller
+   flushed libfcgi's stream first. All of it, or -1. */
+ssize_t forklift_write_stdout(int fd, int request_id, const void *bytes, size_t length);
 /* How many times libfcgi called OS_Write (the start-up check that it calls this one). */
 unsigned long forklift_io_writes(void);
 int OS_Write(int fd, char *buffer, size_t length);
