@@ -150,6 +150,7 @@ ssize_t forklift_write_stdout(int fd, int request_id, const void *bytes, size_t 
                 if (wait_until(fd, POLLOUT, deadline) <= 0) return -1;
                 continue;
             }
+            if (sent == 0) errno = EIO; /* not for a non-empty send on a stream socket */
             if (sent <= 0) return -1;
             deadline = 0;
             while (remaining > 0 && (size_t)sent >= pending->iov_len) {

@@ -61,6 +61,18 @@ struct Dispatcher {
     /// `started`: when the worker began reading the request.
     @discardableResult
     mutating func serve(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>, started: MonotonicInstant) -> Outcome {
+        let outcome = dispatch(fcgiRequest, started: started)
+        // A response cut short on the wire (the client went, or took nothing for
+        // request_write_timeout) is aborted whatever the handler returned (a plugin that let
+        // a failed write pass, a built-in page): ended normally, the client could take what it
+        // got for the whole response.
+        if outcome == .complete, let response = bridges?.response, response.broken, response.headersSent, earlyFinish?.finished != true {
+            return .abort
+        }
+        return outcome
+    }
+
+    private mutating func dispatch(_ fcgiRequest: UnsafeMutablePointer<FCGX_Request>, started: MonotonicInstant) -> Outcome {
         let request: RequestBridge, response: ResponseBridge
         if let bridges {
             (request, response) = bridges

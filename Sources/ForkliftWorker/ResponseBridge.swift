@@ -87,31 +87,31 @@ final class ResponseBridge {
     func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !closed, sendHeadersIfNeeded() else { return false }
         if bytes.count >= Self.directWriteMinimum { return writeRecords(bytes) }
-        // FCGX_PutStr takes an Int32 length: hand it at most 1 GiB at a time.
-        var offset = 0
-        while offset < bytes.count {
-            let chunk = min(bytes.count - offset, 1 << 30)
-            guard FCGX_PutStr(bytes.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self), Int32(chunk), out) == Int32(chunk) else {
-                broken = true
-                return false
-            }
-            offset += chunk
+        guard bytes.count > 0 else { return true }
+        let count = Int32(bytes.count) // under directWriteMinimum
+        guard FCGX_PutStr(bytes.baseAddress!.assumingMemoryBound(to: CChar.self), count, out) == count else {
+            broken = true
+            return false
         }
         bodyBytes += bytes.count
         return true
     }
 
     /// A large write: libfcgi's buffer flushed first (the order stays), then the bytes as
-    /// stdout records of their own. A failure closes libfcgi's stream as its own failed write
-    /// would, so that nothing more is written on it.
+    /// stdout records of their own.
     private func writeRecords(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard FCGX_FFlush(out) == 0 else {
+        guard out.pointee.isClosed == 0, FCGX_FFlush(out) == 0 else {
             broken = true
             return false
         }
         guard forklift_write_stdout(request.pointee.ipcFd, request.pointee.requestId, bytes.baseAddress, bytes.count) >= 0 else {
-            if out.pointee.FCGI_errno == 0 { out.pointee.FCGI_errno = errno }
+            // The stream is failed and taken as closed already: libfcgi's close at the
+            // request's end writes nothing more, no end of stdout and no END_REQUEST after a
+            // record cut short (libfcgi's own failed write leaves its buffer full, which stops
+            // them; after the flush above its buffer is empty, and they would go out).
+            if out.pointee.FCGI_errno == 0 { out.pointee.FCGI_errno = errno != 0 ? errno : EIO }
             out.pointee.isClosed = 1
+            out.pointee.wasFCloseCalled = 1
             broken = true
             return false
         }

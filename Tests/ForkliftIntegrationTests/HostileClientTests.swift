@@ -308,4 +308,33 @@ import Testing
         _ = try server.waitForStatus(server.statusSocket, timeout: 10, "the worker free again") { $0.processes.first?["state"] as? String == "Idle" && $0.int("accepted conn") >= 1 }
         #expect(try FastCGIClient.get(server.www, "/behaviors").status == 200)
     }
+
+    /// A response cut short by request_write_timeout whose handler let the failed write pass
+    /// and returned normally: the client that reads again finds what got through, then the
+    /// connection's end, never an end of stdout or END_REQUEST that would make it whole.
+    @Test func aResponseCutShortIsNeverEndedAsComplete() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nrequest_write_timeout = \"1s\""))
+        defer { server.shutdown() }
+        let fd = try FastCGIClient.connect(server.www, timeout: 10)
+        defer { close(fd) }
+        try FastCGIClient.sendAll(fd, head("/behaviors/big-unchecked", query: "mb=32") + FastCGIClient.stream(.stdin, []))
+        // Not read until the handler is done (its writes timed out): libfcgi would now try to
+        // end the response, for as long as the write timeout again.
+        _ = try server.waitForStatus(server.statusSocket, timeout: 20, "the handler done") {
+            ["Finishing", "Idle"].contains($0.processes.first?["state"] as? String) && $0.int("accepted conn") >= 1
+        }
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = recv(fd, &chunk, chunk.count, 0)
+            if count <= 0 { break }
+            received += chunk.prefix(count)
+        }
+        #expect(received.count > 0 && received.count < 32 << 20, "what got through before the timeout: \(received.count) bytes")
+        func contains(_ pattern: [UInt8]) -> Bool {
+            received.count >= pattern.count && (0...(received.count - pattern.count)).contains { received[$0..<($0 + pattern.count)].elementsEqual(pattern) }
+        }
+        #expect(!contains([1, 3, 0, 1, 0, 8, 0, 0]), "no END_REQUEST")
+        #expect(!contains([1, 6, 0, 1, 0, 0, 0, 0]), "no end of stdout")
+    }
 }

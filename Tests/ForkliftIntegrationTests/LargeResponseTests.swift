@@ -40,6 +40,9 @@ import Testing
         defer { server.shutdown() }
         let fd = try rawConnection(server.directory + "/www.sock")
         defer { close(fd) }
+        // A worker that stalls fails the test rather than hanging it.
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         // Echo writes its head lines (small: libfcgi's buffer), then the body in one write.
         let body = (0..<(1 << 20) + 3).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 11) }
         for round in 1...2 { // the connection kept: the second request finds it in step

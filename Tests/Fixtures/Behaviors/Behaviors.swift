@@ -155,6 +155,11 @@ final class Behaviors: ForkliftHandler {
             let mb = Int(request.query.split(separator: "=").last ?? "1") ?? 1
             let chunk = [UInt8](repeating: 98, count: 1 << 20)
             for _ in 0..<mb { try response.write(chunk) }
+        case "big-unchecked":
+            // As big, but a failed write is let pass and the handler returns normally.
+            let mb = Int(request.query.split(separator: "=").last ?? "1") ?? 1
+            let chunk = [UInt8](repeating: 98, count: 1 << 20)
+            for _ in 0..<mb { _ = try? response.write(chunk) }
         case "shared-maps":
             try response.write("\(SharedMaps.all().count) shared mappings\n")
         case "scribble-slot":
