@@ -129,8 +129,8 @@ int forklift_params_skip_whole(const uint8_t *bytes, size_t count, size_t *index
 /* Backtraces --------------------------------------------------------------------------- */
 
 /* The host, before it forks workers: glibc's first backtrace() dlopens the unwinder and
- * looks its functions up (a few dozen page faults, 0.1 ms), once per process; done here it
- * is done for every worker forked after. */
+ * looks its functions up, once per process (30-45 page faults, about 0.3 ms of a worker's
+ * start in BENCHMARKS.md's A/B runs); done here it is done for every worker forked after. */
 void forklift_backtrace_warm(void);
 /* Workers: where backtraces go (the host's pipe); warms the unwinder up, unless the host
  * did, so that the signal handlers below never allocate. */
