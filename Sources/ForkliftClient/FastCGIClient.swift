@@ -43,4 +43,9 @@ public enum FastCGIClient {
     public static func readResponse(_ fd: Int32) throws(FastCGIError) -> FastCGIResponse {
         try SocketIO.readResponse(fd)
     }
+
+    /// The next whole record (a test that looks at how a response was cut into records).
+    public static func readRecord(_ fd: Int32) throws(FastCGIError) -> FastCGIRecord {
+        try SocketIO.readRecord(fd)
+    }
 }

@@ -59,3 +59,13 @@ public enum FastCGIRecords {
         beginRequest(keepConnection: keepConnection) + stream(.params, pairs(params)) + stream(.stdin, body)
     }
 }
+
+/// A record as read from a server: its type (a `FastCGIRecords.RecordType` raw value, or one
+/// this client does not know), request id, content without the padding, and how long the
+/// padding was.
+public struct FastCGIRecord: Sendable {
+    public let type: UInt8
+    public let requestID: UInt16
+    public let content: [UInt8]
+    public let paddingLength: Int
+}

@@ -14,22 +14,29 @@ enum SocketIO {
         }
     }
 
+    /// One whole record.
+    static func readRecord(_ fd: Int32) throws(FastCGIError) -> FastCGIRecord {
+        let header = try read(fd, 8)
+        guard header[0] == FastCGIRecords.version else { throw FastCGIError("bad record version \(header[0]) (is this a FastCGI server?)") }
+        let length = Int(header[4]) << 8 | Int(header[5])
+        let padded = try read(fd, length + Int(header[6]))
+        return FastCGIRecord(type: header[1], requestID: UInt16(header[2]) << 8 | UInt16(header[3]),
+                             content: Array(padded.prefix(length)), paddingLength: Int(header[6]))
+    }
+
     /// Records up to END_REQUEST; STDOUT and STDERR gathered.
     static func readResponse(_ fd: Int32) throws(FastCGIError) -> FastCGIResponse {
         var stdout: [UInt8] = [], stderr: [UInt8] = []
         while true {
-            let header = try read(fd, 8)
-            guard header[0] == FastCGIRecords.version else { throw FastCGIError("bad record version \(header[0]) (is this a FastCGI server?)") }
-            let length = Int(header[4]) << 8 | Int(header[5])
-            let content = try read(fd, length + Int(header[6]))
-            switch FastCGIRecords.RecordType(rawValue: header[1]) {
-            case .stdout: stdout += content.prefix(length)
-            case .stderr: stderr += content.prefix(length)
+            let record = try readRecord(fd)
+            switch FastCGIRecords.RecordType(rawValue: record.type) {
+            case .stdout: stdout += record.content
+            case .stderr: stderr += record.content
             case .endRequest:
-                guard length >= 8 else { throw FastCGIError("END_REQUEST of \(length) bytes, expected 8") }
-                let status = content.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-                return FastCGIResponse(stdout: stdout, stderr: stderr, appStatus: status, protocolStatus: content[4])
-            default: throw FastCGIError("unexpected record type \(header[1])")
+                guard record.content.count >= 8 else { throw FastCGIError("END_REQUEST of \(record.content.count) bytes, expected 8") }
+                let status = record.content.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+                return FastCGIResponse(stdout: stdout, stderr: stderr, appStatus: status, protocolStatus: record.content[4])
+            default: throw FastCGIError("unexpected record type \(record.type)")
             }
         }
     }

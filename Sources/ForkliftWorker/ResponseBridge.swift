@@ -7,9 +7,10 @@ import Glibc
 /// the first body write or flush, then sent as CGI headers (`Status: 200 OK`) on libfcgi's
 /// stdout stream. Reused by a worker's requests as `RequestBridge` is (`begin`).
 final class ResponseBridge {
-    /// The request's connection and id, for the records a large write sends itself.
+    /// The request: its stdout stream (libfcgi makes one per request, in the same
+    /// FCGX_Request), and its connection and id for the records a large write sends itself.
     private let request: UnsafeMutablePointer<FCGX_Request>
-    private var out: UnsafeMutablePointer<FCGX_Stream>
+    private var out: UnsafeMutablePointer<FCGX_Stream> { request.pointee.out }
     private(set) var status = 200
     private var headers: [(name: String, value: String)] = [] {
         didSet { hasHeaders = !headers.isEmpty }
@@ -28,14 +29,11 @@ final class ResponseBridge {
 
     init(request: UnsafeMutablePointer<FCGX_Request>, earlyFinish: EarlyFinish? = nil) {
         self.request = request
-        out = request.pointee.out
         self.earlyFinish = earlyFinish
     }
 
-    /// Starts the next request's response, on its stdout stream (libfcgi makes one per
-    /// request, in the same FCGX_Request).
+    /// Starts the next request's response.
     func begin() {
-        out = request.pointee.out
         status = 200
         if hasHeaders { headers.removeAll(keepingCapacity: true) }
         hasContentType = false

@@ -7,31 +7,10 @@ import Testing
 /// the same stream, in order after what libfcgi held, padded as libfcgi pads, and the
 /// connection stays in step for the next request.
 @Suite struct LargeResponseTests {
-    struct Record {
-        let type: UInt8, id: Int, content: [UInt8], padding: Int
-    }
-
     /// Whole records until END_REQUEST.
-    func readRecords(_ fd: Int32) throws -> [Record] {
-        var received: [UInt8] = []
-        var records: [Record] = []
-        var offset = 0
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while records.last?.type != 3 {
-            if received.count - offset >= 8 {
-                let length = Int(received[offset + 4]) << 8 | Int(received[offset + 5]), padding = Int(received[offset + 6])
-                if received.count - offset >= 8 + length + padding {
-                    records.append(Record(type: received[offset + 1], id: Int(received[offset + 2]) << 8 | Int(received[offset + 3]),
-                                          content: Array(received[(offset + 8)..<(offset + 8 + length)]), padding: padding))
-                    offset += 8 + length + padding
-                    continue
-                }
-            }
-            let count = recv(fd, &chunk, chunk.count, 0)
-            guard count > 0 else { throw FastCGIError("the connection closed before END_REQUEST") }
-            received += chunk.prefix(count)
-        }
-        #expect(offset == received.count, "nothing after END_REQUEST")
+    func readRecords(_ fd: Int32) throws -> [FastCGIRecord] {
+        var records: [FastCGIRecord] = []
+        while records.last?.type != FastCGIRecords.RecordType.endRequest.rawValue { records.append(try FastCGIClient.readRecord(fd)) }
         return records
     }
 
@@ -49,15 +28,15 @@ import Testing
             let params = FastCGIClient.cgiParams(method: "POST", path: "/echo/large", bodyLength: body.count)
             try FastCGIClient.sendAll(fd, FastCGIRecords.request(params: params, body: body, keepConnection: true))
             let records = try readRecords(fd)
-            let stdout = records.filter { $0.type == 6 }
+            let stdout = records.filter { $0.type == FastCGIRecords.RecordType.stdout.rawValue }
             let text = stdout.flatMap(\.content)
             let head = String(decoding: text.prefix(text.count - body.count), as: UTF8.self)
             #expect(head.hasPrefix("Status: 200 OK\r\n") && head.hasSuffix("body-length: \(body.count)\n\n"), "round \(round): \(head)")
             #expect(Array(text.suffix(body.count)) == body, "round \(round): the body, every byte in order after the head")
-            #expect(records.allSatisfy { $0.id == 1 && ($0.content.count + $0.padding) % 8 == 0 }, "round \(round): the request's id, padded to 8")
+            #expect(records.allSatisfy { $0.requestID == 1 && ($0.content.count + $0.paddingLength) % 8 == 0 }, "round \(round): the request's id, padded to 8")
             let largest = stdout.map(\.content.count).max() ?? 0
             #expect(largest == 65528, "round \(round): records of 64 KiB, not libfcgi's 8 KiB (the largest had \(largest) bytes)")
-            #expect(stdout.last?.content.isEmpty == true && records.last?.type == 3, "round \(round): the stream's end, then END_REQUEST")
+            #expect(stdout.last?.content.isEmpty == true && records.last?.type == FastCGIRecords.RecordType.endRequest.rawValue, "round \(round): the stream's end, then END_REQUEST")
         }
     }
 }

@@ -1,5 +1,6 @@
 import CForkliftSys
 import Foundation
+import ForkliftClient
 @testable import ForkliftWorker
 import Glibc
 import Testing
@@ -50,8 +51,8 @@ import Testing
     }
 
     /// A large response's records (ResponseBridge.write): every byte in order, in records of up
-    /// to 65528 content bytes padded to a multiple of 8, read by a client that reads in small
-    /// pieces (the writes are partial); and given up when the client stops reading.
+    /// to 65528 content bytes padded to a multiple of 8, through partial writes; and given up
+    /// when the client stops reading.
     @Test func stdoutRecordsCarryEveryByteInOrderAndTimeOutWhenTheClientStopsReading() throws {
         // A reading thread put aside for a while on a busy machine is not a client that stopped.
         _ = ConnectionTimeouts(read: 10, write: 10)
@@ -59,37 +60,22 @@ import Testing
         defer { close(client); close(worker) }
         // More than one sendmsg's 16 records, and an odd length: the last record is padded.
         let bytes = (0..<(1 << 20) * 3 + 5).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 10) }
+        // The client reads record by record (a header, then its content), while the worker's
+        // sendmsg calls are cut short by the socket's buffer.
         let box = Received()
         let done = DispatchSemaphore(value: 0)
         Thread {
-            var chunk = [UInt8](repeating: 0, count: 5000)
-            while true {
-                let count = recv(client, &chunk, chunk.count, 0)
-                if count <= 0 { break }
-                box.bytes += chunk.prefix(count)
-            }
+            while let record = try? FastCGIClient.readRecord(client) { box.records.append(record) }
             done.signal()
         }.start()
         #expect(forklift_write_stdout(worker, 0x1234, bytes, bytes.count) == bytes.count)
         shutdown(worker, Int32(SHUT_WR))
         done.wait()
-        let received = box.bytes
-        var content: [UInt8] = []
-        var offset = 0, records = 0, largest = 0
-        while offset + 8 <= received.count {
-            let header = Array(received[offset..<offset + 8])
-            let length = Int(header[4]) << 8 | Int(header[5]), padding = Int(header[6])
-            #expect(header[0] == 1 && header[1] == 6 && header[2] == 0x12 && header[3] == 0x34, "version 1, FCGI_STDOUT, the request's id")
-            #expect((length + padding) % 8 == 0 && padding < 8, "padded to a multiple of 8, as libfcgi pads")
-            #expect(offset + 8 + length + padding <= received.count)
-            content += received[(offset + 8)..<min(received.count, offset + 8 + length)]
-            offset += 8 + length + padding
-            records += 1
-            largest = max(largest, length)
-        }
-        #expect(offset == received.count, "nothing but whole records")
-        #expect(content == bytes, "every byte, in order")
-        #expect(largest == 65528 && records == (bytes.count + 65527) / 65528)
+        let records = box.records
+        #expect(records.allSatisfy { $0.type == 6 && $0.requestID == 0x1234 }, "FCGI_STDOUT, the request's id")
+        #expect(records.allSatisfy { ($0.content.count + $0.paddingLength) % 8 == 0 && $0.paddingLength < 8 }, "padded to a multiple of 8, as libfcgi pads")
+        #expect(records.flatMap(\.content) == bytes, "every byte, in order, in whole records")
+        #expect(records.map(\.content.count).max() == 65528 && records.count == (bytes.count + 65527) / 65528)
 
         // Nobody reads: the socket's buffer fills, then the write gives up.
         _ = ConnectionTimeouts(read: 0.2, write: 0.2)
@@ -103,5 +89,5 @@ import Testing
 
 /// What the reading thread received.
 private final class Received: @unchecked Sendable {
-    var bytes: [UInt8] = []
+    var records: [FastCGIRecord] = []
 }
