@@ -40,12 +40,19 @@ import Glibc
         return text.split(separator: "\n").first { $0.hasPrefix(field + ":") }.map { $0.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces) }
     }
 
+    func wchan(_ pid: pid_t) -> String {
+        (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8)) ?? ""
+    }
+
     @Test func aSpawnedHelperStartsCleanAndNothingAPluginStartedOutlivesAStop() throws {
         let server = try ForkliftServer(config: config())
         defer { server.shutdown() }
         let spawned = try start(server, "spawn")
         let forked = try start(server, "fork")
         #expect(ForkliftServer.eventually { ProcessTable.title(of: spawned.child) == "/bin/sleep" }, "the program's own title, not the worker's")
+        // Asleep in its own main: until then the dynamic loader may hold a library it is
+        // loading open (as descriptor 3), which is not the worker's.
+        #expect(ForkliftServer.eventually { wchan(spawned.child).contains("nanosleep") }, "the program reached its sleep: \(wchan(spawned.child))")
         #expect(status(spawned.child, "SigBlk") == "0000000000000000", "no signal blocked in the helper")
         let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(spawned.child)/fd")) ?? []
         #expect(Set(descriptors).isSubset(of: ["0", "1", "2"]), "none of the worker's sockets: \(descriptors)")
