@@ -100,31 +100,52 @@ ssize_t forklift_write_within(int fd, const void *buffer, size_t length) {
 /* The largest record content that keeps a record's length a multiple of 8 (the protocol's
    limit is 65535). */
 #define RECORD_CONTENT_MAX 65528
-/* Records per sendmsg: up to 1 MiB of content, three iovecs each. */
+/* Records per sendmsg: up to 1 MiB of content, three iovecs each, and libfcgi's held record. */
 #define RECORDS_PER_CALL 16
 
-ssize_t forklift_write_stdout(int fd, int request_id, const void *bytes, size_t length) {
+static void stdout_header(unsigned char *h, int request_id, size_t content, size_t padding) {
+    h[0] = 1; /* FCGI_VERSION_1 */
+    h[1] = 6; /* FCGI_STDOUT */
+    h[2] = (unsigned char)(request_id >> 8);
+    h[3] = (unsigned char)request_id;
+    h[4] = (unsigned char)(content >> 8);
+    h[5] = (unsigned char)content;
+    h[6] = (unsigned char)padding;
+    h[7] = 0;
+}
+
+/* What libfcgi's EmptyBuffProc does to its buffer before it writes it: the header it reserved
+   filled in, the content padded with zeros to a multiple of 8 (the buffer's length is one, so
+   the padding fits). The length of the record, 0 when nothing is held. */
+static size_t seal_held(unsigned char *held, size_t held_length, int request_id) {
+    if (!held || held_length <= 8) return 0;
+    size_t content = held_length - 8;
+    size_t padding = (8 - content % 8) % 8;
+    for (size_t i = 0; i < padding; i++) held[held_length + i] = 0;
+    stdout_header(held, request_id, content, padding);
+    return held_length + padding;
+}
+
+ssize_t forklift_write_stdout(int fd, int request_id, unsigned char *held, size_t held_length,
+                              const void *bytes, size_t length) {
     static const unsigned char zeros[8];
     unsigned char headers[RECORDS_PER_CALL][8];
-    struct iovec vectors[RECORDS_PER_CALL * 3];
+    struct iovec vectors[RECORDS_PER_CALL * 3 + 1];
     const unsigned char *next = bytes;
     size_t left = length;
-    while (left > 0) {
-        /* The next records, as header, content and padding. */
+    size_t held_record = seal_held(held, held_length, request_id);
+    while (left > 0 || held_record) {
+        /* The next records, as header, content and padding, after libfcgi's the first time. */
         int count = 0;
+        if (held_record) {
+            vectors[count++] = (struct iovec){held, held_record};
+            held_record = 0;
+        }
         for (int record = 0; record < RECORDS_PER_CALL && left > 0; record++) {
             size_t content = left < RECORD_CONTENT_MAX ? left : RECORD_CONTENT_MAX;
             size_t padding = (8 - content % 8) % 8;
-            unsigned char *h = headers[record];
-            h[0] = 1; /* FCGI_VERSION_1 */
-            h[1] = 6; /* FCGI_STDOUT */
-            h[2] = (unsigned char)(request_id >> 8);
-            h[3] = (unsigned char)request_id;
-            h[4] = (unsigned char)(content >> 8);
-            h[5] = (unsigned char)content;
-            h[6] = (unsigned char)padding;
-            h[7] = 0;
-            vectors[count++] = (struct iovec){h, 8};
+            stdout_header(headers[record], request_id, content, padding);
+            vectors[count++] = (struct iovec){headers[record], 8};
             vectors[count++] = (struct iovec){(void *)next, content};
             if (padding) vectors[count++] = (struct iovec){(void *)zeros, padding};
             next += content;

@@ -24,6 +24,9 @@ final class ResponseBridge {
     /// The client went away; later writes are dropped.
     private(set) var broken = false
     private(set) var bodyBytes = 0
+    /// Where libfcgi's stdout buffer begins, for a large write to send what it holds itself;
+    /// found at the first byte of each request's response (a new stream each request).
+    private var bufferStart: UnsafeMutablePointer<UInt8>?
 
     private let earlyFinish: EarlyFinish?
 
@@ -40,6 +43,7 @@ final class ResponseBridge {
         headersSent = false
         broken = false
         bodyBytes = 0
+        bufferStart = nil
     }
 
     /// The handler is done with the response but not with its work (fastcgi_finish_request).
@@ -95,23 +99,36 @@ final class ResponseBridge {
         return true
     }
 
-    /// A large write: libfcgi's buffer flushed first (the order stays), then the bytes as
-    /// stdout records of their own.
+    /// A large write: what libfcgi's buffer holds (the headers, small writes) first, so the
+    /// order stays, then the bytes as stdout records of their own, in one sendmsg: flushed
+    /// apart, the headers woke the client once more for each response.
     private func writeRecords(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard out.pointee.isClosed == 0, FCGX_FFlush(out) == 0 else {
+        guard out.pointee.isClosed == 0 else {
             broken = true
             return false
         }
-        guard forklift_write_stdout(request.pointee.ipcFd, request.pointee.requestId, bytes.baseAddress, bytes.count) >= 0 else {
+        var held: UnsafeMutablePointer<UInt8>? = nil
+        var heldLength = 0
+        if let start = bufferStart, let next = out.pointee.wrNext, let stop = out.pointee.stop, start < next, next <= stop {
+            (held, heldLength) = (start, next - start)
+        } else if FCGX_FFlush(out) != 0 {
+            broken = true
+            return false
+        }
+        guard forklift_write_stdout(request.pointee.ipcFd, request.pointee.requestId, held, heldLength, bytes.baseAddress, bytes.count) >= 0 else {
             // The stream is failed and taken as closed already: libfcgi's close at the
             // request's end writes nothing more, no end of stdout and no END_REQUEST after a
             // record cut short (libfcgi's own failed write leaves its buffer full, which stops
-            // them; after the flush above its buffer is empty, and they would go out).
+            // them; its buffer may be empty here, and they would go out).
             if out.pointee.FCGI_errno == 0 { out.pointee.FCGI_errno = errno != 0 ? errno : EIO }
             out.pointee.isClosed = 1
             out.pointee.wasFCloseCalled = 1
             broken = true
             return false
+        }
+        if let held {
+            // Sent: empty, as libfcgi's flush leaves it, with its header's 8 bytes reserved.
+            out.pointee.wrNext = held + 8
         }
         bodyBytes += bytes.count
         return true
@@ -138,6 +155,9 @@ final class ResponseBridge {
         if broken { return false }
         if headersSent { return true }
         headersSent = true
+        // Nothing went into this request's stdout stream yet: libfcgi's buffer is empty but
+        // for the 8 bytes it reserves there for a record's header (NewStream, EmptyBuffProc).
+        bufferStart = out.pointee.wrNext.map { $0 - 8 }
         if status == 200 && !hasHeaders {
             // Most responses: one constant block, no string built (3,600 instructions were).
             return put(Self.plainOK)

@@ -68,21 +68,27 @@ import Testing
             while let record = try? FastCGIClient.readRecord(client) { box.records.append(record) }
             done.signal()
         }.start()
-        #expect(forklift_write_stdout(worker, 0x1234, bytes, bytes.count) == bytes.count)
+        // What libfcgi's 8 KiB buffer holds goes first: after the 8 bytes it reserves for a
+        // header, the CGI headers (an odd length: padded too).
+        let headers = Array("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n".utf8)
+        var held = [UInt8](repeating: 0xEE, count: 8192)
+        held.replaceSubrange(8..<8 + headers.count, with: headers)
+        #expect(forklift_write_stdout(worker, 0x1234, &held, 8 + headers.count, bytes, bytes.count) == bytes.count)
         shutdown(worker, Int32(SHUT_WR))
         done.wait()
         let records = box.records
         #expect(records.allSatisfy { $0.type == 6 && $0.requestID == 0x1234 }, "FCGI_STDOUT, the request's id")
         #expect(records.allSatisfy { ($0.content.count + $0.paddingLength) % 8 == 0 && $0.paddingLength < 8 }, "padded to a multiple of 8, as libfcgi pads")
-        #expect(records.flatMap(\.content) == bytes, "every byte, in order, in whole records")
-        #expect(records.map(\.content.count).max() == 65528 && records.count == (bytes.count + 65527) / 65528)
+        #expect(records.first?.content == headers, "libfcgi's bytes first, as one record")
+        #expect(records.dropFirst().flatMap(\.content) == bytes, "every byte, in order, in whole records")
+        #expect(records.dropFirst().map(\.content.count).max() == 65528 && records.count == 1 + (bytes.count + 65527) / 65528)
 
         // Nobody reads: the socket's buffer fills, then the write gives up.
         _ = ConnectionTimeouts(read: 0.2, write: 0.2)
         let (quiet, other) = pair()
         defer { close(quiet); close(other) }
         let started = Date()
-        #expect(forklift_write_stdout(other, 1, bytes, bytes.count) == -1 && errno == EAGAIN)
+        #expect(forklift_write_stdout(other, 1, nil, 0, bytes, bytes.count) == -1 && errno == EAGAIN)
         #expect(Date().timeIntervalSince(started) >= 0.19, "after request_write_timeout, not at once")
     }
 }

@@ -11,10 +11,11 @@ import Testing
     /// timeouts are applied in those calls. If this fails, workers only peek and set socket
     /// options (three system calls more per request).
     @Test func libfcgiReadsWhatTheWorkerReadAndWritesThroughIt() {
-        let writes = forklift_io_writes()
-        #expect(RequestStart.prepare(capacity: 4096))
+        let writes = LibfcgiWrites.count {
+            #expect(RequestStart.prepare(capacity: 4096))
+        }
         #expect(RequestStart.consumes)
-        #expect(forklift_io_writes() > writes, "its END_REQUEST went out through OS_Write")
+        #expect(writes > 0, "its END_REQUEST went out through OS_Write")
     }
 
     @Test(arguments: [true, false]) func bytesAreHeldTakenAndHandedOnInOrder(consuming: Bool) throws {

@@ -207,9 +207,13 @@ ssize_t forklift_write_within(int fd, const void *buffer, size_t length);
 /* `length` bytes as FCGI_STDOUT records for `request_id`, each of up to
    65528 content bytes and padded to a multiple of 8, as libfcgi pads its own, written
    straight from `bytes` with a few sendmsg calls rather than through libfcgi's 8 KiB
-   buffer (see ResponseBridge.write); within request_write_timeout as above. The caller
-   flushed libfcgi's stream first. All of it, or -1. */
-ssize_t forklift_write_stdout(int fd, int request_id, const void *bytes, size_t length);
+   buffer (see ResponseBridge.write); within request_write_timeout as above. `held` is
+   libfcgi's stdout buffer with `held_length` bytes in it, the 8 it reserves for a record's
+   header first (NULL or 8: nothing held): made into a record as libfcgi's flush would and
+   sent first, in the same call, so that the client is woken once rather than twice. All of
+   it, or -1. */
+ssize_t forklift_write_stdout(int fd, int request_id, unsigned char *held, size_t held_length,
+                              const void *bytes, size_t length);
 /* How many times libfcgi called OS_Write (the start-up check that it calls this one). */
 unsigned long forklift_io_writes(void);
 int OS_Write(int fd, char *buffer, size_t length);
