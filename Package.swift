@@ -103,7 +103,7 @@ let package = Package(
         .executableTarget(name: "forklift-test-without-ptrace", path: "Tests/Fixtures/WithoutPtrace"),
         .target(name: "ForkliftTestSupport", dependencies: ["ForkliftSystem", "ForkliftClient"], path: "Tests/ForkliftTestSupport"),
         .testTarget(name: "ForkliftConfigTests", dependencies: ["ForkliftConfig", "ForkliftSystem"]),
-        .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker", "ForkliftClient", "ForkliftSystem"]),
+        .testTarget(name: "ForkliftWorkerTests", dependencies: ["ForkliftWorker", "ForkliftClient", "ForkliftSystem", "ForkliftTestSupport"]),
         // The example plugins' own tests, through ForkliftTesting: Echo in-process (one plugin
         // type per test binary: each exports the entry symbol), all three through their .so.
         .testTarget(name: "ExamplePluginTests", dependencies: ["ForkliftTesting", "ForkliftPlugin", "Echo"]),

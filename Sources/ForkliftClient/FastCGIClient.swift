@@ -48,4 +48,11 @@ public enum FastCGIClient {
     public static func readRecord(_ fd: Int32) throws(FastCGIError) -> FastCGIRecord {
         try SocketIO.readRecord(fd)
     }
+
+    /// Whole records up to and including END_REQUEST.
+    public static func readRecords(_ fd: Int32) throws(FastCGIError) -> [FastCGIRecord] {
+        var records: [FastCGIRecord] = []
+        while records.last?.type != FastCGIRecords.RecordType.endRequest.rawValue { records.append(try SocketIO.readRecord(fd)) }
+        return records
+    }
 }

@@ -7,13 +7,6 @@ import Testing
 /// the same stream, in order after what libfcgi held, padded as libfcgi pads, and the
 /// connection stays in step for the next request.
 @Suite struct LargeResponseTests {
-    /// Whole records until END_REQUEST.
-    func readRecords(_ fd: Int32) throws -> [FastCGIRecord] {
-        var records: [FastCGIRecord] = []
-        while records.last?.type != FastCGIRecords.RecordType.endRequest.rawValue { records.append(try FastCGIClient.readRecord(fd)) }
-        return records
-    }
-
     @Test func aLargeWriteGoesOutInRecordsOfUpTo64KiBAfterWhatLibfcgiHeld() throws {
         let server = try ForkliftServer(config: poolConfig(listen: "{dir}/www.sock", children: 1))
         defer { server.shutdown() }
@@ -27,7 +20,7 @@ import Testing
         for round in 1...2 { // the connection kept: the second request finds it in step
             let params = FastCGIClient.cgiParams(method: "POST", path: "/echo/large", bodyLength: body.count)
             try FastCGIClient.sendAll(fd, FastCGIRecords.request(params: params, body: body, keepConnection: true))
-            let records = try readRecords(fd)
+            let records = try FastCGIClient.readRecords(fd)
             let stdout = records.filter { $0.type == FastCGIRecords.RecordType.stdout.rawValue }
             let text = stdout.flatMap(\.content)
             let head = String(decoding: text.prefix(text.count - body.count), as: UTF8.self)

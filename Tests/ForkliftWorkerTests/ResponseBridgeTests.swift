@@ -2,6 +2,7 @@ import CFastCGI
 import CForkliftSys
 import Foundation
 import ForkliftClient
+import ForkliftTestSupport
 @testable import ForkliftWorker
 import Glibc
 import Testing
@@ -13,8 +14,7 @@ import Testing
     /// flushed apart, they woke the client once more for every response. The client sees
     /// the same stream: the head as libfcgi would frame it, then the body, then the end.
     @Test func aLargeWriteSendsTheHeadInItsOwnCall() throws {
-        let directory = try FileManager.default.url(for: .itemReplacementDirectory, in: .userDomainMask,
-                                                    appropriateFor: URL(fileURLWithPath: "/tmp"), create: true).path
+        let directory = try TemporaryDirectory.make()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/bridge.sock"
         #expect(FCGX_Init() == 0)
@@ -38,27 +38,12 @@ import Testing
         shutdown(request.ipcFd, Int32(SHUT_RD)) // as the Dispatcher does: no lingering close
         FCGX_Finish_r(&request)
 
-        var records: [FastCGIRecord] = []
-        while records.last?.type != FastCGIRecords.RecordType.endRequest.rawValue { records.append(try FastCGIClient.readRecord(client)) }
+        let records = try FastCGIClient.readRecords(client)
         let stdout = records.filter { $0.type == FastCGIRecords.RecordType.stdout.rawValue }
         let head = "Status: 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nX-Test: head\r\n\r\n"
         #expect(stdout.first.map { String(decoding: $0.content, as: UTF8.self) } == head, "the head, as one record of its own")
         #expect(stdout.dropFirst().flatMap(\.content) == body, "then the body, every byte in order")
         #expect(records.allSatisfy { $0.requestID == 1 && ($0.content.count + $0.paddingLength) % 8 == 0 }, "the request's id, padded to 8")
         #expect(stdout.last?.content.isEmpty == true, "the stream's end before END_REQUEST")
-    }
-}
-
-/// The writes libfcgi makes through OS_Write (connection_io.c) while `body` runs: the count
-/// is the process's, so those that measure it take turns.
-enum LibfcgiWrites {
-    private static let lock = NSLock()
-
-    static func count(_ body: () throws -> Void) rethrows -> UInt {
-        lock.lock()
-        defer { lock.unlock() }
-        let before = forklift_io_writes()
-        try body()
-        return forklift_io_writes() - before
     }
 }
