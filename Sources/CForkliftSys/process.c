@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdio_ext.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 
 pid_t forklift_fork(void) { return fork(); }
 int forklift_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int forklift_eventfd_cloexec(void) { return eventfd(0, EFD_CLOEXEC); }
 int forklift_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 int forklift_memfd_create_sealable(const char *name) { return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING); }
 

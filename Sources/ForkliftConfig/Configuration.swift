@@ -119,6 +119,10 @@ public struct PoolSettings: Equatable, Sendable {
     public var maxSpawnRate: Int = 32
     /// ondemand: a worker idle this long leaves.
     public var processIdleTimeout: Double = 10
+    /// Workers forked ahead and held back, past their worker init, until the pool needs one
+    /// (a worker retired, died or was added): it takes the place at once, without a fork on the
+    /// way. Not counted in max_children and not on the scoreboard until it takes a slot.
+    public var standbyWorkers: Int = 0
     /// The path of the status page (PHP-FPM's `pm.status_path`); nil: none.
     public var statusPath: String?
     /// A path that answers `pingResponse` (a health check); nil: none.

@@ -107,6 +107,7 @@ struct Draft {
             settings.maxSpareServers = pool.sizing.maxSpareServers
             settings.maxSpawnRate = pool.sizing.maxSpawnRate
             settings.processIdleTimeout = pool.sizing.processIdleTimeout
+            settings.standbyWorkers = pool.sizing.standbyWorkers
             settings.statusPath = pool.status.statusPath
             settings.pingPath = pool.status.pingPath
             settings.pingResponse = pool.status.pingResponse

@@ -4,7 +4,7 @@
 /// author thinks.
 enum PoolSizingReader {
     static let keys = ["pm", "max_children", "start_servers", "min_spare_servers", "max_spare_servers", "max_spawn_rate",
-                       "process_idle_timeout"]
+                       "process_idle_timeout", "standby_workers"]
 
     struct Sizing {
         var processManager = ProcessManager.static
@@ -14,6 +14,7 @@ enum PoolSizingReader {
         var maxSpareServers = 0
         var maxSpawnRate = 32
         var processIdleTimeout = 10.0
+        var standbyWorkers = 0
     }
 
     static func read(_ table: TableReader) throws(ConfigurationError) -> Sizing {
@@ -28,6 +29,12 @@ enum PoolSizingReader {
         let maxSpare = try table.integer("max_spare_servers", atLeast: 1, atMost: 10_000)
         let spawnRate = try table.integer("max_spawn_rate", atLeast: 1, atMost: 10_000)
         let idleTimeout = try table.duration("process_idle_timeout")
+        if let standby = try table.integer("standby_workers", atLeast: 0, atMost: 10_000) {
+            guard standby <= children else {
+                throw table.error("standby_workers", "standby_workers (\(standby)) cannot be greater than max_children (\(children))")
+            }
+            sizing.standbyWorkers = standby
+        }
 
         let pm = sizing.processManager
         func only(_ key: String, _ value: Any?, for wanted: ProcessManager) throws(ConfigurationError) {

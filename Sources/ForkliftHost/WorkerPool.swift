@@ -19,8 +19,9 @@ struct WorkerPool {
     let plugins: [PluginInstance]
     let signals: SignalPipe
     let workerBody: WorkerBody
-    /// Workers write "ready PID" or "failed PID reason" here after their worker init, and
-    /// "leaving PID" when they leave of their own accord.
+    /// Workers write "ready PID" or "failed PID reason" here after their worker init,
+    /// "leaving PID" when they leave of their own accord, and a standby that took a place
+    /// "serving PID" once it waits for connections.
     private let readyPipe: Pipe
     /// Workers wait on the read end until the generation goes live; closing the write end
     /// (at the master's USR2) lets all of them, and every later one, serve.
@@ -41,6 +42,8 @@ struct WorkerPool {
     private var slowlogFD: Int32 = -1
     /// What plugins started in workers that are gone.
     private var foreign = ForeignChildren()
+    /// standby_workers: each standby's eventfd, which its slot is posted to, by pid.
+    private var standbyReleases: [pid_t: EventCounter] = [:]
 
     init(launch: HostLaunch, plugins: [PluginInstance], signals: SignalPipe, workerBody: @escaping WorkerBody,
          summary: @escaping () -> String) throws {
@@ -121,6 +124,7 @@ struct WorkerPool {
                 switch fields[0] {
                 case "ready": pending.append(.workerReady(pid: pid))
                 case "leaving": pending.append(.workerLeaving(pid: pid))
+                case "serving": pending.append(.standbyServing(pid: pid))
                 case "failed": pending.append(.workerInitFailed(pid: pid, reason: fields.count > 2 ? fields[2] : "worker \(pid): worker init failed"))
                 default: break
                 }
@@ -179,7 +183,7 @@ struct WorkerPool {
                 try? LogDestination.reopen()
                 closeDescriptor(slowlogFD) // reopened at its next record
                 slowlogFD = -1
-                for pid in core.workers.keys { ChildProcess.send(.usr1, to: pid) }
+                for pid in Array(core.workers.keys) + core.standbys.pids { ChildProcess.send(.usr1, to: pid) }
                 if let responder = core.responder.pid { ChildProcess.send(.usr1, to: responder) }
                 // Workers reopen before their next accept, so this line says the pool is done.
                 log.notice("pool \(launch.pool.name) gen \(launch.generation): log files reopened, SIGUSR1 sent to \(core.workers.count) workers")
@@ -214,7 +218,13 @@ struct WorkerPool {
         }
         for (pid, _) in reaped { foreign.reaped(pid) }
         if reaped.contains(where: { core.workers[$0.pid] != nil }) { terminateForeignChildren() }
-        for (pid, status) in reaped {
+        // Standbys first: one that died is no longer there to take the place of a worker
+        // reaped with it.
+        for (pid, status) in reaped where core.standbys.contains(pid) {
+            closeStandbyRelease(of: pid)
+            pending.append(.workerExited(pid: pid, status: status, served: false, active: false))
+        }
+        for (pid, status) in reaped where !core.standbys.contains(pid) {
             if pid == core.responder.pid {
                 pending.append(.responderExited(pid: pid, status: status))
                 continue
@@ -244,6 +254,13 @@ struct WorkerPool {
             case .success(let pid): pending.append(.forked(pid: pid, slot: slot))
             case .failure(let error): pending.append(.forkFailed(slot: slot, reason: "\(error)"))
             }
+        case .forkStandby:
+            switch spawn(slot: nil) {
+            case .success(let pid): pending.append(.standbyForked(pid: pid))
+            case .failure(let error): pending.append(.standbyForkFailed(reason: "\(error)"))
+            }
+        case .releaseStandby(let pid, let slot):
+            release(standby: pid, into: slot)
         case .signal(let pid, let signal):
             ChildProcess.send(signal, to: pid)
         case .openGate:
@@ -287,7 +304,7 @@ struct WorkerPool {
     /// TERMs the host's children that are neither workers nor the responder: what plugins
     /// started in workers that are gone.
     private mutating func terminateForeignChildren() {
-        let known = Set(core.workers.keys).union(core.responder.pid.map { [$0] } ?? [])
+        let known = Set(core.workers.keys).union(core.standbys.pids).union(core.responder.pid.map { [$0] } ?? [])
         let strays = ChildProcess.children().filter { !known.contains($0) }
         for pid in foreign.adopted(strays, now: .now()) {
             log.info("pool \(launch.pool.name) gen \(launch.generation): TERM to pid \(pid) (\(ProcessTitle.of(pid))), a process a plugin started in a worker that is gone")
@@ -343,14 +360,24 @@ struct WorkerPool {
         log.notice("\(text)")
     }
 
-    private mutating func spawn(slot: Int) -> Result<pid_t, SystemError> {
+    /// Forks a worker into `slot`, or (nil) a standby, which takes a slot when it is released.
+    private mutating func spawn(slot: Int?) -> Result<pid_t, SystemError> {
         let limit = launch.pool.maxRequests > 0 ? launch.pool.maxRequests + Int.random(in: 0...launch.pool.maxRequestsJitter) : 0
-        let workerSlot = launch.board.slot(slot)
-        workerSlot.prepare()
+        var release: EventCounter?
+        if slot == nil {
+            do {
+                release = try EventCounter()
+            } catch {
+                return .failure(error as? SystemError ?? SystemError("eventfd"))
+            }
+        }
+        // A standby's slot is a placeholder it does not touch until it is given its own.
+        let workerSlot = launch.board.slot(slot ?? 0)
+        if slot != nil { workerSlot.prepare() }
         let workerLaunch = WorkerLaunch(pool: launch.pool, generation: launch.generation, listenFD: launch.listenFD, parkFD: launch.parkFD, plugins: plugins,
                                         requestLimit: limit, readyFD: readyPipe.writeEnd, hostPID: getpid(), gateFD: gate.readEnd,
                                         board: launch.board, slot: workerSlot, counters: launch.counters,
-                                        leavesIdlePriority: launch.loadsInBackground)
+                                        leavesIdlePriority: launch.loadsInBackground, standbyFD: release?.fileDescriptor ?? -1)
         let signals = self.signals
         let readEnd = readyPipe.readEnd
         let gateWriteEnd = gateOpen ? -1 : gate.writeEnd
@@ -374,8 +401,11 @@ struct WorkerPool {
         }
         let captured = capture
         let otherOutputs = Array(outputs.keys)
+        // Other standbys' eventfds are theirs alone.
+        let otherReleases = standbyReleases.values.map(\.fileDescriptor)
         do {
             let pid = try ChildProcess.spawn(prepareChild: {
+                for fd in otherReleases { closeDescriptor(fd) }
                 signals.reset()
                 closeDescriptor(readEnd)
                 closeDescriptor(reportFD) // the master's EOF on it must mean "the host is gone"
@@ -397,14 +427,35 @@ struct WorkerPool {
                 outputs[captured.stdout.readEnd] = WorkerOutput(pid: pid, stream: "stdout")
                 outputs[captured.stderr.readEnd] = WorkerOutput(pid: pid, stream: "stderr")
             }
+            if let release { standbyReleases[pid] = release }
             return .success(pid)
-        } catch let error as SystemError {
-            workerSlot.release()
-            return .failure(error)
         } catch {
-            workerSlot.release()
-            return .failure(SystemError("fork"))
+            if slot != nil { workerSlot.release() }
+            release?.close()
+            return .failure(error as? SystemError ?? SystemError("fork"))
         }
+    }
+
+    /// Gives a standby its slot: the slot is made ready for it, then its number (plus one) goes
+    /// to the standby's eventfd. A standby that died meanwhile is reaped as a worker of that
+    /// slot that died right after it started.
+    private mutating func release(standby pid: pid_t, into slot: Int) {
+        launch.board.slot(slot).prepare()
+        guard let release = standbyReleases.removeValue(forKey: pid) else { return }
+        do {
+            try release.post(UInt64(slot) + 1)
+            log.debug("standby worker \(pid) takes slot \(slot)")
+        } catch {
+            // Gone (its reap follows, as a worker's that died right after it started): the
+            // slot holds no process meanwhile.
+            log.warning("pool \(launch.pool.name) gen \(launch.generation): standby worker \(pid) cannot take slot \(slot): \(error)")
+            launch.board.slot(slot).release()
+        }
+        release.close()
+    }
+
+    private mutating func closeStandbyRelease(of pid: pid_t) {
+        standbyReleases.removeValue(forKey: pid)?.close()
     }
 
     /// A slow request with its stack, to `slowlog` (the error log if it is not set).

@@ -58,6 +58,8 @@ struct AcceptLoop {
     private var yielding = false
     /// Quiet periods in a row with a client waiting (see `nextOnKept`).
     private var quietRounds = 0
+    /// A standby that took a place says "serving PID" to its host before its first wait.
+    private var announcesServing: Bool
 
     /// A stopping worker serves at most this many connections left in the parking queue.
     static let stopDrainLimit = 64
@@ -68,6 +70,7 @@ struct AcceptLoop {
 
     init(launch: WorkerLaunch, signals: SignalDescriptor, waiter: ConnectionWaiter) {
         self.launch = launch
+        announcesServing = launch.isStandby
         self.signals = signals
         self.waiter = waiter
         request = .allocate(capacity: 1)
@@ -175,6 +178,12 @@ struct AcceptLoop {
             // Listening now: other kept workers see it, and need not give way.
             yielding = false
             launch.board.releaseYield()
+        }
+        if announcesServing {
+            // A standby that took a place waits for connections now: its host forks the next
+            // standby then, not earlier, so that the fork does not hold this one up.
+            announcesServing = false
+            try? writeAll(launch.readyFD, "serving \(getpid())\n")
         }
         let events: ConnectionWaiter.Events
         do {

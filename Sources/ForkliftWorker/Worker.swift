@@ -14,9 +14,11 @@ import Logging
 /// read or write inside libfcgi halfway through a request.
 public enum Worker {
     public static func run(_ launch: WorkerLaunch) -> Never {
+        var launch = launch
         ProcessIdentity.current = ProcessIdentity(role: .worker, pool: launch.pool.name, generation: launch.generation)
-        launch.slot.claim(pid: getpid())
-        ProcessTitle.set("forklift: worker pool=\(launch.pool.name) gen=\(launch.generation)")
+        // A standby has no slot until its host gives it one.
+        if !launch.isStandby { launch.slot.claim(pid: getpid()) }
+        ProcessTitle.set("forklift: \(launch.isStandby ? "standby " : "")worker pool=\(launch.pool.name) gen=\(launch.generation)")
         // If the host dies, we get TERM and finish like any stopped worker.
         ChildProcess.setParentDeathSignal(.term)
         if getppid() != launch.hostPID { ChildProcess.exitImmediately(WorkerExitCode.normal) }
@@ -65,6 +67,16 @@ public enum Worker {
         // The pipe stays open: backtraces go to the host through it.
         try? writeAll(launch.readyFD, "ready \(getpid())\n")
 
+        if launch.isStandby {
+            let wait = StandbyWait(release: EventCounter(fileDescriptor: launch.standbyFD), signals: signals, capacity: launch.board.capacity)
+            guard let slot = wait.waitForSlot() else {
+                log.debug("standby worker leaving: stopped while on standby")
+                ChildProcess.exitImmediately(WorkerExitCode.normal)
+            }
+            launch.slot = launch.board.slot(slot)
+            launch.slot.claim(pid: getpid())
+            ProcessTitle.set("forklift: worker pool=\(launch.pool.name) gen=\(launch.generation)")
+        }
         var gate = Gate(launch: launch, signals: signals)
         guard gate.waitUntilOpen() else {
             log.debug("worker leaving: stopped before its generation went live")

@@ -23,8 +23,11 @@ public struct WorkerLaunch {
     public let gateFD: Int32
     /// The generation's scoreboard: tells the worker when it was retired or made live.
     public let board: GenerationBoard
-    /// This worker's own slot in it, which it keeps up to date.
-    public let slot: WorkerSlot
+    /// This worker's own slot in it, which it keeps up to date (a standby's, once released).
+    public var slot: WorkerSlot
+    /// A standby worker's eventfd, which its host posts its slot to (`StandbyWait`), -1 for a
+    /// worker forked into its slot. A standby's `slot` is a placeholder until its host names one.
+    public let standbyFD: Int32
     /// The pool's counters (requests accepted, workers active).
     public let counters: PoolCounters
     /// The host may have been at idle CPU priority when it forked this worker (see
@@ -33,7 +36,7 @@ public struct WorkerLaunch {
 
     public init(pool: PoolSettings, generation: Int, listenFD: Int32, parkFD: Int32 = -1, plugins: [PluginInstance],
                 requestLimit: Int, readyFD: Int32, hostPID: pid_t, gateFD: Int32, board: GenerationBoard, slot: WorkerSlot,
-                counters: PoolCounters, leavesIdlePriority: Bool = false) {
+                counters: PoolCounters, leavesIdlePriority: Bool = false, standbyFD: Int32 = -1) {
         self.pool = pool
         self.generation = generation
         self.listenFD = listenFD
@@ -47,7 +50,10 @@ public struct WorkerLaunch {
         self.slot = slot
         self.counters = counters
         self.leavesIdlePriority = leavesIdlePriority
+        self.standbyFD = standbyFD
     }
+
+    public var isStandby: Bool { standbyFD >= 0 }
 }
 
 /// A worker's exit status is a message to its host (as in gunicorn).

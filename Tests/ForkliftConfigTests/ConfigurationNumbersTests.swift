@@ -21,6 +21,7 @@ import Testing
         ("pool", "max_spare_servers", .count, dynamic),
         ("pool", "max_spawn_rate", .count, dynamic),
         ("pool", "process_idle_timeout", .duration, "pm = \"ondemand\""),
+        ("pool", "standby_workers", .count, ""),
         ("pool", "max_requests", .count, ""),
         ("pool", "max_requests_jitter", .count, ""),
         ("pool", "max_private_memory", .size, ""),

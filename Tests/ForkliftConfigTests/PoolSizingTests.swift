@@ -29,6 +29,10 @@ func pool(_ lines: String) -> String {
         #expect(byDefault.processIdleTimeout == 10, "PHP-FPM's default")
         let fixed = try #require(try parse(minimalPool).pools.first)
         #expect(fixed.startServers == 4, "static: max_children workers")
+        #expect(fixed.standbyWorkers == 0, "no standby unless asked for")
+        let standby = try #require(try parse(pool("max_children = 4\nstandby_workers = 2")).pools.first)
+        #expect(standby.standbyWorkers == 2)
+        #expect(try parse(pool("pm = \"ondemand\"\nmax_children = 3\nstandby_workers = 1")).pools.first?.standbyWorkers == 1, "every pm")
     }
 
     @Test(arguments: [
@@ -43,6 +47,8 @@ func pool(_ lines: String) -> String {
         ("pm = \"ondemand\"\nmax_children = 4\nstart_servers = 1", "pool.www.start_servers", "applies to pm = \"dynamic\" only, and this pool has pm = \"ondemand\""),
         ("max_children = 4\nprocess_idle_timeout = 5", "pool.www.process_idle_timeout", "applies to pm = \"ondemand\" only"),
         ("pm = \"ondemand\"\nmax_children = 4\nprocess_idle_timeout = 0", "pool.www.process_idle_timeout", "expected a duration above 0"),
+        ("max_children = 2\nstandby_workers = 3", "pool.www.standby_workers", "standby_workers (3) cannot be greater than max_children (2)"),
+        ("max_children = 2\nstandby_workers = -1", "pool.www.standby_workers", "expected an integer between 0 and 10000, got -1"),
     ])
     func impossibleCombinationsNameTheKeys(lines: String, key: String, message: String) throws {
         expectRefused(pool(lines), key: key, saying: message)

@@ -16,8 +16,9 @@ import Testing
         }
     }
 
-    static func settings(_ manager: ProcessManager) -> PoolCore.Settings {
+    static func settings(_ manager: ProcessManager, standby: Int = 0) -> PoolCore.Settings {
         poolSettings(manager, maxChildren: 5) {
+            $0.standbyWorkers = standby
             $0.minSpareServers = 1
             $0.maxSpareServers = 3
             $0.startServers = 2
@@ -30,15 +31,25 @@ import Testing
 
     @Test(arguments: ProcessManager.allCases, [1, 2, 3, 42])
     func anySequenceKeepsThePoolWithinItsTargetAndNeverBusyLoops(_ manager: ProcessManager, seed: UInt64) {
+        Self.runSequence(manager, seed: seed, standby: 0)
+    }
+
+    /// The same with standby workers, which take the places forks would.
+    @Test(arguments: ProcessManager.allCases, [1, 2, 3, 42])
+    func anySequenceWithStandbyWorkersKeepsTheSameInvariants(_ manager: ProcessManager, seed: UInt64) {
+        Self.runSequence(manager, seed: seed, standby: 2)
+    }
+
+    static func runSequence(_ manager: ProcessManager, seed: UInt64, standby: Int) {
         var random = Generator(state: seed)
-        var pool = PoolDriver(Self.settings(manager))
+        var pool = PoolDriver(Self.settings(manager, standby: standby))
         pool.startServing()
         if manager == .ondemand { pool.exit(pool.forkedPIDs[0]) }
         let statuses: [(ForkliftSystem.ExitStatus, Bool)] = [(.exited(0), true), (.signaled(UnixSignal(SIGSEGV), coreDumped: false), true),
                                                            (.exited(3), false), (.exited(0), false), (.exited(1), false)]
         var broken = false
         for step in 0..<600 {
-            let context = "\(manager) seed \(seed) step \(step)"
+            let context = "\(manager) seed \(seed) standby \(standby) step \(step)"
             var ticked = false
             let alive = pool.alive.sorted()
             switch random.next(11) {
@@ -87,7 +98,9 @@ import Testing
             }
             check(core.staying.count <= core.target, "\(core.staying.count) staying, target \(core.target)")
             check(core.workers.count <= core.settings.capacity, "more workers than slots")
-            check(Set(core.workers.keys) == pool.alive, "the core's workers are the live processes")
+            check(Set(core.workers.keys).union(core.standbys.pids) == pool.alive, "the core's workers and standbys are the live processes")
+            check(Set(core.workers.keys).isDisjoint(with: core.standbys.pids), "a standby that took a place is a worker only")
+            check(core.standbys.pids.count <= standby, "\(core.standbys.pids.count) standbys, standby_workers \(standby)")
             check(!core.isStopping, "nothing here stops the pool")
             if ticked {
                 check(core.nextDeadline.map { $0 > pool.now } == true, "the next deadline is in the future")
@@ -99,7 +112,8 @@ import Testing
             broken = !holds
             if broken { break } // the first broken invariant is the story; the rest is noise
         }
-        if !broken { #expect(pool.history.forks.count > 10, "the sequence did something") }
+        if !broken { #expect(pool.history.forks.count + pool.history.releases.count > 10, "the sequence did something") }
+        if !broken && standby > 0 { #expect(pool.history.releases.count > 0, "standbys took places") }
     }
 
     // MARK: - Races

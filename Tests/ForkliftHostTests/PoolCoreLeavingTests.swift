@@ -22,7 +22,7 @@ import Testing
         #expect(pool.send(.workerLeaving(pid: first)).forks.isEmpty)
         let exited = pool.exit(first, served: true)
         #expect(exited.forks.isEmpty, "replaced already: \(exited)")
-        #expect(exited.logs(.info, containing: "worker \(first) retired after serving its requests; its replacement was forked as it left").count == 1)
+        #expect(exited.logs(.info, containing: "worker \(first) retired after serving its requests; its replacement was started as it left").count == 1)
         #expect(pool.workerPIDs.count == 2)
         #expect(pool.tickSeconds(3).forks.isEmpty, "the pool is at its size")
     }

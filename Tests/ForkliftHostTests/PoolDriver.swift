@@ -34,9 +34,13 @@ struct PoolDriver {
     var privateDirty: [pid_t: Int] = [:]
     /// Whether `.fork` actions are answered with `.forked` at once (as the shell does).
     var answersForks = true
+    /// Whether a released standby says "serving" at once.
+    var standbysSayServing = true
     private(set) var history: [Action] = []
     /// Every pid forked, in order.
     private(set) var forkedPIDs: [pid_t] = []
+    /// Every standby forked, in order.
+    private(set) var standbyPIDs: [pid_t] = []
     /// Workers forked and not yet reaped.
     private(set) var alive: Set<pid_t> = []
     private(set) var slots: [pid_t: Int] = [:]
@@ -67,6 +71,17 @@ struct PoolDriver {
                     slots[pid] = slot
                     board[slot] = Self.record(slot: slot, pid: pid, state: .starting, since: now)
                     queue.append(.forked(pid: pid, slot: slot))
+                case .forkStandby where answersForks:
+                    nextPID += 1
+                    let pid = nextPID
+                    standbyPIDs.append(pid)
+                    alive.insert(pid)
+                    queue.append(.standbyForked(pid: pid))
+                case .releaseStandby(let pid, let slot):
+                    // It claims the slot and goes to accept, as the worker does.
+                    slots[pid] = slot
+                    board[slot] = Self.record(slot: slot, pid: pid, state: .idle, since: now)
+                    if standbysSayServing { queue.append(.standbyServing(pid: pid)) }
                 case .measureMemory(let pids):
                     var usages: [pid_t: MemoryUsage] = [:]
                     for pid in pids { usages[pid] = MemoryUsage(pss: privateDirty[pid] ?? 0, privateDirty: privateDirty[pid] ?? 0) }
@@ -180,6 +195,9 @@ struct PoolDriver {
 
 extension Array where Element == Action {
     var forks: [Int] { compactMap { if case .fork(let slot) = $0 { slot } else { nil } } }
+    var standbyForks: Int { count(.forkStandby) }
+    /// (pid, slot) of every standby released into a slot.
+    var releases: [(pid: pid_t, slot: Int)] { compactMap { if case .releaseStandby(let pid, let slot) = $0 { (pid, slot) } else { nil } } }
     var terms: [pid_t] { compactMap { if case .signal(let pid, .term) = $0 { pid } else { nil } } }
     var signals: [pid_t] { compactMap { if case .signal(let pid, _) = $0 { pid } else { nil } } }
     var reports: [HostReport] { compactMap { if case .report(let report) = $0 { report } else { nil } } }

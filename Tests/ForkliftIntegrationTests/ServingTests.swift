@@ -185,7 +185,7 @@ enum Transport: String, CaseIterable, CustomTestStringConvertible {
         #expect(pids.count >= 8, "only \(pids.count) distinct workers served 50 requests")
         #expect(server.log.contains("retired after serving its requests"))
         // Replaced when it said it was leaving, not once it was reaped (PoolCore.workerLeaving).
-        #expect(server.log.contains("its replacement was forked as it left"))
+        #expect(server.log.contains("its replacement was started as it left"))
     }
 
     @Test func processTitlesNameRolePoolAndGeneration() throws {

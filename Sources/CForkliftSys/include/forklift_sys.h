@@ -44,6 +44,7 @@ int forklift_signals_mask(const int *signals, int count, int block);
 
 pid_t forklift_fork(void);
 int forklift_pipe2(int fds[2], int flags); /* pipe2 is a GNU extension Swift does not see */
+int forklift_eventfd_cloexec(void);          /* eventfd(0, EFD_CLOEXEC): sys/eventfd.h is not in Glibc's module */
 int forklift_memfd_create(const char *name); /* an anonymous file, close-on-exec */
 int forklift_memfd_create_sealable(const char *name); /* the same, with MFD_ALLOW_SEALING */
 /* Seal a memfd for good: no write, no growing or shrinking, no other seal. */

@@ -13,6 +13,8 @@ extension PoolCore {
         var maxSpareServers: Int
         var maxSpawnRate: Int
         var processIdleTimeout: Double
+        /// Workers held past worker init, to take a place at once when the pool forks one.
+        var standbyWorkers: Int
         /// Slots in the board: the ceiling for scaling up.
         var capacity: Int
         var emergencyThreshold: Int
@@ -36,6 +38,7 @@ extension PoolCore {
             maxSpareServers = pool.maxSpareServers
             maxSpawnRate = pool.maxSpawnRate
             processIdleTimeout = pool.processIdleTimeout
+            standbyWorkers = pool.standbyWorkers
             self.capacity = capacity
             emergencyThreshold = global.emergencyRestartThreshold
             emergencyInterval = global.emergencyRestartInterval

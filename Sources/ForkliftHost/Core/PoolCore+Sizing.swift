@@ -46,6 +46,7 @@ extension PoolCore {
         // Not while starting: the first workers must all report, or the start fails.
         if phase == .serving { actions += applyScaleTarget(observation, now: now) }
         actions += proveWorkers(observation, now: now)
+        actions += proveStandbys(now: now)
         if memory.isDue(now: now) {
             actions.append(.measureMemory(workers.keys.sorted()))
         }

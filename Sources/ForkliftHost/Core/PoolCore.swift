@@ -47,8 +47,13 @@ struct PoolCore {
         case start
         case forked(pid: pid_t, slot: Int)
         case forkFailed(slot: Int, reason: String)
+        /// standby_workers: a standby forked (it writes "ready" once past worker init), or not.
+        case standbyForked(pid: pid_t)
+        case standbyForkFailed(reason: String)
         case workerReady(pid: pid_t)
         case workerInitFailed(pid: pid_t, reason: String)
+        /// "serving PID": a released standby waits for connections (the next standby may be forked).
+        case standbyServing(pid: pid_t)
         /// "leaving PID": the worker left its request loop of its own accord (max_requests, a
         /// stop signal that was not the host's) and exits next.
         case workerLeaving(pid: pid_t)
@@ -74,6 +79,10 @@ struct PoolCore {
 
     enum Action: Equatable {
         case fork(slot: Int)
+        /// Fork a standby worker (no slot: it takes one when it is released).
+        case forkStandby
+        /// A standby takes this slot and serves: in place of `.fork(slot:)`, the worker already in `workers`.
+        case releaseStandby(pid: pid_t, slot: Int)
         case signal(pid_t, UnixSignal)
         case openGate
         /// Every first worker passed worker init: tell the master (the shell adds the summary).
@@ -123,6 +132,10 @@ struct PoolCore {
     /// The scoreboard as last observed (for idle counts between ticks).
     private(set) var lastObservation: Observation?
     var responder = ResponderLife()
+    /// standby_workers: forked ahead, each takes the place of the next worker forked.
+    var standbys = Standbys()
+    /// Standbys that took a worker's place, in this host's life (the state dump says).
+    private(set) var releasedStandbys = 0
     /// Requests past request_terminate_timeout: when each one's worker gets KILL.
     var terminating: [pid_t: MonotonicInstant] = [:]
     /// Why a worker was asked for its stack, to say so when it arrives.
@@ -164,12 +177,23 @@ struct PoolCore {
             forksInFlight = max(0, forksInFlight - 1)
             freeSlots.append(slot)
             actions += forkFailed(reason, now: now)
+        case .standbyForked(let pid):
+            actions += standbyForked(pid, now: now)
+        case .standbyForkFailed(let reason):
+            standbys.forkFailed()
+            actions += forkFailed(reason, now: now)
+        case .workerReady(let pid) where standbys.contains(pid):
+            actions += standbyReady(pid, now: now)
         case .workerReady(let pid):
             actions += workerReady(pid, now: now)
         case .workerInitFailed(let pid, let reason):
             actions += workerInitFailed(pid, reason: reason, now: now)
+        case .standbyServing(let pid):
+            standbys.serving(pid, now: now)
         case .workerLeaving(let pid):
             actions += workerLeaving(pid, now: now)
+        case .workerExited(let pid, let status, _, _, _) where standbys.contains(pid):
+            actions += standbyExited(pid, status: status, now: now)
         case .workerExited(let pid, let status, let served, let active, let request):
             actions += workerExited(pid, status: status, served: served, active: active, request: request, now: now)
         case .goLive:
@@ -199,6 +223,7 @@ struct PoolCore {
         case .memoryMeasured(let host, let usages, let at):
             actions += memoryMeasured(host: host, workers: usages, at: at)
         }
+        actions += keepStandbys(now: now)
         actions += finishIfDone()
         actions.append(.publish(publishedState(now: now)))
         return actions
@@ -207,7 +232,8 @@ struct PoolCore {
     /// When the shell must call `tick` next, whatever else happens.
     var nextDeadline: MonotonicInstant? {
         guard phase != .stopping else { return nil } // nothing is timed while stopping: the master's die_timeout is
-        return ([nextTick, nextRequestWatch, failures.backoffUntil, memory.nextDue, listenerQuietUntil, responder.restartAt] + requestDeadlines).compactMap { $0 }.min()
+        return ([nextTick, nextRequestWatch, failures.backoffUntil, memory.nextDue, listenerQuietUntil, responder.restartAt, standbyForkDeadline]
+            + requestDeadlines).compactMap { $0 }.min()
     }
 
     /// ondemand: whether the shell should wake when the listener has a connection.
@@ -221,10 +247,16 @@ struct PoolCore {
 
     // MARK: - Forking
 
-    /// Reserves a slot and asks for a fork; nil when no slot is left.
+    /// Reserves a slot and asks for a fork, or releases a standby into it (a worker past its
+    /// worker init from now on); nil when no slot is left.
     mutating func fork(now: MonotonicInstant) -> Action? {
         guard let slot = freeSlots.popLast() else { return nil }
         highWater = max(highWater, slot + 1)
+        if phase == .serving, let standby = standbys.take() {
+            workers[standby.pid] = Worker(pid: standby.pid, slot: slot, forked: standby.forked, ready: standby.ready ?? now, proven: standby.proven)
+            releasedStandbys += 1
+            return .releaseStandby(pid: standby.pid, slot: slot)
+        }
         forksInFlight += 1
         return .fork(slot: slot)
     }
@@ -296,11 +328,12 @@ struct PoolCore {
             if workers[pid]?.dismissed == nil { workers[pid]?.dismissed = .stop }
             actions.append(.signal(pid, .term))
         }
+        actions += standbys.dismissAll().map { .signal($0, .term) }
         return actions + responder.stop()
     }
 
     private func finishIfDone() -> [Action] {
-        guard phase == .stopping, workers.isEmpty, responder.pid == nil else { return [] }
+        guard phase == .stopping, workers.isEmpty, standbys.isEmpty, responder.pid == nil else { return [] }
         return [.log(.info, "all workers of pool \(settings.pool) gen \(settings.generation) have exited"), .exit(exitStatus)]
     }
 
@@ -322,6 +355,7 @@ struct PoolCore {
 
     private mutating func workerExited(_ pid: pid_t, status: ExitStatus, served: Bool, active: Bool, request: String?,
                                        now: MonotonicInstant) -> [Action] {
+        standbys.serving(pid, now: now) // a released standby that died before it said so
         guard let worker = workers.removeValue(forKey: pid) else { return [] }
         defer {
             failures.reasons[pid] = nil
@@ -349,7 +383,7 @@ struct PoolCore {
         case (.exited(0), .scaledDown?):
             actions.append(.log(.info, "worker \(pid) left: the pool was scaled down to \(target)"))
         case (.exited(0), _):
-            actions.append(.log(.info, "worker \(pid) retired after serving its requests; \(worker.leaving ? "its replacement was forked as it left" : "replacing it")"))
+            actions.append(.log(.info, "worker \(pid) retired after serving its requests; \(worker.leaving ? "its replacement was started as it left" : "replacing it")"))
         default:
             let died = served || worker.proven
                 ? "worker \(pid) \(status) after \(Formatting.oneDecimal(lived)) s\(active ? " in the middle of a request" + (request.map { ": \($0)" } ?? "") : "")"
@@ -387,10 +421,14 @@ struct PoolCore {
 
     /// What a state dump says about this host.
     func dumpLines(now: MonotonicInstant) -> [String] {
-        var lines = ["pool \(settings.pool) gen \(settings.generation) host \(hostPID): phase \(phase), \(isLive ? "live" : "gated"), pm \(settings.processManager.rawValue), target \(target), \(workers.count) workers, spawn rate \(spawnRate), \(failures.summary(now: now))"]
+        var lines = ["pool \(settings.pool) gen \(settings.generation) host \(hostPID): phase \(phase), \(isLive ? "live" : "gated"), pm \(settings.processManager.rawValue), target \(target), \(workers.count) workers, spawn rate \(spawnRate), \(failures.summary(now: now))\(settings.standbyWorkers > 0 ? ", \(standbys.pids.count) of \(settings.standbyWorkers) standby workers (\(releasedStandbys) took a place so far)" : "")"]
         for worker in workers.values.sorted(by: { $0.slot < $1.slot }) {
             let ready = worker.ready.map { "ready \(Formatting.oneDecimal($0.seconds(until: now))) s ago" } ?? "in worker init"
             lines.append("  worker \(worker.pid) slot \(worker.slot): forked \(Formatting.oneDecimal(worker.forked.seconds(until: now))) s ago, \(ready)\(worker.dismissed.map { ", dismissed (\($0))" } ?? "")\(worker.leaving ? ", leaving" : "")")
+        }
+        for standby in standbys.byPID.values.sorted(by: { $0.pid < $1.pid }) {
+            let ready = standby.ready.map { "waiting for \(Formatting.oneDecimal($0.seconds(until: now))) s" } ?? "in worker init"
+            lines.append("  standby worker \(standby.pid): forked \(Formatting.oneDecimal(standby.forked.seconds(until: now))) s ago, \(ready)\(standby.dismissed ? ", dismissed" : "")")
         }
         return lines
     }

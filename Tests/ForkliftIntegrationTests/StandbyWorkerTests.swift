@@ -1,0 +1,101 @@
+import Foundation
+import ForkliftClient
+import ForkliftTestSupport
+import Glibc
+import Testing
+
+/// standby_workers: a worker forked ahead, past worker init, takes the next place with no
+/// fork on the way; it leaves with its pool, and its failures are the pool's failed starts.
+@Suite struct StandbyWorkerTests {
+    static func standbyTitle(gen: Int = 1) -> String { "forklift: standby worker pool=www gen=\(gen)" }
+
+    /// The standbys now, by their process titles.
+    static func standbys(_ server: ForkliftServer, gen: Int = 1) -> Set<pid_t> {
+        Set(server.descendants().filter { $0.value == standbyTitle(gen: gen) }.keys)
+    }
+
+    /// Waits for one standby of `gen`, past its worker init (its host's debug line), and returns it.
+    static func readyStandby(_ server: ForkliftServer, gen: Int = 1) throws -> pid_t {
+        var found: pid_t?
+        _ = ForkliftServer.eventually {
+            found = standbys(server, gen: gen).first
+            return found != nil
+        }
+        let pid = try #require(found, "no standby worker: \(server.descendants())")
+        try server.waitForLog("standby worker \(pid) ready")
+        return pid
+    }
+
+    static func debug(_ config: String) -> String { config.replacingOccurrences(of: "log_level = \"info\"", with: "log_level = \"debug\"") }
+
+    @Test func aRetiredWorkersPlaceGoesToTheStandbyAndAnotherStandsBy() throws {
+        let server = try ForkliftServer(config: Self.debug(poolConfig(listen: "{dir}/www.sock", children: 2, maxRequests: 3, pool: "standby_workers = 1")))
+        defer { server.shutdown() }
+        let address = FastCGIAddress.unix(server.directory + "/www.sock")
+        let standby = try Self.readyStandby(server)
+        #expect(server.workerPIDs().count == 2, "the standby is not one of the pool's workers")
+        // Both workers retire within 6 requests (3 each): the first place goes to the standby,
+        // which is a worker from then on.
+        for index in 0..<7 { #expect(try FastCGIClient.get(address, "/echo/\(index)").status == 200) }
+        try server.waitForLog("standby worker \(standby) takes slot ")
+        #expect(ForkliftServer.eventually { server.workerPIDs().contains(standby) || kill(standby, 0) != 0 },
+                "its title: \(ProcessTable.title(of: standby) ?? "gone")")
+        #expect(server.log.contains("its replacement was started as it left"))
+        // And another stands by, once the pool is whole again.
+        let settled = ForkliftServer.eventually {
+            let now = Self.standbys(server)
+            return now.count == 1 && !now.contains(standby) && server.workerPIDs().count == 2
+        }
+        #expect(settled, "standbys \(Self.standbys(server)), workers \(server.workerPIDs())")
+    }
+
+    @Test func theStandbyLeavesWithItsGenerationOnReloadAndStop() throws {
+        let server = try ForkliftServer(config: Self.debug(poolConfig(listen: "{dir}/www.sock", children: 1, pool: "standby_workers = 1")))
+        defer { server.shutdown() }
+        let old = try Self.readyStandby(server)
+        server.signal(SIGHUP)
+        try server.waitForLog("reloaded in")
+        let new = try Self.readyStandby(server, gen: 2)
+        #expect(ForkliftServer.eventually { kill(old, 0) != 0 }, "the first generation's standby is still there")
+        try server.waitForLog("standby worker leaving: stopped while on standby")
+        #expect(try FastCGIClient.get(.unix(server.directory + "/www.sock"), "/hello").status == 200)
+        server.signal(SIGTERM)
+        #expect(server.waitForExit() == 0)
+        #expect(ForkliftServer.eventually { kill(new, 0) != 0 }, "the standby outlived its master")
+    }
+
+    @Test func aStandbysFailedWorkerInitIsNamedBackedOffAndRecoveredFrom() throws {
+        let config = sizedPool("max_children = 2\nstandby_workers = 1", behaviorSettings: "fail_worker_init_while = \"{dir}/fail\"", logLevel: "debug")
+        let server = try ForkliftServer(config: config)
+        defer { server.shutdown() }
+        let first = try Self.readyStandby(server)
+        let failFile = server.directory + "/fail"
+        #expect(FileManager.default.createFile(atPath: failFile, contents: nil))
+        kill(first, SIGKILL)
+        try server.waitForLog("standby worker \(first) was killed by SIGKILL while on standby; replacing it")
+        // Standbys fail while the file is there, with the reason, and with growing delays.
+        try server.waitForLog(" in a row, the last: standby worker ")
+        let line = try #require(server.log.components(separatedBy: "\n").first { $0.contains(" in a row, the last: standby worker ") })
+        #expect(line.contains("pool www: workers die right after they start ("), "\(line)")
+        #expect(line.contains("failed its worker init: plugin behaviors: worker init failed: worker init failed on purpose: \(failFile) exists); forking new ones with growing delays"), "\(line)")
+        // The workers serve on meanwhile.
+        #expect(try FastCGIClient.get(server.www, "/behaviors/sleep", query: "ms=0").status == 200)
+        #expect(server.workerPIDs().count == 2)
+        let before = server.log.utf8.count
+        try FileManager.default.removeItem(atPath: failFile)
+        // A standby forked after that passes worker init and waits.
+        var recovered: pid_t?
+        let stands = ForkliftServer.eventually {
+            let since = String(decoding: server.log.utf8.dropFirst(before), as: UTF8.self)
+            recovered = since.components(separatedBy: "\n").compactMap { line -> pid_t? in
+                guard let range = line.range(of: "standby worker ") else { return nil }
+                let rest = line[range.upperBound...]
+                guard rest.contains(" ready ") else { return nil }
+                return pid_t(rest.prefix { $0.isNumber })
+            }.first { kill($0, 0) == 0 }
+            return recovered != nil
+        }
+        #expect(stands, "no standby passed worker init after the cause went away:\n\(server.log)")
+        #expect(recovered.map { Self.standbys(server).contains($0) } == true)
+    }
+}
