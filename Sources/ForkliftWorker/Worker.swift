@@ -96,7 +96,12 @@ public enum Worker {
         // process down (most of a millisecond), rather than once it has reaped it. Not for a
         // retired generation (nothing replaces its workers) or a failed accept (an exit the
         // host must see as a failure).
-        if !loop.acceptFailed && !launch.board.isRetired { try? writeAll(launch.readyFD, "leaving \(getpid())\n") }
+        let replaced = !loop.acceptFailed && !launch.board.isRetired
+        // That teardown yields its core to whatever is woken meanwhile: the host, the process
+        // taking this one's place, the other workers (SCHED_IDLE; exit_mmap gives way at its
+        // rescheduling points).
+        if replaced { try? CPUPriority.set(.idle, of: 0) }
+        if replaced { try? writeAll(launch.readyFD, "leaving \(getpid())\n") }
         ChildProcess.exitImmediately(loop.acceptFailed ? WorkerExitCode.setupFailed : WorkerExitCode.normal)
     }
 
