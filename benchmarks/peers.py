@@ -193,8 +193,10 @@ class Peer:
 
 class Forklift(Peer):
     name = "forklift"
-    def __init__(self, directory, workers, build, plugins=("hello", "echo", "behaviors"), pool_extra="max_requests = 0", log_level="notice", tag=""):
+    def __init__(self, directory, workers, build, plugins=("hello", "echo", "behaviors"), pool_extra="max_requests = 0", log_level="notice", tag="",
+                 standby=0):
         super().__init__(directory, workers, tag)
+        self.standby = standby
         libraries = {"hello": ("libHello.so", "/hello", 'settings = { greeting = "Hello" }'),
                      "echo": ("libEcho.so", "/echo", ""),
                      "behaviors": ("libForkliftTestBehaviors.so", "/behaviors", "")}
@@ -203,7 +205,7 @@ class Forklift(Peer):
         self.log_path = os.path.join(self.dir, "forklift.log")
         text = (f'[global]\npid = "{self.dir}/forklift.pid"\nerror_log = "{self.log_path}"\nlog_level = "{log_level}"\n'
                 f'die_timeout = "10s"\n\n[pool.www]\nlisten = "{self.sock}"\nlisten_mode = "0666"\npm = "static"\nmax_children = {workers}\n'
-                f'{pool_extra}\nprocess_scheduling = "{FORKLIFT_SCHEDULING}"\n')
+                f'{pool_extra}\nstandby_workers = {standby}\nprocess_scheduling = "{FORKLIFT_SCHEDULING}"\n')
         for plugin in plugins:
             library, route, settings = libraries[plugin]
             text += f'\n[pool.www.plugin.{plugin}]\npath = "{os.path.abspath(build)}/{library}"\nroute = "{route}"\n{settings}\n'
@@ -227,7 +229,7 @@ class Forklift(Peer):
 
     def role(self, pid, root):
         title = fcgi.title(pid)
-        for role in ("master", "host", "worker"):
+        for role in ("master", "host", "worker", "standby"):
             if title.startswith(f"forklift: {role}"):
                 return role
         return "other"
@@ -509,11 +511,13 @@ def traced_replacements(server, drive):
     if not perf or not hosts:
         return None
     host = hosts[0]
+    # Standbys (standby_workers) waiting when the trace starts are ours too, not serving.
     ours = set(server.workers_pids())
     # Workers already waiting when the trace starts may never enter epoll_wait again before
     # they leave; their ready line was written before the trace, so any short write of theirs
     # is the notice.
     serving = set(ours)
+    ours |= {pid for pid, role in server.processes() if role == "standby"}
     data = os.path.join(server.dir, f"perf-{time.monotonic_ns()}.data")
     only_forklift = 'comm ~ "forklift*"'
     recorder = subprocess.Popen([perf, "record", "-q", "-a", "-o", data, "-e", "sched:sched_process_exit", "-e", "sched:sched_process_fork",
@@ -544,7 +548,13 @@ def traced_replacements(server, drive):
     if os.path.exists(data):
         os.unlink(data)
     exits, forks, first_wait, reaped, clones, clone_entered, notices = [], [], {}, {}, [], None, {}
+    releases = []  # the host's short writes: a slot's number down a standby worker's pipe
     for at, pid, event, trace in sorted(events):
+        # "N\n" (2 bytes or more; a signal's byte to its own pipe is 1).
+        count = re.search(r"count: 0x([0-9a-f]+)", trace) if event.endswith("sys_enter_write") and pid == host else None
+        if count and int(count.group(1), 16) >= 2 and getattr(server, "standby", 0):
+            releases.append(at)
+            continue
         if event.endswith("sys_enter_clone") and pid == host:
             clone_entered = at
             continue
@@ -570,19 +580,31 @@ def traced_replacements(server, drive):
             exits.append((min(at, notices.get(pid, at)), at, pid))
         elif "epoll" in event and pid in ours and pid not in first_wait:
             first_wait[pid] = at
-    total, to_reap, to_fork, to_wait = [], [], [], []
+    # Each leaving worker with the host's next start of a replacement after it: a fork (its
+    # child's first epoll_wait ends it) or, with standby_workers, a release (the first
+    # epoll_wait after it of a process not yet matched: a standby waits in poll until then).
+    starts = sorted([(at, child) for at, child in forks] + [(at, None) for at in releases])
+    total, to_reap, to_fork, to_wait, released = [], [], [], [], 0
+    matched = set(serving)
     used = 0
-    for left, exited, pid in sorted(exits):  # each leaving worker with the host's next fork after it
-        while used < len(forks) and forks[used][0] < left:
+    for left, exited, pid in sorted(exits):
+        while used < len(starts) and starts[used][0] < left:
             used += 1
-        if used >= len(forks):
+        if used >= len(starts):
             break
-        forked, child = forks[used]
+        started, child = starts[used]
         used += 1
+        if child is None:
+            later = sorted((at, p) for p, at in first_wait.items() if p not in matched and at > started)
+            if not later:
+                continue
+            child = later[0][1]
+            released += 1
+        matched.add(child)
         if child in first_wait:
             total.append((first_wait[child] - left) * 1000)
-            to_fork.append((forked - left) * 1000)
-            to_wait.append((first_wait[child] - forked) * 1000)
+            to_fork.append((started - left) * 1000)
+            to_wait.append((first_wait[child] - started) * 1000)
             if pid in reaped:
                 to_reap.append((reaped[pid] - exited) * 1000)
     if not total:
@@ -590,6 +612,7 @@ def traced_replacements(server, drive):
     return {"method": "perf tracepoints: worker leaving ('leaving PID' to its host, or its exit_group) -> the host's fork -> the new worker's first epoll_wait",
             "count": len(total), "median_ms": statistics.median(total), "p90_ms": fcgi.percentile(total, 0.9),
             "max_ms": max(total), "exit_to_reaped_median_ms": statistics.median(to_reap) if to_reap else None,
+            "standby_releases": released,
             "fork_syscall_median_ms": statistics.median(clones) if clones else None,
             "exit_to_fork_median_ms": statistics.median(to_fork), "fork_to_wait_median_ms": statistics.median(to_wait)}
 
@@ -598,7 +621,10 @@ def replacement_split(r):
         return ""
     reaped = f"exit_group to reaped (the host's wait4) {r['exit_to_reaped_median_ms']:.3f} ms, " if r.get("exit_to_reaped_median_ms") is not None else ""
     clone = f" (the host's fork() itself {r['fork_syscall_median_ms']:.3f} ms)" if r.get("fork_syscall_median_ms") is not None else ""
-    return f"; {reaped}leaving to fork {r['exit_to_fork_median_ms']:.3f} ms, fork to waiting {r['fork_to_wait_median_ms']:.3f} ms{clone}"
+    start = "fork"
+    if r.get("standby_releases"):
+        start = "release" if r["standby_releases"] == r["count"] else f"fork or release ({r['standby_releases']} of {r['count']} standbys)"
+    return f"; {reaped}leaving to {start} {r['exit_to_fork_median_ms']:.3f} ms, {start.split(' (')[0]} to waiting {r['fork_to_wait_median_ms']:.3f} ms{clone}"
 
 def replacement_under_load(server, args):
     """max_requests = 100 under load: workers retire every few milliseconds."""
@@ -626,22 +652,33 @@ def replacement_one_at_a_time(server, count):
     return traced_replacements(server, drive)
 
 def recycling(directory, build, args):
-    """Hello alone, 2 workers: max_requests = 100 against 0, interleaved; then the replacement time."""
+    """Hello alone, 2 workers: max_requests = 100 against 0, and 100 with a standby worker,
+    interleaved; then the replacement time, without and with the standby."""
+    recycled = "max_requests = 100\nmax_requests_jitter = 0"
     servers = {"max_requests=0": Forklift(directory, 2, build, plugins=("hello",), pool_extra="max_requests = 0", tag="-mr0"),
-               "max_requests=100": Forklift(directory, 2, build, plugins=("hello",), pool_extra="max_requests = 100\nmax_requests_jitter = 0",
-                                            log_level="debug", tag="-mr100")}
+               "max_requests=100": Forklift(directory, 2, build, plugins=("hello",), pool_extra=recycled, log_level="debug", tag="-mr100"),
+               "max_requests=100 standby_workers=1": Forklift(directory, 2, build, plugins=("hello",), pool_extra=recycled, log_level="debug",
+                                                             tag="-mr100s", standby=1)}
+    standby = None
     try:
         case = Case("recycle", "", "/hello", connections=2, expect=HELLO)
         runs = rounds(servers, case, args, lambda name: loadgen(servers[name], case, args.seconds, args.warmup))
         result = {name: summary(r) for name, r in runs.items()}
-        replacement = {"under_load": replacement_under_load(servers["max_requests=100"], args)}
+        replacement = {"under_load": replacement_under_load(servers["max_requests=100"], args),
+                       "under_load_standby": replacement_under_load(servers["max_requests=100 standby_workers=1"], args)}
+        stop_servers({k: servers.pop(k) for k in ("max_requests=100", "max_requests=100 standby_workers=1")})
         time.sleep(1)
         memory = private_dirty(servers["max_requests=0"])
         memory["pss_kib"] = statistics.median(fcgi.smaps(p).get("Pss", 0) for p in servers["max_requests=0"].workers_pids())
         replacement["one_at_a_time"] = replacement_one_at_a_time(servers["max_requests=0"], args.replacements)
+        standby = Forklift(directory, 2, build, plugins=("hello",), pool_extra="max_requests = 0", tag="-mr0s", standby=1)
+        time.sleep(0.5)
+        replacement["one_at_a_time_standby"] = replacement_one_at_a_time(standby, args.replacements)
         return result, replacement, memory
     finally:
         stop_servers(servers)
+        if standby:
+            stop_servers({"standby": standby})
 
 # ---------- output ----------
 
@@ -753,9 +790,9 @@ def markdown(report):
                   f"(median of 100), so {w / m['sleep_5ms_takes_ms'] * 1000:.0f}/s is the most any server can do here."]
     if report.get("recycling"):
         lines += ["", "Recycling (Forklift, Hello, 2 workers, new connection per request, 2 clients):", "",
-                  "| max_requests | req/s (min-max) | p99 ms | errors |", "|---|---|---|---|"]
+                  "| pool | req/s (min-max) | p99 ms | errors |", "|---|---|---|---|"]
         for name, s in report["recycling"].items():
-            lines.append(f"| {name.split('=')[1]} | {s['rps']:.0f} ({s['rps_min']:.0f}-{s['rps_max']:.0f}) | {s['p99_ms']:.3f} | {s['errors']} |")
+            lines.append(f"| {name.replace('=', ' = ').replace(' standby', ', standby')} | {s['rps']:.0f} ({s['rps_min']:.0f}-{s['rps_max']:.0f}) | {s['p99_ms']:.3f} | {s['errors']} |")
         for how, r in report["replacement"].items():
             if r and r.get("median_ms") is not None:
                 lines += ["", f"Worker replacement, {how.replace('_', ' ')} ({r['method']}): median {r['median_ms']:.3f} ms, "
@@ -933,6 +970,8 @@ def main():
                 say(f"    {name:18} {s['rps']:9.0f}/s ({s['rps_min']:.0f}-{s['rps_max']:.0f})  p99 {s['p99_ms']:.3f} ms  errors {s['errors']}")
             if result.get("max_requests=0") and result.get("max_requests=100"):
                 say(f"    max_requests = 100 keeps {result['max_requests=100']['rps'] / result['max_requests=0']['rps']:.3f} of the throughput")
+            if result.get("max_requests=0") and result.get("max_requests=100 standby_workers=1"):
+                say(f"    with a standby worker {result['max_requests=100 standby_workers=1']['rps'] / result['max_requests=0']['rps']:.3f}")
             for how, r in replacement.items():
                 if r and r.get("median_ms") is not None:
                     split = replacement_split(r)
