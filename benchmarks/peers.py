@@ -548,11 +548,11 @@ def traced_replacements(server, drive):
     if os.path.exists(data):
         os.unlink(data)
     exits, forks, first_wait, reaped, clones, clone_entered, notices = [], [], {}, {}, [], None, {}
-    releases = []  # the host's short writes: a slot's number down a standby worker's pipe
+    releases = []  # the host's writes of a slot to a standby worker's eventfd
     for at, pid, event, trace in sorted(events):
-        # "N\n" (2 bytes or more; a signal's byte to its own pipe is 1).
+        # A slot posted to a standby's eventfd: 8 bytes (a signal's byte to the host's own pipe is 1).
         count = re.search(r"count: 0x([0-9a-f]+)", trace) if event.endswith("sys_enter_write") and pid == host else None
-        if count and int(count.group(1), 16) >= 2 and getattr(server, "standby", 0):
+        if count and int(count.group(1), 16) == 8 and getattr(server, "standby", 0):
             releases.append(at)
             continue
         if event.endswith("sys_enter_clone") and pid == host:
