@@ -988,7 +988,7 @@ def main():
     report["goals"] = goals(report)
     say("\n== goals (issue 11), as measured in this run")
     for g in report["goals"]:
-        say(f"    {g['goal']:56} {g['measured']:44} {'met' if g['met'] else ('NOT met' if g['met'] is False else '-')}")
+        say(f"    {g['goal']:66} {g['measured']:44} {'met' if g['met'] else ('NOT met' if g['met'] is False else '-')}")
     os.makedirs(results_dir, exist_ok=True)
     with open(os.path.join(results_dir, "peers.json"), "w") as f:
         json.dump(report, f, indent=1)
