@@ -186,7 +186,8 @@ struct WorkerPool {
                 for pid in Array(core.workers.keys) + core.standbys.pids { ChildProcess.send(.usr1, to: pid) }
                 if let responder = core.responder.pid { ChildProcess.send(.usr1, to: responder) }
                 // Workers reopen before their next accept, so this line says the pool is done.
-                log.notice("pool \(launch.pool.name) gen \(launch.generation): log files reopened, SIGUSR1 sent to \(core.workers.count) workers")
+                let standbys = core.standbys.pids.isEmpty ? "" : " and \(core.standbys.pids.count) standby workers"
+                log.notice("pool \(launch.pool.name) gen \(launch.generation): log files reopened, SIGUSR1 sent to \(core.workers.count) workers\(standbys)")
             case .dump:
                 dumpState()
             default:

@@ -40,7 +40,7 @@ import Testing
         try server.waitForLog("standby worker \(standby) takes slot ")
         #expect(ForkliftServer.eventually { server.workerPIDs().contains(standby) || kill(standby, 0) != 0 },
                 "its title: \(ProcessTable.title(of: standby) ?? "gone")")
-        #expect(server.log.contains("its replacement was started as it left"))
+        try server.waitForLog("its replacement was started as it left") // logged at the reap
         // And another stands by, once the pool is whole again.
         let settled = ForkliftServer.eventually {
             let now = Self.standbys(server)
@@ -62,6 +62,31 @@ import Testing
         server.signal(SIGTERM)
         #expect(server.waitForExit() == 0)
         #expect(ForkliftServer.eventually { kill(new, 0) != 0 }, "the standby outlived its master")
+    }
+
+    /// USR1 after logrotate: a standby reopens its log too, so what it logs once it serves
+    /// goes to the new file.
+    @Test func usr1ReachesTheStandby() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nstandby_workers = 1\nmax_requests = 1",
+                                                          global: "error_log = \"{dir}/error.log\"", logLevel: "debug"), waitUntilReady: false)
+        defer { server.shutdown() }
+        let log = server.directory + "/error.log"
+        try server.waitForLog("forklift is ready", in: log, timeout: 60)
+        var found: pid_t?
+        #expect(ForkliftServer.eventually {
+            found = Self.standbys(server).first
+            return found != nil
+        })
+        let standby = try #require(found)
+        try server.waitForLog("standby worker \(standby) ready", in: log)
+        try FileManager.default.moveItem(atPath: log, toPath: log + ".1")
+        server.signal(SIGUSR1)
+        try server.waitForLog("log files reopened, SIGUSR1 sent to 1 workers and 1 standby workers", in: log)
+        // The one worker retires after a request: the standby takes its place and serves the next.
+        for _ in 0..<2 { #expect(try FastCGIClient.get(server.www, "/behaviors/sleep", query: "ms=0").status == 200) }
+        try server.waitForLog("[worker pool=www gen=1 pid=\(standby)] GET /behaviors/sleep", in: log)
+        let old = try String(contentsOfFile: log + ".1", encoding: .utf8)
+        #expect(!old.contains("pid=\(standby)] GET"), "its lines went to the rotated file")
     }
 
     @Test func aStandbysFailedWorkerInitIsNamedBackedOffAndRecoveredFrom() throws {
