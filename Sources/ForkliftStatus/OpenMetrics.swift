@@ -27,6 +27,7 @@ public enum OpenMetrics {
         family("forklift_max_children_reached", "counter", "Times every worker was busy with connections waiting.", each(\.counters.maxChildrenReached))
         family("forklift_slow_requests", "counter", "Requests that ran past request_slowlog_timeout.", each(\.counters.slowRequests))
         family("forklift_max_children", "gauge", "The pool's size (static) or ceiling.", each(\.maxChildren))
+        family("forklift_standby_processes", "gauge", "Standby workers waiting to take a place.", each(\.standby))
         family("forklift_generation", "gauge", "The generation the figures are of.", each(\.generation))
         if full {
             var requests: [(String, String)] = []

@@ -49,6 +49,8 @@ public struct PoolStatus: Sendable {
     public var idle: Int { board.idle }
     public var active: Int { board.active }
     public var total: Int { board.total }
+    /// Standby workers waiting to take a place (not among the processes above).
+    public var standby: Int { board.hostState?.standbyWorkers ?? 0 }
 
     /// Seconds every worker has been busy, if they all are.
     public var allBusyFor: Double? { board.hostState?.allBusySince.map { $0.seconds(until: now) } }

@@ -38,6 +38,7 @@ public enum StatusPage {
             ("generation", .number(status.generation)),
             ("host pid", .number(Int(status.board.hostState?.hostPID ?? 0))),
             ("max children", .number(status.maxChildren)),
+            ("standby processes", .number(status.standby)),
             ("condition", .text(status.condition)),
             ("all busy since", .number(status.allBusyFor.map { Int($0) } ?? 0)),
             ("scoreboard", .text(status.scoreboardLine)),

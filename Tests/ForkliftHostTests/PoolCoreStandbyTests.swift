@@ -180,6 +180,17 @@ import Testing
         #expect(pool.core.workers.count == 2, "no worker was touched")
     }
 
+    @Test func theHostPublishesTheStandbysWaiting() throws {
+        var pool = PoolDriver(Self.settings())
+        pool.startServing()
+        #expect(pool.core.publishedState(now: pool.now).standbyWorkers == 0, "in worker init")
+        pool.ready(pool.standbyPIDs[0])
+        #expect(pool.core.publishedState(now: pool.now).standbyWorkers == 1)
+        let leaving = pool.send(.workerLeaving(pid: pool.forkedPIDs[0]))
+        #expect(leaving.contains(.publish(pool.core.publishedState(now: pool.now))))
+        #expect(pool.core.publishedState(now: pool.now).standbyWorkers == 0, "it took a place")
+    }
+
     @Test func theStateDumpListsTheStandbys() throws {
         var pool = Self.serving()
         let standby = try #require(pool.standbyPIDs.first)

@@ -32,6 +32,18 @@ import Testing
         #expect(BoardReader.read(board).workers.isEmpty)
     }
 
+    @Test func theHostsStateReadsBackWithItsStandbysBesideTheCondition() throws {
+        let board = try GenerationBoard(capacity: 4)
+        let state = HostState(hostPID: 7, condition: .backingOff, consecutiveFailures: 3, workerTarget: 2, highWater: 3, atCeiling: true, standbyWorkers: 2)
+        board.publish(state)
+        let read = try #require(BoardReader.read(board).hostState)
+        #expect(read.condition == .backingOff && read.atCeiling && read.standbyWorkers == 2, "\(read)")
+        #expect(read.consecutiveFailures == 3 && read.workerTarget == 2 && read.highWater == 3)
+        board.publish(HostState(hostPID: 7, standbyWorkers: 0))
+        let none = try #require(BoardReader.read(board).hostState)
+        #expect(none.standbyWorkers == 0 && none.condition == .normal && !none.atCeiling)
+    }
+
     @Test func theSwitchFlagsAndTheMastersWords() throws {
         let board = try GenerationBoard(capacity: 2)
         let slot = board.slot(1)

@@ -64,6 +64,18 @@ import Testing
         #expect(ForkliftServer.eventually { kill(new, 0) != 0 }, "the standby outlived its master")
     }
 
+    @Test func theStatusPageShowsTheStandbyApartFromTheProcesses() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 2\nstandby_workers = 1"))
+        defer { server.shutdown() }
+        let page = try server.waitForStatus(server.statusSocket, "a standby waiting") { $0.int("standby processes") == 1 }
+        #expect(page.int("total processes") == 2, "\(page.fields)")
+        let metrics = try FastCGIClient.get(server.statusSocket, "/status", query: "openmetrics")
+        #expect(metrics.bodyText.contains("forklift_standby_processes{pool=\"www\"} 1"), "\(metrics.bodyText)")
+        let without = try ForkliftServer(config: sizedPool("max_children = 1"))
+        defer { without.shutdown() }
+        #expect(try without.waitForStatus(without.statusSocket, "the page") { $0.int("total processes") == 1 }.int("standby processes") == 0)
+    }
+
     /// USR1 after logrotate: a standby reopens its log too, so what it logs once it serves
     /// goes to the new file.
     @Test func usr1ReachesTheStandby() throws {

@@ -108,7 +108,7 @@ typedef struct {
     /* Written by the host, under host_seq. */
     uint32_t host_seq;
     int32_t host_pid;
-    uint32_t pool_state;
+    uint32_t pool_state;         /* condition (bits 0-7), at the ceiling (bit 8), standbys waiting (bits 16-31) */
     uint32_t consecutive_failures;
     uint64_t backoff_until_ns;
     uint64_t all_busy_since_ns;  /* 0: not every worker is busy */

@@ -416,7 +416,8 @@ struct PoolCore {
                          backoffUntil: failures.backoffUntil, allBusySince: watch.allBusySince, workerTarget: target,
                          highWater: highWater,
                          // No worker is coming: none may be forked, and none is being forked or in worker init.
-                         atCeiling: staying.count + forksInFlight >= target && forksInFlight == 0 && staying.allSatisfy { $0.ready != nil })
+                         atCeiling: staying.count + forksInFlight >= target && forksInFlight == 0 && staying.allSatisfy { $0.ready != nil },
+                         standbyWorkers: standbys.waiting)
     }
 
     /// What a state dump says about this host.

@@ -33,6 +33,8 @@ struct Standbys: Equatable {
     static let forkDelay = 0.001
 
     var isEmpty: Bool { byPID.isEmpty }
+    /// Past worker init, ready to take a place.
+    var waiting: Int { byPID.values.filter { $0.ready != nil && !$0.dismissed }.count }
     var pids: [pid_t] { byPID.keys.sorted() }
     func contains(_ pid: pid_t) -> Bool { byPID[pid] != nil }
 

@@ -112,7 +112,8 @@ public enum BoardReader {
                   backoffUntil: header.backoff_until_ns == 0 ? nil : MonotonicInstant(nanoseconds: header.backoff_until_ns),
                   allBusySince: header.all_busy_since_ns == 0 ? nil : clampedInstant(header.all_busy_since_ns, now),
                   workerTarget: max(0, min(Int(header.effective_target), board.capacity)),
-                  highWater: min(Int(header.high_water), board.capacity), atCeiling: header.pool_state & 0x100 != 0)
+                  highWater: min(Int(header.high_water), board.capacity), atCeiling: header.pool_state & 0x100 != 0,
+                  standbyWorkers: Int(header.pool_state >> 16))
     }
 
     static func worker(from slot: forklift_worker_slot, slot index: Int, now: MonotonicInstant) -> WorkerRecord {

@@ -110,8 +110,9 @@ public struct GenerationBoard: @unchecked Sendable {
     public func publish(_ state: HostState) {
         forklift_header_write_begin(header)
         header.pointee.host_pid = state.hostPID
-        // The condition in the low byte; bit 8: no more workers may be forked (at the ceiling).
-        header.pointee.pool_state = state.condition.rawValue | (state.atCeiling ? 0x100 : 0)
+        // The condition in the low byte; bit 8: no more workers may be forked (at the ceiling);
+        // bits 16-31: standby workers waiting.
+        header.pointee.pool_state = state.condition.rawValue | (state.atCeiling ? 0x100 : 0) | UInt32(min(max(0, state.standbyWorkers), 0xFFFF)) << 16
         header.pointee.consecutive_failures = UInt32(clamping: state.consecutiveFailures)
         header.pointee.backoff_until_ns = state.backoffUntil?.nanoseconds ?? 0
         header.pointee.all_busy_since_ns = state.allBusySince?.nanoseconds ?? 0
@@ -150,10 +151,13 @@ public struct HostState: Equatable, Sendable {
     /// As many workers as it may have, and none of them still starting: a new client gets a
     /// worker only if one is free, or a kept connection gives way.
     public var atCeiling: Bool = false
+    /// Standby workers past their worker init, waiting to take a place (standby_workers).
+    public var standbyWorkers: Int = 0
 
     public init(hostPID: pid_t, condition: Condition = .normal, consecutiveFailures: Int = 0, backoffUntil: MonotonicInstant? = nil,
-                allBusySince: MonotonicInstant? = nil, workerTarget: Int = 0, highWater: Int = 0, atCeiling: Bool = false) {
+                allBusySince: MonotonicInstant? = nil, workerTarget: Int = 0, highWater: Int = 0, atCeiling: Bool = false, standbyWorkers: Int = 0) {
         self.atCeiling = atCeiling
+        self.standbyWorkers = standbyWorkers
         self.hostPID = hostPID
         self.condition = condition
         self.consecutiveFailures = consecutiveFailures
