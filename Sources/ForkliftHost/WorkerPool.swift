@@ -218,12 +218,24 @@ struct WorkerPool {
             for (fd, output) in outputs where output.pid == pid { readOutput(fd, final: true) }
         }
         for (pid, _) in reaped { foreign.reaped(pid) }
-        if reaped.contains(where: { core.workers[$0.pid] != nil }) { terminateForeignChildren() }
-        // Standbys first: one that died is no longer there to take the place of a worker
-        // reaped with it.
-        for (pid, status) in reaped where core.standbys.contains(pid) {
-            closeStandbyRelease(of: pid)
-            pending.append(.workerExited(pid: pid, status: status, served: false, active: false))
+        // What a plugin started in a worker, or in a standby's worker init, goes with it.
+        if reaped.contains(where: { core.workers[$0.pid] != nil || core.standbys.contains($0.pid) }) { terminateForeignChildren() }
+        // A standby's exit goes before the other lines read above (a worker's "leaving", which
+        // would release it): one that died is not there to take a place. Its own lines (the
+        // reason its worker init failed) go before its exit, as always.
+        let standbyExits = reaped.filter { core.standbys.contains($0.pid) }
+        if !standbyExits.isEmpty {
+            let dying = Set(standbyExits.map(\.pid))
+            func concernsDying(_ event: PoolCore.Event) -> Bool {
+                switch event {
+                case .workerReady(let pid), .workerInitFailed(let pid, _), .standbyServing(let pid): dying.contains(pid)
+                default: false
+                }
+            }
+            for (pid, _) in standbyExits { closeStandbyRelease(of: pid) }
+            pending = pending.filter(concernsDying)
+                + standbyExits.map { .workerExited(pid: $0.pid, status: $0.status, served: false, active: false) }
+                + pending.filter { !concernsDying($0) }
         }
         for (pid, status) in reaped where !core.standbys.contains(pid) {
             if pid == core.responder.pid {
@@ -438,8 +450,9 @@ struct WorkerPool {
     }
 
     /// Gives a standby its slot: the slot is made ready for it, then its number (plus one) goes
-    /// to the standby's eventfd. A standby that died meanwhile is reaped as a worker of that
-    /// slot that died right after it started.
+    /// to the standby's eventfd. One that died and is not reaped yet takes the post all the
+    /// same (an eventfd's write does not fail for a reader gone): its reap follows, as that of a
+    /// worker of the slot that died right after it started.
     private mutating func release(standby pid: pid_t, into slot: Int) {
         launch.board.slot(slot).prepare()
         guard let release = standbyReleases.removeValue(forKey: pid) else { return }
@@ -447,8 +460,7 @@ struct WorkerPool {
             try release.post(UInt64(slot) + 1)
             log.debug("standby worker \(pid) takes slot \(slot)")
         } catch {
-            // Gone (its reap follows, as a worker's that died right after it started): the
-            // slot holds no process meanwhile.
+            // The slot holds no process meanwhile; the standby's reap follows.
             log.warning("pool \(launch.pool.name) gen \(launch.generation): standby worker \(pid) cannot take slot \(slot): \(error)")
             launch.board.slot(slot).release()
         }

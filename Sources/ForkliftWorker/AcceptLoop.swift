@@ -68,9 +68,9 @@ struct AcceptLoop {
     static let stopReadGrace = 1.0
     static let listenerQuietPeriod = 0.005
 
-    init(launch: WorkerLaunch, signals: SignalDescriptor, waiter: ConnectionWaiter) {
+    init(launch: WorkerLaunch, signals: SignalDescriptor, waiter: ConnectionWaiter, announcesServing: Bool = false) {
         self.launch = launch
-        announcesServing = launch.isStandby
+        self.announcesServing = announcesServing
         self.signals = signals
         self.waiter = waiter
         request = .allocate(capacity: 1)
@@ -149,11 +149,14 @@ struct AcceptLoop {
     }
 
     /// Why the worker must leave now, between requests, if it must.
+    /// It served its max_requests (plus jitter).
+    var reachedRequestLimit: Bool { launch.requestLimit > 0 && served >= launch.requestLimit }
+
     private mutating func reasonToLeave() -> String? {
         if acceptFailed { return "accept failed" }
         if stopping { return "stop requested" }
         if launch.board.isRetired { return "its generation was retired" }
-        if launch.requestLimit > 0 && served >= launch.requestLimit { return "served its \(served) requests (max_requests)" }
+        if reachedRequestLimit { return "served its \(served) requests (max_requests)" }
         // The host's death sends TERM (PR_SET_PDEATHSIG, set at the worker's start), so this
         // is only the backstop for a plugin that changed credentials, which clears it: checked
         // every 256 passes of the loop (requests or wakes) rather than with a system call per

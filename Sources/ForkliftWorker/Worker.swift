@@ -15,6 +15,8 @@ import Logging
 public enum Worker {
     public static func run(_ launch: WorkerLaunch) -> Never {
         var launch = launch
+        // A standby that took a place says "serving PID" before its first wait for connections.
+        var announcesServing = launch.isStandby
         ProcessIdentity.current = ProcessIdentity(role: .worker, pool: launch.pool.name, generation: launch.generation)
         // A standby has no slot until its host gives it one.
         if !launch.isStandby { launch.slot.claim(pid: getpid()) }
@@ -76,6 +78,12 @@ public enum Worker {
             launch.slot = launch.board.slot(slot)
             launch.slot.claim(pid: getpid())
             ProcessTitle.set("forklift: worker pool=\(launch.pool.name) gen=\(launch.generation)")
+            // Gated (a reload not committed yet), it may wait at the gate a while, and there is
+            // nothing to hurry: its host need not hold the next standby back meanwhile.
+            if !launch.board.isLive {
+                try? writeAll(launch.readyFD, "serving \(getpid())\n")
+                announcesServing = false
+            }
         }
         var gate = Gate(launch: launch, signals: signals)
         guard gate.waitUntilOpen() else {
@@ -84,7 +92,7 @@ public enum Worker {
         }
         let (reason, loop): (String, AcceptLoop)
         do {
-            (reason, loop) = try serve(launch, signals: signals)
+            (reason, loop) = try serve(launch, signals: signals, announcesServing: announcesServing)
         } catch {
             log.error("worker setup failed: \(error)")
             ChildProcess.exitImmediately(WorkerExitCode.setupFailed)
@@ -97,10 +105,12 @@ public enum Worker {
         // retired generation (nothing replaces its workers) or a failed accept (an exit the
         // host must see as a failure).
         let replaced = !loop.acceptFailed && !launch.board.isRetired
-        // That teardown yields its core to whatever is woken meanwhile: the host, the process
-        // taking this one's place, the other workers (SCHED_IDLE; exit_mmap gives way at its
-        // rescheduling points).
-        if replaced { try? CPUPriority.set(.idle, of: 0) }
+        // Retired after its max_requests, its teardown yields its core to whatever is woken
+        // meanwhile: the host, the process taking its place, the other workers (SCHED_IDLE, every
+        // thread: whichever drops the memory map last unmaps it; exit_mmap gives way at its
+        // rescheduling points). Not when a TERM ended it: the host may be waiting for its reap
+        // (recycled for its memory) and the teardown must not starve on a busy machine.
+        if replaced && loop.reachedRequestLimit { try? CPUPriority.set(.idle, ofAllThreadsOf: getpid()) }
         if replaced { try? writeAll(launch.readyFD, "leaving \(getpid())\n") }
         ChildProcess.exitImmediately(loop.acceptFailed ? WorkerExitCode.setupFailed : WorkerExitCode.normal)
     }
@@ -123,12 +133,12 @@ public enum Worker {
     }
 
     /// The accept loop until it has a reason to leave.
-    static func serve(_ launch: WorkerLaunch, signals: SignalDescriptor) throws -> (String, AcceptLoop) {
+    static func serve(_ launch: WorkerLaunch, signals: SignalDescriptor, announcesServing: Bool = false) throws -> (String, AcceptLoop) {
         // Only now watch the listener: EPOLLEXCLUSIVE wake-ups that went to the previous
         // generation's workers are not replayed to an epoll registered earlier, but an
         // epoll_ctl ADD sees a connection already queued.
         let waiter = try ConnectionWaiter(listenFD: launch.listenFD, parkFD: launch.parkFD, signalFD: signals.fileDescriptor)
-        var loop = AcceptLoop(launch: launch, signals: signals, waiter: waiter)
+        var loop = AcceptLoop(launch: launch, signals: signals, waiter: waiter, announcesServing: announcesServing)
         let reason = loop.run()
         return (reason, loop)
     }

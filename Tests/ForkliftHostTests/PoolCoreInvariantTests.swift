@@ -43,6 +43,8 @@ import Testing
     static func runSequence(_ manager: ProcessManager, seed: UInt64, standby: Int) {
         var random = Generator(state: seed)
         var pool = PoolDriver(Self.settings(manager, standby: standby))
+        // Released standbys say "serving" at a later step (case 11), or their slot shows it.
+        pool.standbysSayServing = standby == 0
         pool.startServing()
         if manager == .ondemand { pool.exit(pool.forkedPIDs[0]) }
         let statuses: [(ForkliftSystem.ExitStatus, Bool)] = [(.exited(0), true), (.signaled(UnixSignal(SIGSEGV), coreDumped: false), true),
@@ -52,7 +54,7 @@ import Testing
             let context = "\(manager) seed \(seed) standby \(standby) step \(step)"
             var ticked = false
             let alive = pool.alive.sorted()
-            switch random.next(11) {
+            switch random.next(12) {
             case 0, 1:
                 guard let deadline = pool.core.nextDeadline else { break }
                 #expect(deadline > pool.now, "\(context): a deadline in the past")
@@ -87,6 +89,9 @@ import Testing
                 // It says it leaves; its exit comes at a later step (case 4), or never before the end.
                 let pid = alive[random.next(alive.count)]
                 if pool.core.workers[pid]?.ready != nil { pool.send(.workerLeaving(pid: pid)) }
+            case 11 where !pool.core.standbys.starting.isEmpty:
+                let starting = pool.core.standbys.starting.sorted()
+                pool.send(.standbyServing(pid: starting[random.next(starting.count)]))
             default:
                 break
             }

@@ -75,7 +75,9 @@ import Testing
         let leaving = pool.send(.workerLeaving(pid: pool.forkedPIDs[0]))
         #expect(leaving.releases.map(\.pid) == [standby])
         #expect(leaving.standbyForks == 0, "not while it starts: \(leaving)")
+        pool.set(standby, .starting) // its slot claimed, not in its accept loop yet
         #expect(pool.tickSeconds(2).standbyForks == 0)
+        #expect(!pool.core.publishedState(now: pool.now).atCeiling, "a worker is still coming")
         let serving = pool.send(.standbyServing(pid: standby))
         #expect(serving.standbyForks == 0, "a moment after, not at once (the host would preempt it for the fork)")
         #expect(pool.core.nextDeadline == pool.now.advanced(bySeconds: Standbys.forkDelay))
@@ -86,6 +88,51 @@ import Testing
         #expect(pool.send(.workerLeaving(pid: pool.forkedPIDs[1])).releases.map(\.pid) == [second])
         pool.exit(second, .signaled(UnixSignal(SIGKILL), coreDumped: false))
         #expect(pool.tickAtDeadline().standbyForks == 1)
+    }
+
+    @Test func aLostServingLineDoesNotHoldTheNextStandbyBackForGood() throws {
+        var pool = Self.serving()
+        pool.standbysSayServing = false
+        let standby = try #require(pool.standbyPIDs.first)
+        #expect(pool.send(.workerLeaving(pid: pool.forkedPIDs[0])).releases.map(\.pid) == [standby])
+        // Its slot says it is idle in its accept loop: the next tick takes that for "serving".
+        pool.set(standby, .idle)
+        #expect(pool.tick().standbyForks == 0, "a moment after")
+        #expect(pool.tickAtDeadline().standbyForks == 1)
+        #expect(pool.core.publishedState(now: pool.now).atCeiling)
+    }
+
+    @Test func aStopWaitsForAStandbyForkStillUnanswered() throws {
+        var pool = Self.serving()
+        pool.answersForks = false
+        let standby = try #require(pool.standbyPIDs.first)
+        #expect(pool.exit(standby, .signaled(UnixSignal(SIGKILL), coreDumped: false)).standbyForks == 1)
+        pool.send(.stop)
+        for pid in pool.forkedPIDs { #expect(pool.exit(pid).exits.isEmpty, "the fork asked for has not come back") }
+        #expect(pool.send(.standbyForked(pid: 5151)).terms == [5151])
+        #expect(pool.send(.workerExited(pid: 5151, status: .exited(0), served: false, active: false)).exits == [0])
+    }
+
+    @Test func aProvenStandbyThatDiesIsNoFailedStartButACrashCounts() throws {
+        var pool = PoolDriver(poolSettings(.static, maxChildren: 2, { $0.standbyWorkers = 1 }, global: {
+            $0.emergencyRestartThreshold = 2
+            $0.emergencyRestartInterval = 60
+        }))
+        pool.startServing()
+        pool.ready(pool.standbyPIDs[0])
+        pool.tickSeconds(2) // waited past provenAfter
+        let first = pool.standbyPIDs[0]
+        let oom = pool.exit(first, .signaled(UnixSignal(SIGKILL), coreDumped: false))
+        #expect(oom.logs(.error, containing: "standby worker \(first) was killed by SIGKILL while on standby after").count == 1, "\(oom)")
+        #expect(pool.core.failures.consecutive == 0, "no failed start")
+        #expect(oom.standbyForks == 1)
+        let second = pool.standbyPIDs[1]
+        pool.ready(second)
+        pool.exit(second, .signaled(UnixSignal(SIGSEGV), coreDumped: false))
+        let third = pool.standbyPIDs[2]
+        pool.ready(third)
+        let crashed = pool.exit(third, .signaled(UnixSignal(SIGSEGV), coreDumped: false))
+        #expect(crashed.reports.contains { if case .emergencyRestart = $0 { true } else { false } }, "\(crashed)")
     }
 
     @Test func aStandbyStillInWorkerInitIsNotTaken() {

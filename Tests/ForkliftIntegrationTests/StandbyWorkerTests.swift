@@ -26,6 +26,13 @@ import Testing
         return pid
     }
 
+    static func eventfds(of pid: pid_t) -> Int {
+        let directory = "/proc/\(pid)/fd"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + $0)) == "anon_inode:[eventfd]"
+        }.count
+    }
+
     static func debug(_ config: String) -> String { config.replacingOccurrences(of: "log_level = \"info\"", with: "log_level = \"debug\"") }
 
     @Test func aRetiredWorkersPlaceGoesToTheStandbyAndAnotherStandsBy() throws {
@@ -41,12 +48,14 @@ import Testing
         #expect(ForkliftServer.eventually { server.workerPIDs().contains(standby) || kill(standby, 0) != 0 },
                 "its title: \(ProcessTable.title(of: standby) ?? "gone")")
         try server.waitForLog("its replacement was started as it left") // logged at the reap
-        // And another stands by, once the pool is whole again.
+        // And another stands by, once the pool is whole again; the host holds the eventfd of
+        // that one only.
+        let host = try #require(server.descendants().first { $0.value.hasPrefix("forklift: host pool=www") }?.key)
         let settled = ForkliftServer.eventually {
             let now = Self.standbys(server)
-            return now.count == 1 && !now.contains(standby) && server.workerPIDs().count == 2
+            return now.count == 1 && !now.contains(standby) && server.workerPIDs().count == 2 && Self.eventfds(of: host) == 1
         }
-        #expect(settled, "standbys \(Self.standbys(server)), workers \(server.workerPIDs())")
+        #expect(settled, "standbys \(Self.standbys(server)), workers \(server.workerPIDs()), the host's eventfds \(Self.eventfds(of: host))")
     }
 
     @Test func theStandbyLeavesWithItsGenerationOnReloadAndStop() throws {

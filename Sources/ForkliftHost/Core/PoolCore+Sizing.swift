@@ -47,6 +47,7 @@ extension PoolCore {
         if phase == .serving { actions += applyScaleTarget(observation, now: now) }
         actions += proveWorkers(observation, now: now)
         actions += proveStandbys(now: now)
+        noteServingStandbys(observation, now: now)
         if memory.isDue(now: now) {
             actions.append(.measureMemory(workers.keys.sorted()))
         }

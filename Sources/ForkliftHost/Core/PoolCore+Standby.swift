@@ -34,8 +34,9 @@ extension PoolCore {
         return [.log(.debug, "standby worker \(pid) ready \(Formatting.milliseconds(from: forked, to: now)) ms after fork")]
     }
 
-    /// A standby that leaves unasked died waiting or in its worker init: a failed start, as
-    /// a worker's would be (with its reason, and the same back-off), and another is forked.
+    /// A standby that leaves unasked died in its worker init or waiting: a failed start, as a
+    /// worker's would be (with its reason, and the same back-off), unless it had waited long
+    /// enough to be proven (the OOM killer, an operator), and another is forked.
     mutating func standbyExited(_ pid: pid_t, status: ExitStatus, now: MonotonicInstant) -> [Action] {
         guard let standby = standbys.remove(pid) else { return [] }
         defer { failures.reasons[pid] = nil }
@@ -43,7 +44,26 @@ extension PoolCore {
         let what = standby.ready == nil
             ? (status == .exited(3) ? "failed its worker init" : "\(status) in its worker init")
             : "\(status) while on standby"
-        return failures.failedStart(pool: settings.pool, pid: pid, description: "standby worker \(pid) \(what)", now: now)
+        var actions: [Action]
+        if standby.proven {
+            actions = [.log(.error, "standby worker \(pid) \(what) after \(Formatting.oneDecimal(standby.forked.seconds(until: now))) s; forking another")]
+        } else {
+            actions = failures.failedStart(pool: settings.pool, pid: pid, description: "standby worker \(pid) \(what)", now: now)
+        }
+        if case .signaled(let signal, _) = status, EmergencyWindow.isCrash(signal), let reason = emergency.record(now: now) {
+            actions.append(.log(.error, "pool \(settings.pool): \(reason): asking the master for a fresh host (emergency_restart_threshold)"))
+            actions.append(.report(.emergencyRestart(reason: reason)))
+        }
+        return actions
+    }
+
+    /// A released standby whose slot shows it past its start serves, even if its "serving"
+    /// line was lost (a full ready pipe): the next standby is not held back for good.
+    mutating func noteServingStandbys(_ observation: Observation, now: MonotonicInstant) {
+        for pid in standbys.starting {
+            guard let worker = workers[pid], let state = state(of: worker, in: observation), state != .starting else { continue }
+            standbys.serving(pid, now: now)
+        }
     }
 
     /// A standby waiting a while after its worker init proves the init works, as a worker does.

@@ -333,7 +333,9 @@ struct PoolCore {
     }
 
     private func finishIfDone() -> [Action] {
-        guard phase == .stopping, workers.isEmpty, standbys.isEmpty, responder.pid == nil else { return [] }
+        // A fork asked for and not answered yet is a process the host would leave behind.
+        guard phase == .stopping, workers.isEmpty, standbys.isEmpty, forksInFlight == 0, standbys.forksInFlight == 0,
+              responder.pid == nil else { return [] }
         return [.log(.info, "all workers of pool \(settings.pool) gen \(settings.generation) have exited"), .exit(exitStatus)]
     }
 
@@ -416,7 +418,9 @@ struct PoolCore {
                          backoffUntil: failures.backoffUntil, allBusySince: watch.allBusySince, workerTarget: target,
                          highWater: highWater,
                          // No worker is coming: none may be forked, and none is being forked or in worker init.
-                         atCeiling: staying.count + forksInFlight >= target && forksInFlight == 0 && staying.allSatisfy { $0.ready != nil },
+                         // A released standby is on its way until it says "serving".
+                         atCeiling: staying.count + forksInFlight >= target && forksInFlight == 0
+                             && staying.allSatisfy { $0.ready != nil && !standbys.starting.contains($0.pid) },
                          standbyWorkers: standbys.waiting)
     }
 
