@@ -110,8 +110,10 @@ public enum Worker {
         // thread: whichever drops the memory map last unmaps it; exit_mmap gives way at its
         // rescheduling points). Not when a TERM ended it: the host may be waiting for its reap
         // (recycled for its memory) and the teardown must not starve on a busy machine.
-        if replaced && loop.reachedRequestLimit { try? CPUPriority.set(.idle, ofAllThreadsOf: getpid()) }
+        let yieldsTeardown = replaced && loop.reachedRequestLimit
+        if yieldsTeardown { try? CPUPriority.set(.idle, of: 0) } // before the line, which wakes the host
         if replaced { try? writeAll(launch.readyFD, "leaving \(getpid())\n") }
+        if yieldsTeardown { try? CPUPriority.set(.idle, ofAllThreadsOf: getpid()) } // a plugin's threads (reads /proc: after the line)
         ChildProcess.exitImmediately(loop.acceptFailed ? WorkerExitCode.setupFailed : WorkerExitCode.normal)
     }
 
