@@ -85,6 +85,23 @@ import Testing
         #expect(try without.waitForStatus(without.statusSocket, "the page") { $0.int("total processes") == 1 }.int("standby processes") == 0)
     }
 
+    /// catch_workers_output: a standby's stdout and stderr are caught from its fork on, and
+    /// named by its pid once it serves.
+    @Test func whatAStandbyPrintsIsCaught() throws {
+        let server = try ForkliftServer(config: sizedPool("max_children = 1\nstandby_workers = 1\nmax_requests = 1\ncatch_workers_output = true", logLevel: "debug"))
+        defer { server.shutdown() }
+        let standby = try Self.readyStandby(server)
+        // The one worker retires after a request: the standby takes its place and prints in the next.
+        for _ in 0..<2 {
+            let response = try FastCGIClient.get(server.www, "/behaviors/print")
+            #expect(response.bodyText == "printed\n")
+        }
+        try server.waitForLog("[pool www] worker \(standby) said into stdout: out \(standby)")
+        try server.waitForLog("[pool www] worker \(standby) said into stderr: err \(standby)")
+        let both = ForkliftServer.eventually { server.log.components(separatedBy: "\n").filter { $0.contains("said into stdout: out ") }.count == 2 }
+        #expect(both, "each of the two printed once: \(server.log.components(separatedBy: "\n").filter { $0.contains("said into") })")
+    }
+
     /// USR1 after logrotate: a standby reopens its log too, so what it logs once it serves
     /// goes to the new file.
     @Test func usr1ReachesTheStandby() throws {
