@@ -186,7 +186,7 @@ struct WorkerPool {
                 for pid in Array(core.workers.keys) + core.standbys.pids { ChildProcess.send(.usr1, to: pid) }
                 if let responder = core.responder.pid { ChildProcess.send(.usr1, to: responder) }
                 // Workers reopen before their next accept, so this line says the pool is done.
-                let standbys = core.standbys.pids.isEmpty ? "" : " and \(core.standbys.pids.count) standby workers"
+                let standbys = core.standbys.isEmpty ? "" : " and \(core.standbys.count) standby workers"
                 log.notice("pool \(launch.pool.name) gen \(launch.generation): log files reopened, SIGUSR1 sent to \(core.workers.count) workers\(standbys)")
             case .dump:
                 dumpState()
@@ -454,17 +454,20 @@ struct WorkerPool {
     /// same (an eventfd's write does not fail for a reader gone): its reap follows, as that of a
     /// worker of the slot that died right after it started.
     private mutating func release(standby pid: pid_t, into slot: Int) {
-        launch.board.slot(slot).prepare()
-        guard let release = standbyReleases.removeValue(forKey: pid) else { return }
+        let workerSlot = launch.board.slot(slot)
+        workerSlot.prepare()
         do {
+            guard let release = standbyReleases.removeValue(forKey: pid) else { throw SystemError("no eventfd", errno: EBADF) }
+            defer { release.close() }
             try release.post(UInt64(slot) + 1)
             log.debug("standby worker \(pid) takes slot \(slot)")
         } catch {
-            // The slot holds no process meanwhile; the standby's reap follows.
-            log.warning("pool \(launch.pool.name) gen \(launch.generation): standby worker \(pid) cannot take slot \(slot): \(error)")
-            launch.board.slot(slot).release()
+            // It would wait for ever: TERMed, it is reaped as a worker of that slot that died
+            // right after it started, and replaced. The slot holds no process meanwhile.
+            log.warning("pool \(launch.pool.name) gen \(launch.generation): standby worker \(pid) cannot take slot \(slot): \(error); stopping it")
+            workerSlot.release()
+            ChildProcess.send(.term, to: pid)
         }
-        release.close()
     }
 
     private mutating func closeStandbyRelease(of pid: pid_t) {

@@ -11,8 +11,8 @@ extension PoolCore {
         standbys.expireHold(now: now)
         guard phase == .serving, settings.standbyWorkers > 0, failures.allowsFork(now: now) else { return [] }
         // After a failed start, one at a time, as `maintain` forks workers.
-        let wanted = failures.consecutive > 0 ? min(settings.standbyWorkers, standbys.pids.count + 1) : settings.standbyWorkers
-        return Array(repeating: .forkStandby, count: standbys.forks(toReach: wanted, now: now))
+        let wanted = failures.consecutive > 0 ? min(settings.standbyWorkers, standbys.count + 1) : settings.standbyWorkers
+        return Array(repeating: .forkStandby, count: standbys.forks(toReach: wanted))
     }
 
     /// A fork held back after a release (`Standbys.forkDelay`), while standbys are short.

@@ -426,7 +426,7 @@ struct PoolCore {
 
     /// What a state dump says about this host.
     func dumpLines(now: MonotonicInstant) -> [String] {
-        var lines = ["pool \(settings.pool) gen \(settings.generation) host \(hostPID): phase \(phase), \(isLive ? "live" : "gated"), pm \(settings.processManager.rawValue), target \(target), \(workers.count) workers, spawn rate \(spawnRate), \(failures.summary(now: now))\(settings.standbyWorkers > 0 ? ", \(standbys.pids.count) of \(settings.standbyWorkers) standby workers (\(releasedStandbys) took a place so far)" : "")"]
+        var lines = ["pool \(settings.pool) gen \(settings.generation) host \(hostPID): phase \(phase), \(isLive ? "live" : "gated"), pm \(settings.processManager.rawValue), target \(target), \(workers.count) workers, spawn rate \(spawnRate), \(failures.summary(now: now))\(settings.standbyWorkers > 0 ? ", \(standbys.count) of \(settings.standbyWorkers) standby workers (\(releasedStandbys) took a place so far)" : "")"]
         for worker in workers.values.sorted(by: { $0.slot < $1.slot }) {
             let ready = worker.ready.map { "ready \(Formatting.oneDecimal($0.seconds(until: now))) s ago" } ?? "in worker init"
             lines.append("  worker \(worker.pid) slot \(worker.slot): forked \(Formatting.oneDecimal(worker.forked.seconds(until: now))) s ago, \(ready)\(worker.dismissed.map { ", dismissed (\($0))" } ?? "")\(worker.leaving ? ", leaving" : "")")

@@ -33,13 +33,14 @@ struct Standbys: Equatable {
     static let forkDelay = 0.001
 
     var isEmpty: Bool { byPID.isEmpty }
+    var count: Int { byPID.count }
     /// Past worker init, ready to take a place.
     var waiting: Int { byPID.values.filter { $0.ready != nil && !$0.dismissed }.count }
     var pids: [pid_t] { byPID.keys.sorted() }
     func contains(_ pid: pid_t) -> Bool { byPID[pid] != nil }
 
     /// Forks to ask for so that `count` standbys are there or coming.
-    mutating func forks(toReach count: Int, now: MonotonicInstant) -> Int {
+    mutating func forks(toReach count: Int) -> Int {
         guard starting.isEmpty, forksHeldUntil == nil else { return 0 }
         let missing = max(0, count - byPID.count - forksInFlight)
         forksInFlight += missing
