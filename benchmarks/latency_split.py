@@ -17,7 +17,7 @@ leave out). Tracing slows every server by about a fifth; compare the servers, no
 with peers.py's.
 
     python3 benchmarks/latency_split.py [--servers forklift,c] [--connections 64] [--workers 4]
-                                        [--seconds 1] [--client-threads N] [--forklift-scheduling batch]
+                                        [--seconds 1] [--client-threads N] [--forklift-scheduling normal|batch]
 
 Needs root and bpftrace (installed when missing); run benchmarks/peers.py once first (it builds
 .build-bench/ and the release build).
@@ -128,7 +128,7 @@ def main():
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--client-threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--forklift-scheduling", choices=["normal", "batch"], default="normal", help="Forklift's process_scheduling")
+    parser.add_argument("--forklift-scheduling", choices=["batch-when-idle", "normal", "batch"], default="batch-when-idle", help="Forklift's process_scheduling")
     parser.add_argument("--build", default=os.path.join(peers.ROOT, ".build", "release"))
     args = parser.parse_args()
     if os.geteuid() != 0:

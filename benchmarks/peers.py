@@ -39,8 +39,8 @@ HELLO = "Hello, world!"
 # client's wake-ups (kept hello: C 39k/s, Forklift 43k/s, php-fpm 28k/s); with two, the cores
 # are busy and the servers are what is measured (104k, 115k, 52k). BENCHMARKS.md has the trial.
 CLIENT_THREADS = os.cpu_count() or 1
-# --forklift-scheduling: Forklift's pools' process_scheduling (docs/deploy.md); normal, the default.
-FORKLIFT_SCHEDULING = "normal"
+# --forklift-scheduling: Forklift's pools' process_scheduling (docs/deploy.md); batch-when-idle, Forklift's default.
+FORKLIFT_SCHEDULING = "batch-when-idle"
 
 def say(text=""):
     print(text, flush=True)
@@ -863,8 +863,8 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--client-threads", type=int, default=os.cpu_count() or 1,
                         help="the load generator's threads (it uses one core at most per thread; never more than a case's connections); default one per core")
-    parser.add_argument("--forklift-scheduling", choices=["normal", "batch"], default="normal",
-                        help="Forklift's process_scheduling (its workers under SCHED_BATCH with batch)")
+    parser.add_argument("--forklift-scheduling", choices=["batch-when-idle", "normal", "batch"], default="batch-when-idle",
+                        help="Forklift's process_scheduling: batch-when-idle (the default: its workers wait for connections under SCHED_BATCH), normal, or batch (always)")
     parser.add_argument("--servers", default="forklift,c,php,perl")
     parser.add_argument("--sweep", default="1,2,4,8,16,32,64", help="concurrencies for the chart ('' for none)")
     parser.add_argument("--build", default=os.path.join(ROOT, ".build/release"))

@@ -27,7 +27,7 @@ import Logging
 struct AcceptLoop {
     let launch: WorkerLaunch
     let signals: SignalDescriptor
-    let waiter: ConnectionWaiter
+    var waiter: ConnectionWaiter
     var dispatcher: Dispatcher
     private let earlyFinish: EarlyFinish
     let request: UnsafeMutablePointer<FCGX_Request>

@@ -139,7 +139,11 @@ public enum Worker {
         // Only now watch the listener: EPOLLEXCLUSIVE wake-ups that went to the previous
         // generation's workers are not replayed to an epoll registered earlier, but an
         // epoll_ctl ADD sees a connection already queued.
-        let waiter = try ConnectionWaiter(listenFD: launch.listenFD, parkFD: launch.parkFD, signalFD: signals.fileDescriptor)
+        // batch-when-idle switches between SCHED_OTHER and SCHED_BATCH: for a worker that is
+        // under SCHED_OTHER (one forklift started under another class keeps that).
+        let batchWhenIdle = launch.pool.privileges.scheduling == .batchWhenIdle && CPUPriority.of(0) == .normal
+        let waiter = try ConnectionWaiter(listenFD: launch.listenFD, parkFD: launch.parkFD, signalFD: signals.fileDescriptor,
+                                          batchWhenIdle: batchWhenIdle)
         var loop = AcceptLoop(launch: launch, signals: signals, waiter: waiter, announcesServing: announcesServing)
         let reason = loop.run()
         return (reason, loop)

@@ -16,7 +16,13 @@ import Testing
         #expect(privileges.user == nil && privileges.group == nil && privileges.chroot == nil && privileges.chdir == nil)
         #expect(privileges.clearEnvironment, "PHP-FPM's clear_env default")
         #expect(privileges.openFilesLimit == nil && privileges.coreLimit == nil && privileges.priority == nil)
-        #expect(privileges.scheduling == .normal)
+        #expect(privileges.scheduling == .batchWhenIdle, "SCHED_BATCH while waiting for a connection, normal while serving")
+    }
+
+    @Test(arguments: [("batch-when-idle", WorkerScheduling.batchWhenIdle), ("normal", .normal), ("batch", .batch)])
+    func everySchedulingByName(name: String, expected: WorkerScheduling) throws {
+        let privileges = try #require(try parse(Self.pool("process_scheduling = \"\(name)\"")).pools.first).privileges
+        #expect(privileges.scheduling == expected)
     }
 
     /// A user by name brings its primary group and the groups the database lists for it.
@@ -62,7 +68,7 @@ import Testing
         ("rlimit_files = 0", "pool.www.rlimit_files", "expected an integer between 1 and"),
         ("rlimit_core = \"lots\"", "pool.www.rlimit_core", "expected a size in bytes or \"unlimited\""),
         ("process_priority = -20", "pool.www.process_priority", "expected an integer between -19 and 20, got -20"),
-        ("process_scheduling = \"fifo\"", "pool.www.process_scheduling", "expected \"normal\" or \"batch\", got \"fifo\""),
+        ("process_scheduling = \"fifo\"", "pool.www.process_scheduling", "expected \"batch-when-idle\", \"normal\" or \"batch\", got \"fifo\""),
         ("process_scheduling = 3", "pool.www.process_scheduling", "expected a string"),
         ("env = { PATH = [1] }", "pool.www.env.PATH", "expected a string"),
         ("env = { X = \"$FORKLIFT_NOT_SET_ANYWHERE\" }", "pool.www.env.X", "refers to $FORKLIFT_NOT_SET_ANYWHERE, which is not set"),

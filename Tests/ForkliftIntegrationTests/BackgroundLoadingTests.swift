@@ -39,8 +39,15 @@ struct BackgroundLoadingTests {
         return seen
     }
 
+    /// These tests are about leaving idle priority: their workers are "normal" unless a test
+    /// says otherwise (batch-when-idle's waits under SCHED_BATCH: SchedulingTests).
+    func config(behaviorSettings: String = "", global: String = "", scheduling: String = "normal") -> String {
+        reloadConfig(behaviorSettings: behaviorSettings, global: global)
+            .replacingOccurrences(of: "max_children = 2", with: "max_children = 2\nprocess_scheduling = \"\(scheduling)\"")
+    }
+
     func startServer(global: String = "") throws -> ForkliftServer {
-        try ForkliftServer(config: reloadConfig(global: global)) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
+        try ForkliftServer(config: config(global: global)) { try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so") }
     }
 
     @Test func aSlowPreloadLoadsAtIdlePriorityAndTheNewGenerationServesAtNormalPriority() throws {
@@ -51,7 +58,7 @@ struct BackgroundLoadingTests {
         #expect(old.count == 3 && policies(old).allSatisfy { $0 == Self.normal }, "the first generation loads and serves at normal priority")
 
         // Worker init starts a thread, and takes long enough to look at the host before ready.
-        try server.writeConfig(reloadConfig(behaviorSettings: "preload_sleep_ms = 1500, worker_thread = true, worker_init_sleep_ms = 800"))
+        try server.writeConfig(config(behaviorSettings: "preload_sleep_ms = 1500, worker_thread = true, worker_init_sleep_ms = 800"))
         let reload = InBackground { try server.reload() }
         var loading: pid_t?
         #expect(ForkliftServer.eventually(timeout: 5) { loading = host(server, generation: 2); return loading != nil })
@@ -84,7 +91,7 @@ struct BackgroundLoadingTests {
     @Test func afterTheLimitLoadingContinuesAtNormalPriority() throws {
         let server = try startServer(global: #"background_loading = "1s""#)
         defer { server.shutdown() }
-        try server.writeConfig(reloadConfig(behaviorSettings: "preload_sleep_ms = 3000", global: #"background_loading = "1s""#))
+        try server.writeConfig(config(behaviorSettings: "preload_sleep_ms = 3000", global: #"background_loading = "1s""#))
         let reload = InBackground { try server.reload() }
         var loading: pid_t?
         #expect(ForkliftServer.eventually(timeout: 5) { loading = host(server, generation: 2); return loading != nil })
@@ -98,8 +105,8 @@ struct BackgroundLoadingTests {
     }
 
     @Test func noBackgroundLoadingWhenTurnedOffOrForTheFirstGeneration() throws {
-        let slowConfig = reloadConfig(behaviorSettings: "preload_sleep_ms = 800", global: "background_loading = 0")
-        let server = try ForkliftServer(config: reloadConfig(behaviorSettings: "preload_sleep_ms = 800"), waitUntilReady: false) {
+        let slowConfig = config(behaviorSettings: "preload_sleep_ms = 800", global: "background_loading = 0")
+        let server = try ForkliftServer(config: config(behaviorSettings: "preload_sleep_ms = 800"), waitUntilReady: false) {
             try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so")
         }
         defer { server.shutdown() }
@@ -120,7 +127,7 @@ struct BackgroundLoadingTests {
     }
 
     @Test func anUpgradedMasterLoadsInTheBackgroundWhileTheOldOneServes() throws {
-        let server = try ForkliftServer(config: reloadConfig(behaviorSettings: "preload_sleep_ms = 2000")) {
+        let server = try ForkliftServer(config: config(behaviorSettings: "preload_sleep_ms = 2000")) {
             try FileManager.default.copyItem(atPath: versionOne, toPath: $0 + "/versioned.so")
         }
         defer { server.shutdown() }
@@ -137,13 +144,13 @@ struct BackgroundLoadingTests {
         #expect(stop.status == 0, "\(stop.output)")
     }
 
-    /// To normal, or to SCHED_BATCH for a pool with `process_scheduling = "batch"`.
-    @Test(arguments: [("", Self.normal), (#"process_scheduling = "batch""#, Self.batch)])
-    func aWorkerForkedByALoweredHostRaisesItselfAndItsThreads(scheduling: String, expected: Int32) throws {
+    /// To normal, or to SCHED_BATCH for a pool with `process_scheduling = "batch"`; with
+    /// "batch-when-idle", to normal, and its main thread under SCHED_BATCH once it waits.
+    @Test(arguments: [("normal", Self.normal, Self.normal), ("batch", Self.batch, Self.batch), ("batch-when-idle", Self.batch, Self.normal)])
+    func aWorkerForkedByALoweredHostRaisesItselfAndItsThreads(scheduling: String, waiting: Int32, threads expected: Int32) throws {
         let server = try startServer()
         defer { server.shutdown() }
-        let config = reloadConfig(behaviorSettings: "worker_thread = true")
-        try server.writeConfig(config.replacingOccurrences(of: "max_children = 2", with: "max_children = 2\n\(scheduling)"))
+        try server.writeConfig(config(behaviorSettings: "worker_thread = true", scheduling: scheduling))
         #expect(try server.reload().status == 0)
         let lowered = try #require(self.host(server, generation: 2))
         // Stands in for the master lowering a host just as it forks (its timer racing the
@@ -159,8 +166,9 @@ struct BackgroundLoadingTests {
         })
         let worker = try #require(replacement)
         #expect(ForkliftServer.eventually(timeout: 5) { ProcessTable.threads(of: worker).count >= 2 }, "worker init started its thread")
-        let threads = threadPolicies([worker])
-        #expect(!threads.isEmpty && threads.allSatisfy { $0 == expected }, "the worker and its thread: \(threads)")
+        #expect(ForkliftServer.eventually(timeout: 5) { ProcessTable.schedulingPolicy(of: worker) == waiting }, "the worker, waiting")
+        let threads = policies(ProcessTable.threads(of: worker).filter { $0 != worker })
+        #expect(!threads.isEmpty && threads.allSatisfy { $0 == expected }, "the thread its worker init started: \(threads)")
         #expect(ProcessTable.schedulingPolicy(of: lowered) == Self.idle, "the host itself was left as the test set it")
     }
 }

@@ -6,7 +6,10 @@ import Glibc
 #endif
 
 /// `process_scheduling = "batch"`: a pool's workers run under SCHED_BATCH, and so do the
-/// threads their plugins start in worker init; its host, and another pool, keep SCHED_OTHER.
+/// threads their plugins start in worker init; its host, and a pool with "normal", keep
+/// SCHED_OTHER. The default, "batch-when-idle": a worker waits for connections under
+/// SCHED_BATCH and serves under SCHED_OTHER, as do its plugin's threads and its waits on a kept
+/// connection.
 @Suite struct SchedulingTests {
     static let normal: Int32 = 0 // SCHED_OTHER
     static let batch: Int32 = 3 // SCHED_BATCH
@@ -25,6 +28,7 @@ import Glibc
         [pool.b]
         listen = "{dir}/b.sock"
         max_children = 1
+        process_scheduling = "normal"
         [pool.b.plugin.hello]
         path = "{build}/libHello.so"
         route = "/"
@@ -43,7 +47,7 @@ import Glibc
         #expect(threadsA.allSatisfy { ProcessTable.schedulingPolicy(of: $0) == Self.batch },
                 "\(threadsA.map { ProcessTable.schedulingPolicy(of: $0) ?? -1 })")
         #expect(ProcessTable.schedulingPolicy(of: hostA) == Self.normal, "the host forks and supervises: normal")
-        #expect(workersB.allSatisfy { ProcessTable.schedulingPolicy(of: $0) == Self.normal }, "the default")
+        #expect(workersB.allSatisfy { ProcessTable.schedulingPolicy(of: $0) == Self.normal }, "process_scheduling = \"normal\", idle")
         #expect(try FastCGIClient.get(.unix(server.directory + "/a.sock"), "/").status == 200)
 
         // A worker forked later (a replacement) starts under SCHED_BATCH too, and its thread with it.
@@ -59,5 +63,57 @@ import Glibc
             let threads = ProcessTable.threads(of: newWorker)
             return threads.count >= 2 && threads.allSatisfy { ProcessTable.schedulingPolicy(of: $0) == Self.batch }
         }, "the replacement and the thread its worker init started")
+    }
+
+    /// Every value `pid`'s policy takes over `seconds`.
+    static func policiesSeen(_ pid: pid_t, for seconds: Double) -> Set<Int32> {
+        var seen: Set<Int32> = []
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end, let policy = ProcessTable.schedulingPolicy(of: pid) {
+            seen.insert(policy)
+            usleep(5_000)
+        }
+        return seen
+    }
+
+    @Test func byDefaultAWorkerWaitsForConnectionsUnderBatchAndServesAtNormalPriority() throws {
+        let server = try ForkliftServer(config: """
+            [global]
+            pid = "{dir}/forklift.pid"
+            [pool.www]
+            listen = "{dir}/www.sock"
+            max_children = 1
+            [pool.www.plugin.behaviors]
+            path = "{build}/libForkliftTestBehaviors.so"
+            route = "/"
+            settings = { worker_thread = true }
+            """)
+        defer { server.shutdown() }
+        let address = FastCGIAddress.unix(server.directory + "/www.sock")
+        let worker = try #require(server.workerPIDs().first)
+        let family = server.descendants()
+        let host = try #require(family.first { $0.value.hasPrefix("forklift: host pool=www ") }?.key, "\(family)")
+        #expect(ForkliftServer.eventually(timeout: 5) { ProcessTable.schedulingPolicy(of: worker) == Self.batch },
+                "idle, waiting for a connection: SCHED_BATCH")
+        let others = ProcessTable.threads(of: worker).filter { $0 != worker }
+        #expect(!others.isEmpty && others.allSatisfy { ProcessTable.schedulingPolicy(of: $0) == Self.normal },
+                "the thread its worker init started keeps SCHED_OTHER: \(others.map { ProcessTable.schedulingPolicy(of: $0) ?? -1 })")
+        #expect(ProcessTable.schedulingPolicy(of: host) == Self.normal, "the host")
+
+        // Woken by a connection, it serves at normal priority, and waits under batch again after.
+        let slow = InBackground { try FastCGIClient.get(address, "/sleep", query: "ms=1500") }
+        #expect(ForkliftServer.eventually(timeout: 1.2) { ProcessTable.schedulingPolicy(of: worker) == Self.normal },
+                "serving: SCHED_OTHER")
+        #expect(try #require(slow.wait()).get().status == 200)
+        #expect(ForkliftServer.eventually(timeout: 5) { ProcessTable.schedulingPolicy(of: worker) == Self.batch }, "idle again")
+
+        // Waiting for the next request on a kept connection is serving it: normal priority.
+        let kept = try FastCGIConnection(address)
+        defer { kept.close() }
+        #expect(try kept.get("/").status == 200)
+        #expect(Self.policiesSeen(worker, for: 0.3) == [Self.normal], "waiting on a kept connection")
+        kept.close()
+        #expect(ForkliftServer.eventually(timeout: 5) { ProcessTable.schedulingPolicy(of: worker) == Self.batch },
+                "the client gone, idle again")
     }
 }

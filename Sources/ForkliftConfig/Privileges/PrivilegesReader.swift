@@ -32,7 +32,7 @@ enum PrivilegesReader {
         if let priority = try table.integer("process_priority", atLeast: -19, atMost: 20) { privileges.priority = Int32(priority) }
         if let scheduling = try table.string("process_scheduling") {
             guard let value = WorkerScheduling(rawValue: scheduling) else {
-                throw table.error("process_scheduling", "expected \"normal\" or \"batch\", got \"\(scheduling)\"")
+                throw table.error("process_scheduling", "expected \"batch-when-idle\", \"normal\" or \"batch\", got \"\(scheduling)\"")
             }
             privileges.scheduling = value
         }

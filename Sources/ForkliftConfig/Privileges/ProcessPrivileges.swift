@@ -28,20 +28,26 @@ public struct ProcessPrivileges: Equatable, Sendable {
     public var priority: Int32?
     /// `process_scheduling`: the workers' CPU scheduling class (each worker sets its own as it
     /// starts, before worker init, so threads a plugin starts have it too).
-    public var scheduling: WorkerScheduling = .normal
+    public var scheduling: WorkerScheduling = .batchWhenIdle
 
     public init() {}
 
     public var changesUser: Bool { user != nil || group != nil }
 }
 
-/// How the kernel schedules a pool's workers. `batch` (SCHED_BATCH) gives them the same share of
-/// the CPU, but a worker woken by a connection or a request does not preempt what runs on its
-/// core (often the web server that just connected and is about to send, or to read the last
-/// answer): it runs once that blocks or has used its time slice (a few ms at most).
+/// How the kernel schedules a pool's workers. Under SCHED_BATCH a thread gets the same share of
+/// the CPU, but when something wakes it, it does not preempt what runs on its core: it runs once
+/// that blocks or has used its time slice (a few ms at most). What runs there is often the web
+/// server, which has just connected and is about to send the request.
 public enum WorkerScheduling: String, Equatable, Sendable {
+    /// SCHED_BATCH while the worker is idle, waiting for a connection, so that the connection
+    /// wakes it without taking the core from the web server between its connect and its send;
+    /// SCHED_OTHER from the moment it is awake, for the request and everything it waits on
+    /// (its body, a kept connection's next request). The default.
+    case batchWhenIdle = "batch-when-idle"
     /// The class the worker inherits from forklift (SCHED_OTHER unless it was started otherwise).
     case normal
+    /// SCHED_BATCH all the time.
     case batch
 }
 
