@@ -140,7 +140,7 @@ public enum Worker {
         // generation's workers are not replayed to an epoll registered earlier, but an
         // epoll_ctl ADD sees a connection already queued.
         // batch-when-idle switches between SCHED_OTHER and SCHED_BATCH: for a worker that is
-        // under SCHED_OTHER (one forklift started under another class keeps that).
+        // under SCHED_OTHER here (one that inherited another class from forklift keeps it).
         let batchWhenIdle = launch.pool.privileges.scheduling == .batchWhenIdle && CPUPriority.of(0) == .normal
         let waiter = try ConnectionWaiter(listenFD: launch.listenFD, parkFD: launch.parkFD, signalFD: signals.fileDescriptor,
                                           batchWhenIdle: batchWhenIdle)

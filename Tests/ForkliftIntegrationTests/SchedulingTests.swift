@@ -101,8 +101,8 @@ import Glibc
         #expect(ProcessTable.schedulingPolicy(of: host) == Self.normal, "the host")
 
         // Woken by a connection, it serves at normal priority, and waits under batch again after.
-        let slow = InBackground { try FastCGIClient.get(address, "/sleep", query: "ms=1500") }
-        #expect(ForkliftServer.eventually(timeout: 1.2) { ProcessTable.schedulingPolicy(of: worker) == Self.normal },
+        let slow = InBackground { try FastCGIClient.get(address, "/sleep", query: "ms=3000") }
+        #expect(ForkliftServer.eventually(timeout: 2.5) { ProcessTable.schedulingPolicy(of: worker) == Self.normal },
                 "serving: SCHED_OTHER")
         #expect(try #require(slow.wait()).get().status == 200)
         #expect(ForkliftServer.eventually(timeout: 5) { ProcessTable.schedulingPolicy(of: worker) == Self.batch }, "idle again")

@@ -76,7 +76,8 @@ struct ConnectionWaiter {
 
     /// The blocking wait, under SCHED_BATCH; SCHED_OTHER again before anything else is done
     /// (errno kept for the caller). A switch that fails (a seccomp filter, say) is logged and
-    /// turns the scheme off; this worker then waits as a normal one.
+    /// turns the scheme off: this worker goes on under the class it has then, SCHED_OTHER if
+    /// the switch to batch failed, SCHED_BATCH if the way back did.
     private mutating func waitUnderBatch(into ready: inout (Int32, Int32, Int32)) -> Int32 {
         do {
             try CPUPriority.set(.batch, of: 0)
