@@ -186,7 +186,7 @@ struct AcceptLoop {
             // A standby that took a place waits for connections now: its host forks the next
             // standby then, not earlier, so that the fork does not hold this one up.
             announcesServing = false
-            try? writeAll(launch.readyFD, "serving \(getpid())\n")
+            launch.tellHost("serving")
         }
         let events: ConnectionWaiter.Events
         do {

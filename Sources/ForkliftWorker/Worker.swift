@@ -67,7 +67,7 @@ public enum Worker {
         }
         try? SignalPipe.mask([.dump], blocked: false)
         // The pipe stays open: backtraces go to the host through it.
-        try? writeAll(launch.readyFD, "ready \(getpid())\n")
+        launch.tellHost("ready")
 
         if launch.isStandby {
             let wait = StandbyWait(release: EventCounter(fileDescriptor: launch.standbyFD), signals: signals, capacity: launch.board.capacity)
@@ -81,7 +81,7 @@ public enum Worker {
             // Gated (a reload not committed yet), it may wait at the gate a while, and there is
             // nothing to hurry: its host need not hold the next standby back meanwhile.
             if !launch.board.isLive {
-                try? writeAll(launch.readyFD, "serving \(getpid())\n")
+                launch.tellHost("serving")
                 announcesServing = false
             }
         }
@@ -112,7 +112,7 @@ public enum Worker {
         // (recycled for its memory) and the teardown must not starve on a busy machine.
         let yieldsTeardown = replaced && loop.reachedRequestLimit
         if yieldsTeardown { try? CPUPriority.set(.idle, of: 0) } // before the line, which wakes the host
-        if replaced { try? writeAll(launch.readyFD, "leaving \(getpid())\n") }
+        if replaced { launch.tellHost("leaving") }
         if yieldsTeardown { try? CPUPriority.set(.idle, ofAllThreadsOf: getpid()) } // a plugin's threads (reads /proc: after the line)
         ChildProcess.exitImmediately(loop.acceptFailed ? WorkerExitCode.setupFailed : WorkerExitCode.normal)
     }

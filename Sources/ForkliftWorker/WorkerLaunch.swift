@@ -1,5 +1,6 @@
 import ForkliftConfig
 import ForkliftIPC
+import ForkliftSystem
 import Glibc
 
 /// Everything a freshly forked worker needs; the host builds one per fork.
@@ -54,6 +55,10 @@ public struct WorkerLaunch {
     }
 
     public var isStandby: Bool { standbyFD >= 0 }
+
+    /// One line to the host on `readyFD`: "ready", "serving" or "leaving", with this pid (under
+    /// PIPE_BUF, so it cannot interleave with another worker's).
+    func tellHost(_ word: String) { try? writeAll(readyFD, "\(word) \(getpid())\n") }
 }
 
 /// A worker's exit status is a message to its host (as in gunicorn).

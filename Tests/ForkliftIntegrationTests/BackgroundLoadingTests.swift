@@ -28,17 +28,6 @@ struct BackgroundLoadingTests {
     /// The policy of every thread of these processes.
     func threadPolicies(_ pids: [pid_t]) -> [Int32?] { policies(pids.flatMap(ProcessTable.threads(of:))) }
 
-    /// Samples `pid`'s policy until it is gone from view or `seconds` pass; every value seen.
-    func policiesSeen(_ pid: pid_t, for seconds: Double) -> Set<Int32> {
-        var seen: Set<Int32> = []
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end, let policy = ProcessTable.schedulingPolicy(of: pid) {
-            seen.insert(policy)
-            usleep(5_000)
-        }
-        return seen
-    }
-
     /// These tests are about leaving idle priority: their workers are "normal" unless a test
     /// says otherwise (batch-when-idle's waits under SCHED_BATCH: SchedulingTests).
     func config(behaviorSettings: String = "", global: String = "", scheduling: String = "normal") -> String {
@@ -113,7 +102,7 @@ struct BackgroundLoadingTests {
         var first: pid_t?
         #expect(ForkliftServer.eventually(timeout: 5) { first = host(server, generation: 1); return first != nil })
         let firstHost = try #require(first)
-        #expect(policiesSeen(firstHost, for: 0.5) == [Self.normal], "nothing serves yet: the first generation loads at full speed")
+        #expect(ProcessTable.schedulingPolicies(of: firstHost, over: 0.5) == [Self.normal], "nothing serves yet: the first generation loads at full speed")
         try server.waitForLog("forklift is ready")
 
         try server.writeConfig(slowConfig)
@@ -121,7 +110,7 @@ struct BackgroundLoadingTests {
         var loading: pid_t?
         #expect(ForkliftServer.eventually(timeout: 5) { loading = host(server, generation: 2); return loading != nil })
         let candidate = try #require(loading)
-        #expect(policiesSeen(candidate, for: 0.5) == [Self.normal], "background_loading = 0")
+        #expect(ProcessTable.schedulingPolicies(of: candidate, over: 0.5) == [Self.normal], "background_loading = 0")
         #expect(try #require(try reload.wait()?.get()).status == 0)
         #expect(!server.log.contains("continues at idle CPU priority"))
     }

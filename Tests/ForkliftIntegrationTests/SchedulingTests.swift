@@ -65,17 +65,6 @@ import Glibc
         }, "the replacement and the thread its worker init started")
     }
 
-    /// Every value `pid`'s policy takes over `seconds`.
-    static func policiesSeen(_ pid: pid_t, for seconds: Double) -> Set<Int32> {
-        var seen: Set<Int32> = []
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end, let policy = ProcessTable.schedulingPolicy(of: pid) {
-            seen.insert(policy)
-            usleep(5_000)
-        }
-        return seen
-    }
-
     @Test func byDefaultAWorkerWaitsForConnectionsUnderBatchAndServesAtNormalPriority() throws {
         let server = try ForkliftServer(config: """
             [global]
@@ -111,7 +100,7 @@ import Glibc
         let kept = try FastCGIConnection(address)
         defer { kept.close() }
         #expect(try kept.get("/").status == 200)
-        #expect(Self.policiesSeen(worker, for: 0.3) == [Self.normal], "waiting on a kept connection")
+        #expect(ProcessTable.schedulingPolicies(of: worker, over: 0.3) == [Self.normal], "waiting on a kept connection")
         kept.close()
         #expect(ForkliftServer.eventually(timeout: 5) { ProcessTable.schedulingPolicy(of: worker) == Self.batch },
                 "the client gone, idle again")

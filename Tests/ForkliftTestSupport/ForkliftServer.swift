@@ -233,6 +233,17 @@ public enum ProcessTable {
         return policy < 0 ? nil : policy
     }
 
+    /// Every policy `pid` takes over `seconds` (sampled every 5 ms), until it is gone.
+    public static func schedulingPolicies(of pid: pid_t, over seconds: Double) -> Set<Int32> {
+        var seen: Set<Int32> = []
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end, let policy = schedulingPolicy(of: pid) {
+            seen.insert(policy)
+            usleep(5_000)
+        }
+        return seen
+    }
+
     /// Is `pid` alive and not a zombie?
     public static func isAlive(_ pid: pid_t) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

@@ -35,7 +35,8 @@ struct Standbys: Equatable {
     var isEmpty: Bool { byPID.isEmpty }
     var count: Int { byPID.count }
     /// Past worker init, ready to take a place.
-    var waiting: Int { byPID.values.filter { $0.ready != nil && !$0.dismissed }.count }
+    var waiting: Int { available.count }
+    private var available: [Standby] { byPID.values.filter { $0.ready != nil && !$0.dismissed } }
     var pids: [pid_t] { byPID.keys.sorted() }
     func contains(_ pid: pid_t) -> Bool { byPID[pid] != nil }
 
@@ -63,8 +64,7 @@ struct Standbys: Equatable {
 
     /// The standby that takes a place: the one waiting longest. It is a worker from now on.
     mutating func take() -> Standby? {
-        let waiting = byPID.values.filter { $0.ready != nil && !$0.dismissed }
-        guard let oldest = waiting.min(by: { ($0.ready!, $0.pid) < ($1.ready!, $1.pid) }) else { return nil }
+        guard let oldest = available.min(by: { ($0.ready!, $0.pid) < ($1.ready!, $1.pid) }) else { return nil }
         starting.insert(oldest.pid)
         return byPID.removeValue(forKey: oldest.pid)
     }

@@ -15,11 +15,9 @@ import Glibc
 /// With `process_scheduling = "batch-when-idle"` (the default) a wait that blocks is made under
 /// SCHED_BATCH, and the worker is back to SCHED_OTHER as soon as it wakes: the connection that
 /// wakes it then does not preempt the web server that made it (on the same core, between its
-/// connect and its send), and the request is served at normal priority. Measured with the
-/// web server on the same two cores (BENCHMARKS.md), through nginx 1.22x the requests per
-/// second at 0.44x the p99, with 64 clients on 4 workers 1.26-1.50x at 0.64-0.71x. A wait that
-/// need not block (a client already waits) costs no more than before: the first look is a
-/// wait of no time.
+/// connect and its send), and the request is served at normal priority (what it gains and
+/// costs: BENCHMARKS.md, "process_scheduling = batch-when-idle"). A wait that need not block
+/// (a client already waits) costs no more than before: the first look is a wait of no time.
 struct ConnectionWaiter {
     /// What woke the worker; a set of flags, so that a wait allocates nothing (it is on the
     /// request path of every kept connection).
